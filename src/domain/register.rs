@@ -1,0 +1,128 @@
+//! Registers: dials, rollover, multiplier and units.
+
+use super::spelled_enum;
+use std::fmt;
+use std::str::FromStr;
+
+/// The unit a register counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// Cubic feet.
+    Cf,
+    /// Hundred cubic feet (748 gallons): the usual US billing unit.
+    Hcf,
+    Gal,
+    /// Thousand gallons.
+    Kgal,
+    /// Cubic metres.
+    M3,
+}
+spelled_enum!(Unit, "unit", { Cf => "cf", Hcf => "hcf", Gal => "gal", Kgal => "kgal", M3 => "m3" });
+
+/// A meter register: `dials` digits that wrap from 10^dials − 1 to 0, times a multiplier, in a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Register {
+    pub dials: u8,
+    pub multiplier: u32,
+    pub unit: Unit,
+}
+
+/// How a register moved between two readings, in register units (before the multiplier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterDelta {
+    /// Current ≥ previous.
+    Forward(u64),
+    /// Current < previous: either a wrap through zero (`wrapped` units of use) or backwards movement
+    /// (`back` units: mis-key, reverse flow, swapped meter). Which one is a validation decision.
+    Below { wrapped: u64, back: u64 },
+}
+
+impl Register {
+    pub const MIN_DIALS: u8 = 1;
+    pub const MAX_DIALS: u8 = 12;
+
+    /// 10^dials: the first value the register cannot show.
+    pub fn modulus(&self) -> u64 {
+        10u64.pow(u32::from(self.dials.clamp(Self::MIN_DIALS, Self::MAX_DIALS)))
+    }
+
+    /// Whether `reading` fits on the register's dials.
+    pub fn fits(&self, reading: u64) -> bool {
+        reading < self.modulus()
+    }
+
+    pub fn delta(&self, previous: u64, current: u64) -> RegisterDelta {
+        if current >= previous {
+            RegisterDelta::Forward(current - previous)
+        } else {
+            RegisterDelta::Below {
+                wrapped: self.modulus() - previous + current,
+                back: previous - current,
+            }
+        }
+    }
+
+    /// Use between two readings assuming forward flow (wrapping through zero), in register units.
+    pub fn forward_use(&self, previous: u64, current: u64) -> u64 {
+        match self.delta(previous, current) {
+            RegisterDelta::Forward(d) => d,
+            RegisterDelta::Below { wrapped, .. } => wrapped,
+        }
+    }
+
+    /// The register value after `usage` register units from `from`, wrapping at the modulus.
+    pub fn advance(&self, from: u64, usage: u64) -> u64 {
+        (from % self.modulus() + usage % self.modulus()) % self.modulus()
+    }
+
+    /// Register units to billing units (the meter's unit) through the multiplier.
+    pub fn to_billing(&self, register_units: u64) -> u64 {
+        register_units.saturating_mul(u64::from(self.multiplier))
+    }
+}
+
+impl Unit {
+    /// Gallons in one unit (exact for the US units; m³ rounded to 264.172).
+    pub fn gallons(self) -> f64 {
+        match self {
+            Unit::Cf => 7.48052,
+            Unit::Hcf => 748.052,
+            Unit::Gal => 1.0,
+            Unit::Kgal => 1000.0,
+            Unit::M3 => 264.172,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(dials: u8) -> Register {
+        Register { dials, multiplier: 1, unit: Unit::Hcf }
+    }
+
+    #[test]
+    fn a_four_dial_register_wraps_from_9999_to_0() {
+        let r = reg(4);
+        assert_eq!(r.modulus(), 10_000);
+        assert_eq!(r.delta(9_990, 12), RegisterDelta::Below { wrapped: 22, back: 9_978 });
+        assert_eq!(r.forward_use(9_990, 12), 22);
+        assert_eq!(r.advance(9_990, 22), 12);
+        assert!(r.fits(9_999));
+        assert!(!r.fits(10_000));
+    }
+
+    #[test]
+    fn multiplier_scales_register_units_to_billing_units() {
+        let r = Register { dials: 6, multiplier: 10, unit: Unit::Cf };
+        assert_eq!(r.to_billing(r.forward_use(100, 250)), 1_500);
+    }
+
+    #[test]
+    fn units_parse_as_the_csv_spells_them() {
+        assert_eq!("m3".parse::<Unit>().unwrap(), Unit::M3);
+        assert_eq!("HCF".parse::<Unit>().unwrap(), Unit::Hcf);
+        assert!("litres".parse::<Unit>().is_err());
+    }
+}

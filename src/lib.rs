@@ -1,0 +1,15 @@
+//! meter-gateway: the meter-reading office's gateway between handhelds, clerks and the billing core.
+//!
+//! See `ARCHITECTURE.md` for the map. In short: [`domain`] is the pure core, [`vee`] validates reads
+//! against history (pure), [`store`] is the SQLite database, [`cis`] moves CSV files in and out,
+//! [`cycles`] runs read cycles (open, ingest reads, route files) over the store, [`demo`] builds a
+//! realistic district.
+
+pub mod cis;
+pub mod cli;
+pub mod config;
+pub mod cycles;
+pub mod demo;
+pub mod domain;
+pub mod store;
+pub mod vee;

@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    meter_gateway::cli::main()
+}

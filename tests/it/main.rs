@@ -1,0 +1,1 @@
+//! The one integration-test binary: drives the gateway through its library API and its CLI.
