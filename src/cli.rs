@@ -5,10 +5,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "meter-gateway", version, about = "Meter-reading gateway for water utilities")]
+#[command(
+    name = "meter-gateway",
+    version,
+    about = "Meter-reading gateway for water utilities"
+)]
 pub struct Cli {
     /// The district database (created if missing).
-    #[arg(long, global = true, env = "METER_GATEWAY_DB", default_value = "meter-gateway.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "METER_GATEWAY_DB",
+        default_value = "meter-gateway.db"
+    )]
     pub db: PathBuf,
     /// Settings file (TOML): tolerances per rate class, tariff, leak policy.
     #[arg(long, global = true, env = "METER_GATEWAY_CONFIG")]
@@ -27,10 +36,7 @@ pub enum Command {
         what: ImportWhat,
     },
     /// Export a table as the same CSV format the import reads.
-    Export {
-        what: ExportWhat,
-        file: PathBuf,
-    },
+    Export { what: ExportWhat, file: PathBuf },
     /// Online, consistent copy of the database (safe while the daemon serves).
     Backup { file: PathBuf },
     /// Read cycles: open, status, close.
@@ -59,10 +65,18 @@ pub struct DemoArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportWhat {
-    Accounts { file: PathBuf },
-    Meters { file: PathBuf },
-    History { file: PathBuf },
-    Codes { file: PathBuf },
+    Accounts {
+        file: PathBuf,
+    },
+    Meters {
+        file: PathBuf,
+    },
+    History {
+        file: PathBuf,
+    },
+    Codes {
+        file: PathBuf,
+    },
     /// Field reads for a cycle (meter_id, read_at, reading, reader, codes, verified): validated on import.
     Reads {
         #[arg(long)]
@@ -140,9 +154,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = crate::config::Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Demo(args) => crate::demo::cli_demo(&cli.db, &args),
-        Command::Import { what: ImportWhat::Reads { cycle, file } } => {
-            crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file)
-        }
+        Command::Import {
+            what: ImportWhat::Reads { cycle, file },
+        } => crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file),
         Command::Import { what } => crate::cis::cli_import(&cli.db, &what),
         Command::Export { what, file } => crate::cis::cli_export(&cli.db, what, &file),
         Command::Backup { file } => crate::store::cli_backup(&cli.db, &file),

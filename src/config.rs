@@ -30,7 +30,9 @@ pub struct Tolerance {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { validation: ValidationConfig::default() }
+        Config {
+            validation: ValidationConfig::default(),
+        }
     }
 }
 
@@ -47,31 +49,51 @@ impl Default for ValidationConfig {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        ValidationConfig { tolerance, default: t(0.20, 3.0) }
+        ValidationConfig {
+            tolerance,
+            default: t(0.20, 3.0),
+        }
     }
 }
 
 impl ValidationConfig {
     pub fn tolerance_for(&self, rate_class: &str) -> Tolerance {
-        self.tolerance.get(&rate_class.to_ascii_lowercase()).copied().unwrap_or(self.default)
+        self.tolerance
+            .get(&rate_class.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(self.default)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read settings file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("settings file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
 }
 
 impl Config {
     /// Loads `path`, or the defaults when no file is given.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else { return Ok(Config::default()) };
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse { path: shown, source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: shown,
+            source,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
@@ -90,7 +112,8 @@ mod tests {
 
     #[test]
     fn a_class_tolerance_can_be_overridden_and_unknown_classes_use_the_default() {
-        let c = Config::parse("[validation.tolerance.residential]\npercent = 0.3\nabsolute = 4\n").unwrap();
+        let c = Config::parse("[validation.tolerance.residential]\npercent = 0.3\nabsolute = 4\n")
+            .unwrap();
         assert_eq!(c.validation.tolerance_for("Residential").percent, 0.3);
         assert_eq!(c.validation.tolerance_for("hydrant").percent, 0.20);
     }

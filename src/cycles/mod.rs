@@ -8,7 +8,12 @@ pub fn cli_cycle(_db: &Path, _config: &Config, _action: &CycleAction) -> anyhow:
     anyhow::bail!("cycle: not yet built")
 }
 
-pub fn cli_import_reads(_db: &Path, _config: &Config, _cycle: &str, _file: &Path) -> anyhow::Result<()> {
+pub fn cli_import_reads(
+    _db: &Path,
+    _config: &Config,
+    _cycle: &str,
+    _file: &Path,
+) -> anyhow::Result<()> {
     anyhow::bail!("import reads: not yet built")
 }
 

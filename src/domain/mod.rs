@@ -206,7 +206,10 @@ impl FieldRead {
 
     /// True when the reader re-keyed and confirmed an out-of-range read at the meter.
     pub fn confirmed(&self) -> bool {
-        matches!(self.read_type, ReadType::HighConfirmed | ReadType::LowConfirmed)
+        matches!(
+            self.read_type,
+            ReadType::HighConfirmed | ReadType::LowConfirmed
+        )
     }
 }
 

@@ -43,7 +43,9 @@ impl Register {
 
     /// 10^dials: the first value the register cannot show.
     pub fn modulus(&self) -> u64 {
-        10u64.pow(u32::from(self.dials.clamp(Self::MIN_DIALS, Self::MAX_DIALS)))
+        10u64.pow(u32::from(
+            self.dials.clamp(Self::MIN_DIALS, Self::MAX_DIALS),
+        ))
     }
 
     /// Whether `reading` fits on the register's dials.
@@ -99,14 +101,24 @@ mod tests {
     use super::*;
 
     fn reg(dials: u8) -> Register {
-        Register { dials, multiplier: 1, unit: Unit::Hcf }
+        Register {
+            dials,
+            multiplier: 1,
+            unit: Unit::Hcf,
+        }
     }
 
     #[test]
     fn a_four_dial_register_wraps_from_9999_to_0() {
         let r = reg(4);
         assert_eq!(r.modulus(), 10_000);
-        assert_eq!(r.delta(9_990, 12), RegisterDelta::Below { wrapped: 22, back: 9_978 });
+        assert_eq!(
+            r.delta(9_990, 12),
+            RegisterDelta::Below {
+                wrapped: 22,
+                back: 9_978
+            }
+        );
         assert_eq!(r.forward_use(9_990, 12), 22);
         assert_eq!(r.advance(9_990, 22), 12);
         assert!(r.fits(9_999));
@@ -115,7 +127,11 @@ mod tests {
 
     #[test]
     fn multiplier_scales_register_units_to_billing_units() {
-        let r = Register { dials: 6, multiplier: 10, unit: Unit::Cf };
+        let r = Register {
+            dials: 6,
+            multiplier: 10,
+            unit: Unit::Cf,
+        };
         assert_eq!(r.to_billing(r.forward_use(100, 250)), 1_500);
     }
 

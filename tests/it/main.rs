@@ -1,1 +1,6 @@
 //! The one integration-test binary: drives the gateway through its library API and its CLI.
+
+mod cis;
+mod cycles;
+mod demo;
+mod store;
