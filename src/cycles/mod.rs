@@ -1,26 +1,768 @@
-//! Read cycles over the store: open a cycle, ingest field reads through validation, route files.
+//! Read cycles over the store: open a cycle, ingest field reads through validation, import a reads
+//! CSV, list reads, cycle status and route files.
+//!
+//! Every read, from a handheld upload or a reads CSV, goes through [`ingest`]: one transaction per
+//! batch, validation by [`crate::vee`], the decision stored with the read.
 
-use crate::cli::{CycleAction, ReadsArgs, RouteArgs};
+mod csv_reads;
+mod route_file;
+
+pub use csv_reads::{import_reads, parse_reads_csv, ImportReport, NumberedRead};
+pub use route_file::{
+    route_file, route_files, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,
+};
+
+use crate::cli::{CycleAction, ReadsArgs, ReadsFormat, RouteArgs};
 use crate::config::Config;
+use crate::domain::{Cycle, CycleStatus, FieldRead, Flag, FlagKind, ReadStatus, ReadType};
+use crate::store::cycles as sql;
+use crate::store::{MeterRow, Store, StoreError, StoredRead};
+use crate::vee::{self, AccountHistory, MeterContext, ReadInput, Service};
+use chrono::{NaiveDate, NaiveDateTime};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::Path;
 
-pub fn cli_cycle(_db: &Path, _config: &Config, _action: &CycleAction) -> anyhow::Result<()> {
-    anyhow::bail!("cycle: not yet built")
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no cycle `{0}`")]
+    UnknownCycle(String),
+    #[error("cycle `{0}` already exists")]
+    DuplicateCycle(String),
+    #[error("cycle `{0}` is closed: it takes no more reads")]
+    Closed(String),
+    #[error("unknown route `{0}`")]
+    UnknownRoute(String),
+    #[error("route `{route}` is not in cycle `{cycle}`")]
+    RouteNotInCycle { cycle: String, route: String },
+    #[error("route `{route}` is already in open cycle `{cycle}`; close it first")]
+    RouteBusy { route: String, cycle: String },
+    #[error("read window {from} – {to} is inverted")]
+    InvertedWindow { from: NaiveDate, to: NaiveDate },
+    #[error("a cycle needs at least one route, and the district has none")]
+    NoRoutes,
+    #[error("cycle id must be 1–40 printable characters without spaces, got `{0}`")]
+    BadCycleId(String),
+    /// A malformed row of a reads file: nothing of the file was written.
+    #[error("{file}:{line}: column {column}: {reason}")]
+    Malformed {
+        file: String,
+        line: u64,
+        column: String,
+        reason: String,
+    },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<rusqlite::Error> for CycleError {
+    fn from(e: rusqlite::Error) -> Self {
+        CycleError::Store(StoreError::Sql(e))
+    }
+}
+
+pub type Result<T, E = CycleError> = std::result::Result<T, E>;
+
+// ---- open and status ---------------------------------------------------------------------------
+
+/// Opens cycle `id` over `routes` (every route when empty). Refuses an unknown route, an inverted
+/// window, an existing id, and a route already in another open cycle (a route is read once at a time).
+pub fn open_cycle(
+    store: &mut Store,
+    id: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    routes: &[String],
+    now: NaiveDateTime,
+) -> Result<Cycle> {
+    let id = id.trim();
+    if id.is_empty() || id.len() > 40 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(CycleError::BadCycleId(id.to_string()));
+    }
+    if to < from {
+        return Err(CycleError::InvertedWindow { from, to });
+    }
+    store.write(|tx| {
+        if sql::load_cycle(tx, id)?.is_some() {
+            return Err(CycleError::DuplicateCycle(id.to_string()));
+        }
+        let known = sql::route_ids(tx)?;
+        let mut chosen: Vec<String> = if routes.is_empty() {
+            known.clone()
+        } else {
+            let mut v: Vec<String> = routes.iter().map(|r| r.trim().to_string()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        chosen.retain(|r| !r.is_empty());
+        if chosen.is_empty() {
+            return Err(CycleError::NoRoutes);
+        }
+        if let Some(r) = chosen.iter().find(|r| known.binary_search(r).is_err()) {
+            return Err(CycleError::UnknownRoute(r.clone()));
+        }
+        let busy = sql::routes_in_open_cycles(tx)?;
+        if let Some((route, cycle)) = busy.into_iter().find(|(r, _)| chosen.contains(r)) {
+            return Err(CycleError::RouteBusy { route, cycle });
+        }
+        let cycle = Cycle {
+            id: id.to_string(),
+            window_from: from,
+            window_to: to,
+            routes: chosen,
+            status: CycleStatus::Open,
+        };
+        sql::insert_cycle(tx, &cycle, now)?;
+        Ok(cycle)
+    })
+}
+
+/// Where one route of a cycle stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RouteProgress {
+    pub route_id: String,
+    /// Stops to read: active meters of the route's accounts.
+    pub expected: u64,
+    /// Stops with at least one read.
+    pub read_in: u64,
+    /// Reads awaiting a clerk.
+    pub flagged: u64,
+    pub resolved: u64,
+    /// Stops with no read yet.
+    pub missing: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CycleProgress {
+    pub cycle_id: String,
+    pub status: String,
+    pub window_from: NaiveDate,
+    pub window_to: NaiveDate,
+    pub routes: Vec<RouteProgress>,
+    /// Reads for meters not on any of the cycle's routes (unknown meters, other routes).
+    pub unassigned_reads: u64,
+}
+
+pub fn cycle_status(store: &Store, cycle_id: &str) -> Result<CycleProgress> {
+    let cycle = store
+        .cycle(cycle_id)?
+        .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
+    let mut routes: Vec<RouteProgress> = sql::expected_stops(store.conn(), cycle_id)?
+        .into_iter()
+        .map(|(route_id, expected)| RouteProgress {
+            route_id,
+            expected,
+            ..RouteProgress::default()
+        })
+        .collect();
+    let stops: HashSet<(String, String)> = sql::route_stops(store.conn(), cycle_id, None)?
+        .into_iter()
+        .filter_map(|m| Some((m.account.as_ref()?.route_id.clone(), m.meter_id)))
+        .collect();
+    let mut read_meters: HashSet<(String, String)> = HashSet::new();
+    let mut unassigned = 0;
+    for r in store.cycle_reads(cycle_id)? {
+        let key = (r.route_id.clone().unwrap_or_default(), r.meter_id.clone());
+        let Some(p) = routes
+            .iter_mut()
+            .find(|p| Some(&p.route_id) == r.route_id.as_ref())
+        else {
+            unassigned += 1;
+            continue;
+        };
+        match r.status {
+            ReadStatus::Flagged | ReadStatus::Held => p.flagged += 1,
+            ReadStatus::Resolved => p.resolved += 1,
+            _ => {}
+        }
+        if stops.contains(&key) && r.status != ReadStatus::Estimated && read_meters.insert(key) {
+            p.read_in += 1;
+        }
+    }
+    for p in &mut routes {
+        p.missing = p.expected.saturating_sub(p.read_in);
+    }
+    Ok(CycleProgress {
+        cycle_id: cycle.id,
+        status: cycle.status.to_string(),
+        window_from: cycle.window_from,
+        window_to: cycle.window_to,
+        routes,
+        unassigned_reads: unassigned,
+    })
+}
+
+// ---- ingest ------------------------------------------------------------------------------------
+
+/// What happened to one read of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Validated and stored.
+    Stored {
+        status: ReadStatus,
+        flags: Vec<Flag>,
+    },
+    /// The same (device, sequence) was stored before: a re-sent read, not stored again.
+    AlreadyReceived,
+    /// The same value for the same meter is already in this cycle: deduplicated silently.
+    SameAsEarlier,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadOutcome {
+    /// Position in the batch.
+    pub index: usize,
+    pub meter_id: String,
+    /// The stored read (for `AlreadyReceived` / `SameAsEarlier`, the read stored before).
+    pub read_id: i64,
+    pub disposition: Disposition,
+}
+
+impl ReadOutcome {
+    pub fn flags(&self) -> &[Flag] {
+        match &self.disposition {
+            Disposition::Stored { flags, .. } => flags,
+            _ => &[],
+        }
+    }
+}
+
+/// Streams the history of the accounts in `scope`, built into periods, to `f` one account at a time
+/// (one pass over `history`; only one account's history is in memory). Accounts without history are
+/// not visited.
+pub(crate) fn for_each_account_history(
+    conn: &rusqlite::Connection,
+    scope: &sql::Scope,
+    mut f: impl FnMut(&str, &AccountHistory) -> Result<()>,
+) -> Result<()> {
+    let registers = scope.registers(conn)?;
+    scope.for_each_history(conn, |account, reads| -> Result<()> {
+        let h = AccountHistory::build(reads, |m| registers.get(m).copied());
+        f(account, &h)
+    })
+}
+
+/// Validates and stores a batch of field reads in ONE transaction and says what became of each.
+///
+/// - A read re-sent by a handheld (same device id and device sequence) is recognised and not stored
+///   twice; a read with the same value as one already in the cycle for that meter is deduplicated.
+/// - A read for a meter the district does not know is **stored**, flagged `meter_mismatch`, rather
+///   than refused: the number was read at a real meter (a swapped or unrecorded meter, or a mis-keyed
+///   id), and the clerk needs it in the exception list to send a re-read or fix the inventory; a
+///   refused read would be lost with the handheld's next reset.
+/// - Message codes that require a follow-up open a `follow_ups` row.
+pub fn ingest(
+    store: &mut Store,
+    config: &Config,
+    cycle_id: &str,
+    reads: &[FieldRead],
+    now: NaiveDateTime,
+) -> Result<Vec<ReadOutcome>> {
+    let cfg = &config.validation;
+    store.write(|tx| {
+        let cycle = sql::load_cycle(tx, cycle_id)?
+            .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
+        if cycle.status != CycleStatus::Open {
+            return Err(CycleError::Closed(cycle_id.to_string()));
+        }
+        let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
+        let meters = sql::meters_by_id(tx, &meter_ids)?;
+        let scope = sql::Scope::new(
+            tx,
+            meters
+                .values()
+                .filter(|m| in_service(m))
+                .filter_map(|m| m.account_id.clone()),
+        )?;
+        let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
+        // Judges read `i` against its meter and `history`, not yet knowing of earlier reads.
+        let judge = |i: usize, history: &AccountHistory| -> vee::Decision {
+            let read = &reads[i];
+            let context = match meters.get(&read.meter_id) {
+                None => MeterContext::Unknown,
+                Some(m) => match (&m.account, in_service(m)) {
+                    (Some(a), true) => MeterContext::InService(Service {
+                        account_id: &a.account_id,
+                        account_status: a.status,
+                        rate_class: &a.rate_class,
+                        route_id: &a.route_id,
+                        on_cycle: on_cycle.contains(a.route_id.as_str()),
+                        register: m.register,
+                        history,
+                    }),
+                    _ => MeterContext::NotInService {
+                        status: m.status,
+                        account_id: m.account_id.as_deref(),
+                    },
+                },
+            };
+            let input = ReadInput {
+                read,
+                meter: context,
+                window_from: cycle.window_from,
+                window_to: cycle.window_to,
+                now,
+                earlier: None,
+            };
+            vee::validate(&input, cfg)
+        };
+        // Pass 1, in history order: each account's reads are judged as its history streams by.
+        let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, r) in reads.iter().enumerate() {
+            if let Some(a) = meters
+                .get(&r.meter_id)
+                .filter(|m| in_service(m))
+                .and_then(|m| m.account.as_ref())
+            {
+                by_account.entry(a.account_id.as_str()).or_default().push(i);
+            }
+        }
+        let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
+        for_each_account_history(tx, &scope, |account, history| {
+            for &i in by_account.get(account).into_iter().flatten() {
+                decisions[i] = Some(judge(i, history));
+            }
+            Ok(())
+        })?;
+        let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
+        // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
+        // batch's as they are stored (borrowed, so tracking a 100,000-read batch allocates little).
+        let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(reads.len());
+        for (meter, v) in &stored {
+            earlier.insert(
+                meter,
+                v.iter()
+                    .map(|e| (e.read_id, e.raw_reading.as_str()))
+                    .collect(),
+            );
+        }
+        let follow_ups = sql::follow_up_codes(tx)?;
+        let empty = AccountHistory::default();
+        // Reads already stored per handheld of the batch, by device sequence (re-sent reads).
+        let mut seen_devices: HashMap<&str, HashMap<u64, i64>> = HashMap::new();
+        for (device, _) in reads.iter().filter_map(|r| r.device.as_ref()) {
+            if !seen_devices.contains_key(device.as_str()) {
+                seen_devices.insert(device, sql::reads_by_device(tx, device)?);
+            }
+        }
+        let mut out = Vec::with_capacity(reads.len());
+
+        // Pass 2, in arrival order: re-sent reads, duplicates, storage.
+        for (index, read) in reads.iter().enumerate() {
+            let outcome = |read_id, disposition| ReadOutcome {
+                index,
+                meter_id: read.meter_id.clone(),
+                read_id,
+                disposition,
+            };
+            if let Some((device, seq)) = &read.device {
+                if let Some(id) = seen_devices.get(device.as_str()).and_then(|s| s.get(seq)) {
+                    out.push(outcome(*id, Disposition::AlreadyReceived));
+                    continue;
+                }
+            }
+            let before = earlier.get(read.meter_id.as_str());
+            if let Some(&(same, _)) = before.and_then(|v| {
+                v.iter()
+                    .find(|(_, raw)| vee::same_reading(raw, &read.raw_reading))
+            }) {
+                out.push(outcome(same, Disposition::SameAsEarlier));
+                continue;
+            }
+            let meter = meters.get(&read.meter_id);
+            let mut d = match decisions[index].take() {
+                Some(d) => d,
+                // No history (a new account), or not a meter in service.
+                None => judge(index, &empty),
+            };
+            if let Some((_, first)) = before.and_then(|v| v.first()) {
+                vee::mark_duplicate(&mut d, first);
+            }
+            let read_type = confirmed_direction(read.read_type, &d.flags);
+            let read_id = sql::insert_read(
+                tx,
+                &sql::NewRead {
+                    cycle_id,
+                    meter_id: &read.meter_id,
+                    account_id: meter.and_then(|m| m.account_id.as_deref()),
+                    read_at: read.read_at,
+                    raw_reading: &read.raw_reading,
+                    reading: d.reading,
+                    read_type,
+                    method: read.method,
+                    reader: &read.reader,
+                    codes: &read.codes,
+                    skip_code: read.skip_code.as_deref(),
+                    note: read.note.as_deref(),
+                    device: read.device.as_ref().map(|(d, s)| (d.as_str(), *s)),
+                    received_at: now,
+                    status: d.status,
+                    previous_reading: d.previous_reading,
+                    previous_read_on: d.previous_read_on,
+                    consumption: d.consumption,
+                    expected_use: d.expected_use,
+                    expected_basis: d.expected_basis.as_deref(),
+                    low_limit: d.low_limit,
+                    high_limit: d.high_limit,
+                    flags: &d.flags,
+                },
+                &follow_ups,
+            )?;
+            if let Some((device, seq)) = &read.device {
+                seen_devices
+                    .entry(device.as_str())
+                    .or_default()
+                    .insert(*seq, read_id);
+            }
+            earlier
+                .entry(read.meter_id.as_str())
+                .or_default()
+                .push((read_id, read.raw_reading.as_str()));
+            out.push(outcome(
+                read_id,
+                Disposition::Stored {
+                    status: d.status,
+                    flags: d.flags,
+                },
+            ));
+        }
+        Ok(out)
+    })
+}
+
+/// A meter set at an account and reading for it.
+fn in_service(m: &MeterRow) -> bool {
+    m.status == crate::domain::MeterStatus::Active && m.account.is_some()
+}
+
+/// A reads file only says "verified"; which way the reader confirmed is what validation found.
+fn confirmed_direction(t: ReadType, flags: &[Flag]) -> ReadType {
+    if !matches!(t, ReadType::HighConfirmed | ReadType::LowConfirmed) {
+        return t;
+    }
+    if flags
+        .iter()
+        .any(|f| matches!(f.kind, FlagKind::Low | FlagKind::Zero))
+    {
+        ReadType::LowConfirmed
+    } else if flags.iter().any(|f| f.kind == FlagKind::High) {
+        ReadType::HighConfirmed
+    } else {
+        t
+    }
+}
+
+// ---- missing reads -----------------------------------------------------------------------------
+
+/// A stop of an active account with no read this cycle (or only a skipped one), with its estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingRead {
+    pub route_id: String,
+    pub account_id: String,
+    pub meter_id: String,
+    /// The reader was there and left a skip code.
+    pub skipped: bool,
+    /// `None` when the meter has no previous reading or the account no usable history: a clerk must
+    /// estimate by hand.
+    pub estimate: Option<vee::Estimate>,
+    pub flag: Flag,
+}
+
+/// Stops of the cycle's active accounts that have no usable read, each estimated for `on` (same period
+/// last year, else average daily use × days): what cycle close turns into estimated reads.
+pub fn missing_reads(
+    store: &Store,
+    config: &Config,
+    cycle_id: &str,
+    on: NaiveDate,
+) -> Result<Vec<MissingRead>> {
+    let conn = store.conn();
+    if sql::load_cycle(conn, cycle_id)?.is_none() {
+        return Err(CycleError::UnknownCycle(cycle_id.to_string()));
+    }
+    let mut read: HashSet<String> = HashSet::new();
+    let mut skipped: HashSet<String> = HashSet::new();
+    for r in store.cycle_reads(cycle_id)? {
+        if r.read_type == ReadType::Skipped {
+            skipped.insert(r.meter_id);
+        } else {
+            read.insert(r.meter_id);
+        }
+    }
+    let stops: Vec<MeterRow> = sql::route_stops(conn, cycle_id, None)?
+        .into_iter()
+        .filter(|m| {
+            !read.contains(&m.meter_id)
+                && m.account
+                    .as_ref()
+                    .is_some_and(|a| a.status == crate::domain::AccountStatus::Active)
+        })
+        .collect();
+    let scope = sql::Scope::new(conn, stops.iter().filter_map(|m| m.account_id.clone()))?;
+    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, m) in stops.iter().enumerate() {
+        if let Some(a) = &m.account {
+            by_account.entry(a.account_id.as_str()).or_default().push(i);
+        }
+    }
+    let mut estimates: Vec<Option<vee::Estimate>> = vec![None; stops.len()];
+    for_each_account_history(conn, &scope, |account, h| {
+        for &i in by_account.get(account).into_iter().flatten() {
+            let (m, class) = (&stops[i], stops[i].account.as_ref().map(|a| &a.rate_class));
+            estimates[i] = class.and_then(|class| {
+                vee::estimate(h, &m.meter_id, &m.register, class, on, &config.validation)
+            });
+        }
+        Ok(())
+    })?;
+    let mut out = Vec::with_capacity(stops.len());
+    for (m, estimate) in stops.into_iter().zip(estimates) {
+        let Some(a) = m.account else { continue };
+        let was_skipped = skipped.contains(&m.meter_id);
+        let explanation = match &estimate {
+            Some(e) => format!(
+                "{} this cycle; estimated {} {} to reading {} ({})",
+                if was_skipped { "skipped" } else { "not read" },
+                e.consumption,
+                m.register.unit,
+                e.reading,
+                e.basis
+            ),
+            None => "not read this cycle; no history to estimate from: estimate by hand".into(),
+        };
+        out.push(MissingRead {
+            route_id: a.route_id,
+            account_id: a.account_id,
+            meter_id: m.meter_id,
+            skipped: was_skipped,
+            estimate,
+            flag: Flag {
+                kind: FlagKind::Missing,
+                quality: vee::quality::of(FlagKind::Missing).to_string(),
+                explanation,
+            },
+        });
+    }
+    Ok(out)
+}
+
+// ---- listing -----------------------------------------------------------------------------------
+
+/// One row of `meter-gateway reads`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReadRow {
+    pub account_id: String,
+    pub meter_id: String,
+    pub read_at: String,
+    pub reading: String,
+    pub consumption: Option<i64>,
+    pub status: String,
+    pub flags: String,
+    pub quality: String,
+    pub explanation: String,
+}
+
+impl ReadRow {
+    pub fn from_stored(r: &StoredRead) -> ReadRow {
+        let kinds: Vec<FlagKind> = r.flags.iter().map(|f| f.kind).collect();
+        let explanation = if r.flags.is_empty() {
+            match (&r.expected_use, &r.expected_basis) {
+                (Some(e), Some(b)) => {
+                    let unit = r.unit.map(|u| format!(" {u}")).unwrap_or_default();
+                    format!(
+                        "within expected range: expected {}{unit} ({b})",
+                        vee::amount(*e)
+                    )
+                }
+                _ => String::new(),
+            }
+        } else {
+            r.flags
+                .iter()
+                .map(|f| format!("{}: {}", f.kind, f.explanation))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        ReadRow {
+            account_id: r.account_id.clone().unwrap_or_default(),
+            meter_id: r.meter_id.clone(),
+            read_at: crate::store::cycles::time_text(r.read_at),
+            reading: r.raw_reading.clone(),
+            consumption: r.consumption,
+            status: r.status.to_string(),
+            flags: kinds
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
+            quality: vee::read_quality(r.method, r.status, &kinds).join(";"),
+            explanation,
+        }
+    }
+}
+
+/// The cycle's reads as listing rows, in arrival order.
+pub fn list_reads(store: &Store, cycle_id: &str) -> Result<Vec<ReadRow>> {
+    if store.cycle(cycle_id)?.is_none() {
+        return Err(CycleError::UnknownCycle(cycle_id.to_string()));
+    }
+    Ok(store
+        .cycle_reads(cycle_id)?
+        .iter()
+        .map(ReadRow::from_stored)
+        .collect())
+}
+
+/// Writes listing rows as CSV (with a header) or as a JSON array.
+pub fn write_reads(rows: &[ReadRow], format: ReadsFormat, out: impl Write) -> anyhow::Result<()> {
+    match format {
+        ReadsFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for r in rows {
+                w.serialize(r)?;
+            }
+            if rows.is_empty() {
+                w.write_record([
+                    "account_id",
+                    "meter_id",
+                    "read_at",
+                    "reading",
+                    "consumption",
+                    "status",
+                    "flags",
+                    "quality",
+                    "explanation",
+                ])?;
+            }
+            w.flush()?;
+        }
+        ReadsFormat::Json => {
+            let mut out = out;
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+// ---- CLI ---------------------------------------------------------------------------------------
+
+/// The CLI's one reading of the clock, as district local time.
+fn now() -> NaiveDateTime {
+    chrono::Local::now().naive_local()
+}
+
+fn output(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::Result<()> {
+    match action {
+        CycleAction::Open {
+            id,
+            from,
+            to,
+            routes,
+        } => {
+            let mut store = Store::open(db)?;
+            let c = open_cycle(&mut store, id, *from, *to, routes, now())?;
+            println!(
+                "opened cycle {} ({} – {}) on {} route(s): {}",
+                c.id,
+                c.window_from,
+                c.window_to,
+                c.routes.len(),
+                c.routes.join(", ")
+            );
+        }
+        CycleAction::Status { id } => {
+            let store = Store::open(db)?;
+            let s = cycle_status(&store, id)?;
+            println!(
+                "cycle {} ({}, {} – {})",
+                s.cycle_id, s.status, s.window_from, s.window_to
+            );
+            println!(
+                "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "route", "expected", "in", "flagged", "resolved", "missing"
+            );
+            let mut total = RouteProgress {
+                route_id: "total".into(),
+                ..RouteProgress::default()
+            };
+            for r in &s.routes {
+                println!(
+                    "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    r.route_id, r.expected, r.read_in, r.flagged, r.resolved, r.missing
+                );
+                total.expected += r.expected;
+                total.read_in += r.read_in;
+                total.flagged += r.flagged;
+                total.resolved += r.resolved;
+                total.missing += r.missing;
+            }
+            println!(
+                "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                total.route_id,
+                total.expected,
+                total.read_in,
+                total.flagged,
+                total.resolved,
+                total.missing
+            );
+            if s.unassigned_reads > 0 {
+                println!(
+                    "{} read(s) for meters on no route of this cycle",
+                    s.unassigned_reads
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn cli_import_reads(
-    _db: &Path,
-    _config: &Config,
-    _cycle: &str,
-    _file: &Path,
+    db: &Path,
+    config: &Config,
+    cycle: &str,
+    file: &Path,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("import reads: not yet built")
+    let mut store = Store::open(db)?;
+    let report = import_reads(&mut store, config, cycle, file, now())?;
+    for note in &report.notes {
+        eprintln!("{note}");
+    }
+    println!("{}", report.summary());
+    Ok(())
 }
 
-pub fn cli_reads(_db: &Path, _args: &ReadsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("reads: not yet built")
+pub fn cli_reads(db: &Path, args: &ReadsArgs) -> anyhow::Result<()> {
+    let store = Store::open(db)?;
+    let rows = list_reads(&store, &args.cycle)?;
+    let mut out = output(args.out.as_deref())?;
+    write_reads(&rows, args.format, &mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
-pub fn cli_route(_db: &Path, _config: &Config, _args: &RouteArgs) -> anyhow::Result<()> {
-    anyhow::bail!("route: not yet built")
+pub fn cli_route(db: &Path, config: &Config, args: &RouteArgs) -> anyhow::Result<()> {
+    let store = Store::open(db)?;
+    let rf = route_file(&store, config, &args.cycle, &args.route)?;
+    let mut out = output(args.out.as_deref())?;
+    serde_json::to_writer_pretty(&mut out, &rf)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
 }

@@ -1,8 +1,521 @@
-//! The demo district: a deterministic, realistic district with planted problems.
+//! The demo district: a deterministic, realistic district with planted problems and their ground truth.
+//!
+//! [`generate`] is pure (no IO, no clock): the same [`DemoParams`] always build the same [`District`].
+//! The district is both the demo's data and the yardstick for validation: [`District::truth`] lists every
+//! planted problem and trap with what a good validator must say about it, and [`score`] grades a
+//! validator's flags against it. See `generate.rs` for what is planted and why each expectation is right.
+
+mod generate;
+mod names;
+mod rng;
 
 use crate::cli::DemoArgs;
+use crate::domain::{
+    Account, AccountStatus, Cycle, FieldRead, FlagKind, HistoryRead, MessageCode, Meter, Route,
+};
+use crate::store::{Store, StoreError};
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-pub fn cli_demo(_db: &Path, _args: &DemoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("demo: not yet built")
+pub use generate::{generate, HISTORY_MONTHS};
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoParams {
+    pub accounts: u32,
+    pub seed: u64,
+    /// The day the demo runs: the open cycle is this date's month, history the 36 months before it.
+    pub as_of: NaiveDate,
 }
+
+/// A whole district: what the CIS would import, the open cycle, the reads the handhelds bring back,
+/// and the ground truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct District {
+    pub routes: Vec<Route>,
+    pub accounts: Vec<Account>,
+    pub meters: Vec<Meter>,
+    /// Ordered by account, then date (a meter change's `final` before its `initial`).
+    pub history: Vec<HistoryRead>,
+    pub codes: Vec<MessageCode>,
+    /// The current (open) cycle over every route.
+    pub cycle: Cycle,
+    /// The current cycle's reads, in the order the handhelds bring them back (per device by sequence).
+    pub field_reads: Vec<FieldRead>,
+    /// Ground truth for every planted problem and trap, one entry per affected meter.
+    pub truth: Vec<Planted>,
+}
+
+/// One planted problem or trap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planted {
+    pub account_id: String,
+    /// The meter whose read(s) carry the problem (for `Missing`, the meter with no read; for a read of an
+    /// unknown meter, the id the reader keyed).
+    pub meter_id: String,
+    pub problem: Problem,
+    pub expect: Expect,
+    /// What was done, in numbers (for the demo's printout and for debugging a miss).
+    pub detail: String,
+}
+
+/// What a good validator must say about a planted meter's read(s) this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// At least one exception flag among `kind` (the rule that should catch it) and `also` (other rules
+    /// that legitimately catch the same problem) on any of the meter's reads this cycle.
+    Exception { kind: FlagKind, also: Vec<FlagKind> },
+    /// No exception flag on any of the meter's reads (informational flags such as `rollover` are fine).
+    NotFlagged,
+}
+
+impl Expect {
+    pub fn exception(kind: FlagKind) -> Expect {
+        Expect::Exception {
+            kind,
+            also: Vec::new(),
+        }
+    }
+
+    pub fn exception_or(kind: FlagKind, also: &[FlagKind]) -> Expect {
+        Expect::Exception {
+            kind,
+            also: also.to_vec(),
+        }
+    }
+
+    /// Whether `flags` (every flag on the meter's reads this cycle) meet this expectation.
+    pub fn is_met_by(&self, flags: &[FlagKind]) -> bool {
+        match self {
+            Expect::Exception { kind, also } => flags
+                .iter()
+                .any(|f| f.is_exception() && (f == kind || also.contains(f))),
+            Expect::NotFlagged => !flags.iter().any(|f| f.is_exception()),
+        }
+    }
+
+    pub fn is_exception(&self) -> bool {
+        matches!(self, Expect::Exception { .. })
+    }
+}
+
+/// Planted problems (a good validator flags them) and traps (normal reads a naive rule would flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Problem {
+    // Problems: `Expect::Exception`.
+    /// Use 3–10× expected, regular read (`LK` on some): `high`.
+    Leak,
+    /// The same, read type `high_confirmed` with `LK`: still `high` (the clerk reviews the bill).
+    ConfirmedLeak,
+    /// Reading equals the previous one on an account using ≥ 5 HCF a period: `zero` (or `low`).
+    StuckMeter,
+    /// Use 10–30% of expected (`TR` on some): `low` (or `zero`).
+    Tampering,
+    /// A digit keyed twice: `invalid_reading` when it overflows the dials (or `high`), else `high`.
+    MisKeyedExtraDigit,
+    /// One digit wrong: `high`, `negative` (or `high`) or `low`, as `Planted::expect` says.
+    MisKeyedDigit,
+    /// Two adjacent digits swapped: as `MisKeyedDigit`.
+    TransposedDigits,
+    /// Two neighbours' readings keyed against each other's meters (one entry per meter).
+    SwappedMeter,
+    /// The register ran backwards: `negative` (or `high`).
+    ReverseFlow,
+    /// An inactive account's meter moved: `inactive_usage` (or `high`).
+    UsageOnInactive,
+    /// A radio read of a meter in inventory: `meter_mismatch`.
+    PulledMeterRead,
+    /// A read of a meter id the district does not know: `meter_mismatch`.
+    UnknownMeter,
+    /// The raw reading is not a number: `invalid_reading`.
+    InvalidReading,
+    /// Two different readings for one meter this cycle: `duplicate`.
+    DuplicateDifferent,
+    /// Read outside the cycle's window: `out_of_window`.
+    OutOfWindow,
+    /// Read type `skipped` with a skip code: `missing`.
+    Skipped,
+    /// No read at all: `missing`.
+    Missing,
+    // Traps: `Expect::NotFlagged`.
+    /// Class seasonal use this period > 1.6× the last three periods (irrigation in spring).
+    SeasonalRampUp,
+    /// Class seasonal use this period < 0.625× the last three periods (irrigation in autumn).
+    SeasonalDrop,
+    /// The register wrapped through zero with plausible use (the `rollover` info flag is fine).
+    Rollover,
+    /// Meter changed 1–11 months ago (`final` + `initial` the same day).
+    MeterChangeThisYear,
+    /// Meter changed since the last read: the previous reading is the new meter's `initial`.
+    MeterChangeLastPeriod,
+    /// Meter changed this year to another unit or multiplier (HCF → 10 gal).
+    MeterChangeNewUnit,
+    /// Service started within the last year (as little as one period of history).
+    ThinHistory,
+    /// Inactive account, meter did not move.
+    InactiveNoUse,
+    /// The same reading sent twice minutes apart.
+    DuplicateSame,
+    /// The last period was estimated low; this read catches up.
+    AfterEstimate,
+}
+
+impl Problem {
+    pub const ALL: &'static [Problem] = &[
+        Problem::Leak,
+        Problem::ConfirmedLeak,
+        Problem::StuckMeter,
+        Problem::Tampering,
+        Problem::MisKeyedExtraDigit,
+        Problem::MisKeyedDigit,
+        Problem::TransposedDigits,
+        Problem::SwappedMeter,
+        Problem::ReverseFlow,
+        Problem::UsageOnInactive,
+        Problem::PulledMeterRead,
+        Problem::UnknownMeter,
+        Problem::InvalidReading,
+        Problem::DuplicateDifferent,
+        Problem::OutOfWindow,
+        Problem::Skipped,
+        Problem::Missing,
+        Problem::SeasonalRampUp,
+        Problem::SeasonalDrop,
+        Problem::Rollover,
+        Problem::MeterChangeThisYear,
+        Problem::MeterChangeLastPeriod,
+        Problem::MeterChangeNewUnit,
+        Problem::ThinHistory,
+        Problem::InactiveNoUse,
+        Problem::DuplicateSame,
+        Problem::AfterEstimate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::Leak => "leak",
+            Problem::ConfirmedLeak => "confirmed_leak",
+            Problem::StuckMeter => "stuck_meter",
+            Problem::Tampering => "tampering",
+            Problem::MisKeyedExtraDigit => "mis_keyed_extra_digit",
+            Problem::MisKeyedDigit => "mis_keyed_digit",
+            Problem::TransposedDigits => "transposed_digits",
+            Problem::SwappedMeter => "swapped_meter",
+            Problem::ReverseFlow => "reverse_flow",
+            Problem::UsageOnInactive => "usage_on_inactive",
+            Problem::PulledMeterRead => "pulled_meter_read",
+            Problem::UnknownMeter => "unknown_meter",
+            Problem::InvalidReading => "invalid_reading",
+            Problem::DuplicateDifferent => "duplicate_different",
+            Problem::OutOfWindow => "out_of_window",
+            Problem::Skipped => "skipped",
+            Problem::Missing => "missing",
+            Problem::SeasonalRampUp => "seasonal_ramp_up",
+            Problem::SeasonalDrop => "seasonal_drop",
+            Problem::Rollover => "rollover",
+            Problem::MeterChangeThisYear => "meter_change_this_year",
+            Problem::MeterChangeLastPeriod => "meter_change_last_period",
+            Problem::MeterChangeNewUnit => "meter_change_new_unit",
+            Problem::ThinHistory => "thin_history",
+            Problem::InactiveNoUse => "inactive_no_use",
+            Problem::DuplicateSame => "duplicate_same",
+            Problem::AfterEstimate => "after_estimate",
+        }
+    }
+
+    /// A trap is a normal read planted to catch over-eager rules.
+    pub fn is_trap(self) -> bool {
+        self >= Problem::SeasonalRampUp
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl District {
+    /// Meter ids that carry a planted problem or trap.
+    pub fn planted_meters(&self) -> BTreeSet<&str> {
+        self.truth.iter().map(|p| p.meter_id.as_str()).collect()
+    }
+
+    /// The number of entries in `truth` per problem.
+    pub fn planted_counts(&self) -> BTreeMap<Problem, usize> {
+        let mut counts = BTreeMap::new();
+        for p in &self.truth {
+            *counts.entry(p.problem).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// How a validator did against a district's truth.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Score {
+    /// Per problem or trap: (entries, entries whose expectation was met).
+    pub per_problem: BTreeMap<Problem, (usize, usize)>,
+    /// Planted exceptions and how many got an acceptable exception flag.
+    pub problems: usize,
+    pub problems_caught: usize,
+    /// Traps and how many were (rightly) left without an exception flag.
+    pub traps: usize,
+    pub traps_clean: usize,
+    /// Meters with reads this cycle and no planted problem or trap, and how many of them got an
+    /// exception flag (false positives).
+    pub normal_meters: usize,
+    pub normal_flagged: usize,
+    /// The misses, for a report: (problem, meter id, flags seen).
+    pub misses: Vec<(Problem, String, Vec<FlagKind>)>,
+}
+
+impl Score {
+    pub fn recall(&self) -> f64 {
+        ratio(self.problems_caught, self.problems)
+    }
+
+    pub fn trap_pass_rate(&self) -> f64 {
+        ratio(self.traps_clean, self.traps)
+    }
+
+    pub fn false_positive_rate(&self) -> f64 {
+        ratio(self.normal_flagged, self.normal_meters)
+    }
+}
+
+fn ratio(num: usize, den: usize) -> f64 {
+    if den == 0 {
+        1.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+/// Grades a validator: `flags_of(meter_id)` returns every flag the validator put on that meter's reads
+/// this cycle (including a `missing` flag for a meter with no read).
+pub fn score(district: &District, mut flags_of: impl FnMut(&str) -> Vec<FlagKind>) -> Score {
+    let mut s = Score::default();
+    for p in &district.truth {
+        let flags = flags_of(&p.meter_id);
+        let met = p.expect.is_met_by(&flags);
+        let entry = s.per_problem.entry(p.problem).or_insert((0, 0));
+        entry.0 += 1;
+        if met {
+            entry.1 += 1;
+        }
+        if p.expect.is_exception() {
+            s.problems += 1;
+            s.problems_caught += usize::from(met);
+        } else {
+            s.traps += 1;
+            s.traps_clean += usize::from(met);
+        }
+        if !met {
+            s.misses.push((p.problem, p.meter_id.clone(), flags));
+        }
+    }
+    let planted = district.planted_meters();
+    let normal: BTreeSet<&str> = district
+        .field_reads
+        .iter()
+        .map(|r| r.meter_id.as_str())
+        .filter(|m| !planted.contains(m))
+        .collect();
+    for m in normal {
+        s.normal_meters += 1;
+        if flags_of(m).iter().any(|f| f.is_exception()) {
+            s.normal_flagged += 1;
+        }
+    }
+    s
+}
+
+/// The largest demo district: account and meter ids stay unique well past it, and it is twice the
+/// largest US water utility.
+pub const MAX_ACCOUNTS: u32 = 2_000_000;
+
+/// Rows written by [`load`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub routes: usize,
+    pub accounts: usize,
+    pub meters: usize,
+    pub history: usize,
+    pub codes: usize,
+}
+
+/// History rows per transaction: large enough to amortise the commit's fsync, small enough that a
+/// 100,000-account district never holds one huge write transaction.
+const HISTORY_CHUNK: usize = 50_000;
+
+/// Writes the district's reference data (routes, accounts, meters, history, message codes) into the
+/// store. The cycle and the field reads are not written here: they go through the cycle machinery.
+pub fn load(store: &mut Store, district: &District) -> Result<LoadReport, StoreError> {
+    let mut report = LoadReport {
+        routes: store.upsert_routes(&district.routes)?,
+        accounts: store.upsert_accounts(&district.accounts)?,
+        meters: store.upsert_meters(&district.meters)?,
+        ..LoadReport::default()
+    };
+    for chunk in district.history.chunks(HISTORY_CHUNK) {
+        report.history += store.upsert_history(chunk)?;
+    }
+    report.codes = store.upsert_codes(&district.codes)?;
+    Ok(report)
+}
+
+/// `meter-gateway demo`: builds a fresh demo district into a new database and says what it made.
+pub fn cli_demo(db: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    if args.accounts > MAX_ACCOUNTS {
+        anyhow::bail!(
+            "--accounts {} is more than the demo builds ({MAX_ACCOUNTS}); the largest US water \
+             utilities have under a million meters",
+            args.accounts
+        );
+    }
+    if db.exists() {
+        anyhow::bail!(
+            "{} already exists: the demo builds a fresh district and will not write into an existing \
+             database; remove it or pass another --db",
+            db.display()
+        );
+    }
+    // The one clock read: the demo's "today" decides the open cycle.
+    let as_of = chrono::Local::now().date_naive();
+    let params = DemoParams {
+        accounts: args.accounts,
+        seed: args.seed,
+        as_of,
+    };
+    let started = std::time::Instant::now();
+    let district = generate(&params);
+    let generated = started.elapsed();
+    let mut store =
+        Store::open(db).with_context(|| format!("creating the demo database {}", db.display()))?;
+    let report = load(&mut store, &district).context("loading the demo district")?;
+    let loaded = started.elapsed();
+    print!("{}", summary(&district, &params));
+    println!(
+        "Wrote {} routes, {} accounts, {} meters, {} history reads, {} message codes to {} \
+         (generated in {:.1} s, loaded in {:.1} s).",
+        report.routes,
+        report.accounts,
+        report.meters,
+        report.history,
+        report.codes,
+        db.display(),
+        generated.as_secs_f64(),
+        (loaded - generated).as_secs_f64()
+    );
+    if args.no_handhelds {
+        println!("--no-handhelds: no simulated handhelds would be started.");
+    }
+    println!(
+        "The sync daemon is not built yet: cycle {} and its {} field reads were generated but not \
+         opened or ingested.",
+        district.cycle.id,
+        district.field_reads.len()
+    );
+    Ok(())
+}
+
+/// A plain-text account of what the demo built.
+pub fn summary(district: &District, params: &DemoParams) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Demo district (seed {}, as of {}): {} accounts on {} routes, {} meters, {} history reads.",
+        params.seed,
+        params.as_of,
+        district.accounts.len(),
+        district.routes.len(),
+        district.meters.len(),
+        district.history.len()
+    );
+    let mut by_class: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
+    for a in &district.accounts {
+        let row = by_class.entry(a.rate_class.as_str()).or_default();
+        row[match a.status {
+            AccountStatus::Active => 0,
+            AccountStatus::Inactive => 1,
+            AccountStatus::Closed => 2,
+        }] += 1;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<14} {:>7} {:>9} {:>7}",
+        "class", "active", "inactive", "closed"
+    );
+    for (class, [a, i, c]) in &by_class {
+        let _ = writeln!(out, "  {class:<14} {a:>7} {i:>9} {c:>7}");
+    }
+    let mut per_route: BTreeMap<&str, (usize, BTreeSet<&str>)> = BTreeMap::new();
+    for a in &district.accounts {
+        per_route.entry(a.route_id.as_str()).or_default().0 += 1;
+    }
+    let meter_route: BTreeMap<&str, &str> = {
+        let route_of: BTreeMap<&str, &str> = district
+            .accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.route_id.as_str()))
+            .collect();
+        district
+            .meters
+            .iter()
+            .filter_map(|m| {
+                let r = route_of.get(m.account_id.as_deref()?)?;
+                Some((m.id.as_str(), *r))
+            })
+            .collect()
+    };
+    for r in &district.field_reads {
+        if let Some(route) = meter_route.get(r.meter_id.as_str()) {
+            per_route
+                .entry(route)
+                .or_default()
+                .1
+                .insert(r.reader.as_str());
+        }
+    }
+    let names: BTreeMap<&str, &str> = district
+        .routes
+        .iter()
+        .map(|r| (r.id.as_str(), r.name.as_str()))
+        .collect();
+    let _ = writeln!(out, "  routes:");
+    for (route, (count, readers)) in &per_route {
+        let readers: Vec<&str> = readers.iter().copied().collect();
+        let _ = writeln!(
+            out,
+            "    {route} {:<22} {count:>6} accounts  reader {}",
+            names.get(route).copied().unwrap_or(""),
+            readers.join(",")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Open cycle {} ({}..{}) over {} routes: {} field reads from the handhelds.",
+        district.cycle.id,
+        district.cycle.window_from,
+        district.cycle.window_to,
+        district.cycle.routes.len(),
+        district.field_reads.len()
+    );
+    let _ = writeln!(out, "Planted problems (a validator must flag them):");
+    let counts = district.planted_counts();
+    for (p, n) in counts.iter().filter(|(p, _)| !p.is_trap()) {
+        let _ = writeln!(out, "    {:<24} {n:>5}", p.as_str());
+    }
+    let _ = writeln!(out, "Traps (normal reads a naive rule would flag):");
+    for (p, n) in counts.iter().filter(|(p, _)| p.is_trap()) {
+        let _ = writeln!(out, "    {:<24} {n:>5}", p.as_str());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -65,4 +65,61 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_failed_migration_rolls_back_and_keeps_the_data() {
+        // A version-0 file that already has a `routes` table of its own: migration 1 fails on it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE routes (legacy TEXT); INSERT INTO routes VALUES ('keep me');",
+        )
+        .unwrap();
+        let err = migrate(&mut conn, &path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { version: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was changed"), "{err}");
+        drop(conn);
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let kept: String = conn
+            .query_row("SELECT legacy FROM routes", [], |r| r.get(0))
+            .unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((v, kept.as_str(), tables), (0, "keep me", 1));
+    }
+
+    #[test]
+    fn a_migrated_file_reopened_is_not_migrated_again_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("district.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        conn.execute(
+            "INSERT INTO routes (route_id, name) VALUES ('R1', 'North')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let mut conn = Connection::open(&path).unwrap();
+        // Migration 1 has no IF NOT EXISTS: running it again would fail, so success means it was skipped.
+        migrate(&mut conn, &path).unwrap();
+        let name: String = conn
+            .query_row("SELECT name FROM routes WHERE route_id = 'R1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(name, "North");
+    }
 }

@@ -4,11 +4,18 @@
 //! rusqlite calls block: async code reaches the store through `spawn_blocking` or the writer thread,
 //! never directly on a runtime worker.
 
+mod backup;
+pub(crate) mod cycles;
+mod district;
 mod migrations;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
+pub use backup::{backup_database, BackupError, BackupReport};
+pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
+pub(crate) use district::{date_text, parse_date, DistrictTx};
+pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +125,15 @@ impl Store {
 }
 
 /// `meter-gateway backup FILE`.
-pub fn cli_backup(_db: &Path, _file: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("backup: not yet built")
+pub fn cli_backup(db: &Path, file: &Path) -> anyhow::Result<()> {
+    let report = backup_database(db, file)?;
+    println!(
+        "backed up {} to {} ({} pages, {} bytes, schema version {})",
+        db.display(),
+        report.path.display(),
+        report.pages,
+        report.bytes,
+        report.schema_version
+    );
+    Ok(())
 }

@@ -1,0 +1,118 @@
+//! Validation and route-file throughput on a large district in a temp-file database, against a plain
+//! SQL scan of the history table (the floor any history-based validation pays).
+//!
+//! `cargo run --release --example vee_bench -- [ACCOUNTS]` (default 100,000).
+
+use anyhow::Context;
+use chrono::{Duration, NaiveDate};
+use meter_gateway::config::Config;
+use meter_gateway::cycles;
+use meter_gateway::demo::{self, DemoParams};
+use meter_gateway::store::Store;
+use std::time::Instant;
+
+fn main() -> anyhow::Result<()> {
+    let accounts: u32 = std::env::args().nth(1).map_or(Ok(100_000), |a| a.parse())?;
+    let config = Config::default();
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("bench.db");
+
+    let t = Instant::now();
+    let district = demo::generate(&DemoParams {
+        accounts,
+        seed: 2026,
+        as_of: NaiveDate::from_ymd_opt(2026, 4, 20).context("date")?,
+    });
+    println!(
+        "generated {accounts} accounts, {} meters, {} history rows, {} field reads in {:.1} s",
+        district.meters.len(),
+        district.history.len(),
+        district.field_reads.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    {
+        let mut store = Store::open(&db)?;
+        demo::load(&mut store, &district)?;
+    }
+    println!(
+        "loaded into {} in {:.1} s",
+        db.display(),
+        t.elapsed().as_secs_f64()
+    );
+
+    // The floor: every column of every history row, in primary-key order, on a cold connection.
+    let t = Instant::now();
+    let (rows, bytes) = {
+        let conn = rusqlite::Connection::open(&db)?;
+        let mut stmt =
+            conn.prepare("SELECT account_id, meter_id, read_on, reading, kind FROM history")?;
+        let mut q = stmt.query([])?;
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        while let Some(r) = q.next()? {
+            rows += 1;
+            bytes += r.get_ref(0)?.as_str()?.len() as u64
+                + r.get_ref(1)?.as_str()?.len() as u64
+                + r.get_ref(2)?.as_str()?.len() as u64
+                + r.get_ref(3)?.as_i64()? as u64 % 2
+                + r.get_ref(4)?.as_str()?.len() as u64;
+        }
+        (rows, bytes)
+    };
+    let scan = t.elapsed().as_secs_f64();
+    println!("plain scan of history: {rows} rows ({bytes} bytes of values) in {scan:.2} s");
+
+    let mut store = Store::open(&db)?;
+    let c = &district.cycle;
+    let opened = c.window_from.and_hms_opt(6, 0, 0).context("time")?;
+    cycles::open_cycle(
+        &mut store,
+        &c.id,
+        c.window_from,
+        c.window_to,
+        &c.routes,
+        opened,
+    )?;
+
+    let t = Instant::now();
+    let files = cycles::route_files(&store, &config, &c.id)?;
+    let routes = t.elapsed().as_secs_f64();
+    let stops: usize = files.iter().map(|f| f.stops.len()).sum();
+    let with_limits: usize = files
+        .iter()
+        .flat_map(|f| &f.stops)
+        .filter(|s| s.limits.is_some())
+        .count();
+    println!(
+        "all {} route files ({stops} stops, {with_limits} with limits) in {routes:.2} s: {:.2}× the scan",
+        files.len(),
+        routes / scan
+    );
+
+    let now = district
+        .field_reads
+        .iter()
+        .map(|r| r.read_at)
+        .max()
+        .unwrap_or(opened)
+        + Duration::hours(1);
+    let t = Instant::now();
+    let out = cycles::ingest(&mut store, &config, &c.id, &district.field_reads, now)?;
+    let validate = t.elapsed().as_secs_f64();
+    println!(
+        "validated and stored {} reads in one transaction in {validate:.2} s: {:.2}× the scan, {:.0} reads/s",
+        out.len(),
+        validate / scan,
+        out.len() as f64 / validate
+    );
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("peak memory (VmHWM, includes the generated district held in memory): {peak}");
+    Ok(())
+}

@@ -1,0 +1,797 @@
+//! SQL for read cycles: cycles and their routes, field reads with their validation decision, flags and
+//! follow-ups, and the bulk reads that validation and route files need (one streaming pass over
+//! `history` in primary-key order, grouped per account; never one query per account).
+
+use super::{date_text, parse_date, Result, Store, StoreError};
+use crate::domain::{
+    AccountStatus, Cycle, CycleStatus, Flag, FlagKind, HistoryRead, MeterStatus, ReadKind,
+    ReadMethod, ReadStatus, ReadType, Register, Unit,
+};
+use chrono::{NaiveDate, NaiveDateTime};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+/// The store's spelling of a district-local time (`2026-11-05T10:32:00`), without chrono's format
+/// interpreter: ingest writes two per read.
+pub(crate) fn time_text(t: NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+pub(crate) fn parse_time(text: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok()
+}
+
+fn bad(row: &Row<'_>, idx: usize, what: impl std::fmt::Display) -> rusqlite::Error {
+    let _ = row;
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        format!("{what}").into(),
+    )
+}
+
+fn parse_at<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let r = row.get_ref(idx)?;
+    let text = r.as_str()?;
+    text.parse().map_err(|e| bad(row, idx, e))
+}
+
+fn text_at<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    Ok(row.get_ref(idx)?.as_str()?)
+}
+
+fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+fn opt_u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = row.get(idx)?;
+    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
+        .transpose()
+}
+
+fn register_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Register> {
+    let dials: i64 = row.get(idx)?;
+    let multiplier: i64 = row.get(idx + 1)?;
+    Ok(Register {
+        dials: u8::try_from(dials)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, dials))?,
+        multiplier: u32::try_from(multiplier)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx + 1, multiplier))?,
+        unit: parse_at::<Unit>(row, idx + 2)?,
+    })
+}
+
+fn store_int(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is too large to store")))
+}
+
+/// `YYYY-MM-DD` without chrono's format machinery: the history scan parses millions of these.
+fn fast_date(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return parse_date(std::str::from_utf8(b).ok()?).ok();
+    }
+    let num = |s: &[u8]| -> Option<u32> {
+        s.iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)
+}
+
+fn kind_of(text: &[u8]) -> Option<ReadKind> {
+    match text {
+        b"actual" => Some(ReadKind::Actual),
+        b"estimated" => Some(ReadKind::Estimated),
+        b"initial" => Some(ReadKind::Initial),
+        b"final" => Some(ReadKind::Final),
+        _ => None,
+    }
+}
+
+/// A text column's bytes: the history scan compares and parses bytes, and validates UTF-8 only for
+/// the strings it keeps (an account or meter id when it changes).
+fn bytes_at<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r [u8]> {
+    Ok(row.get_ref(idx)?.as_bytes()?)
+}
+
+// ---- cycles ------------------------------------------------------------------------------------
+
+pub(crate) fn insert_cycle(conn: &Connection, c: &Cycle, opened_at: NaiveDateTime) -> Result<()> {
+    conn.execute(
+        "INSERT INTO cycles (cycle_id, window_from, window_to, status, opened_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            c.id,
+            date_text(c.window_from),
+            date_text(c.window_to),
+            c.status.as_str(),
+            time_text(opened_at)
+        ],
+    )?;
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO cycle_routes (cycle_id, route_id) VALUES (?1, ?2)")?;
+    for r in &c.routes {
+        stmt.execute(params![c.id, r])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn load_cycle(conn: &Connection, id: &str) -> Result<Option<Cycle>> {
+    let head = conn
+        .query_row(
+            "SELECT window_from, window_to, status FROM cycles WHERE cycle_id = ?1",
+            [id],
+            |r| {
+                let from: String = r.get(0)?;
+                let to: String = r.get(1)?;
+                Ok((from, to, parse_at::<CycleStatus>(r, 2)?))
+            },
+        )
+        .optional()?;
+    let Some((from, to, status)) = head else {
+        return Ok(None);
+    };
+    let date = |t: &str| {
+        parse_date(t).map_err(|e| StoreError::Invalid(format!("cycle {id}: bad date `{t}`: {e}")))
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT route_id FROM cycle_routes WHERE cycle_id = ?1 ORDER BY route_id",
+    )?;
+    let routes = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some(Cycle {
+        id: id.to_string(),
+        window_from: date(&from)?,
+        window_to: date(&to)?,
+        routes,
+        status,
+    }))
+}
+
+pub(crate) fn route_ids(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT route_id FROM routes ORDER BY route_id")?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(ids)
+}
+
+/// `(route_id, cycle_id)` of every route already in an open cycle.
+pub(crate) fn routes_in_open_cycles(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cr.route_id, cr.cycle_id FROM cycle_routes cr JOIN cycles c ON c.cycle_id = cr.cycle_id \
+         WHERE c.status = 'open' ORDER BY cr.route_id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+// ---- scopes: which accounts a bulk read covers ------------------------------------------------------
+
+/// Receives one account's history reads at a time.
+type HistorySink<'a, E> = dyn FnMut(&str, &[HistoryRead]) -> Result<(), E> + 'a;
+
+/// The accounts a bulk read covers, in a temp table, and whether a full scan of `history` (filtered)
+/// is cheaper than seeking each account: true when the scope is most of the district.
+pub(crate) struct Scope {
+    accounts: HashSet<String>,
+    full_scan: bool,
+}
+
+impl Scope {
+    pub(crate) fn new(
+        conn: &Connection,
+        accounts: impl IntoIterator<Item = String>,
+    ) -> Result<Scope> {
+        let accounts: HashSet<String> = accounts.into_iter().collect();
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS scope_accounts (account_id TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.scope_accounts;",
+        )?;
+        let total: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+        let full_scan = accounts.len() as i64 * 2 >= total && total > 0;
+        if !full_scan {
+            let mut stmt =
+                conn.prepare_cached("INSERT INTO temp.scope_accounts (account_id) VALUES (?1)")?;
+            for a in &accounts {
+                stmt.execute([a])?;
+            }
+        }
+        Ok(Scope {
+            accounts,
+            full_scan,
+        })
+    }
+
+    /// Registers of every meter the scope's history or accounts mention (pulled meters included).
+    pub(crate) fn registers(&self, conn: &Connection) -> Result<HashMap<String, Register>> {
+        let sql = if self.full_scan {
+            "SELECT meter_id, dials, multiplier, unit FROM meters"
+        } else {
+            "SELECT meter_id, dials, multiplier, unit FROM meters WHERE meter_id IN \
+             (SELECT h.meter_id FROM temp.scope_accounts s JOIN history h ON h.account_id = s.account_id \
+              UNION SELECT m.meter_id FROM temp.scope_accounts s JOIN meters m ON m.account_id = s.account_id)"
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([])?;
+        let mut out = HashMap::new();
+        while let Some(row) = rows.next()? {
+            out.insert(row.get(0)?, register_at(row, 1)?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f(account_id, reads)` once per account of the scope that has history, streaming
+    /// `history` in primary-key order: only one account's reads are in memory at a time.
+    pub(crate) fn for_each_history<E: From<StoreError>>(
+        &self,
+        conn: &Connection,
+        mut f: impl FnMut(&str, &[HistoryRead]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scan_history(conn, &mut f)
+    }
+
+    fn scan_history<E: From<StoreError>>(
+        &self,
+        conn: &Connection,
+        f: &mut HistorySink<'_, E>,
+    ) -> Result<(), E> {
+        // rusqlite errors become store errors, then the caller's.
+        let sql_err = |e: rusqlite::Error| E::from(StoreError::Sql(e));
+        let sql = if self.full_scan {
+            "SELECT account_id, meter_id, read_on, reading, kind FROM history \
+             ORDER BY account_id, meter_id, read_on, kind"
+        } else {
+            "SELECT h.account_id, h.meter_id, h.read_on, h.reading, h.kind \
+             FROM temp.scope_accounts s JOIN history h ON h.account_id = s.account_id \
+             ORDER BY h.account_id, h.meter_id, h.read_on, h.kind"
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut current = String::new();
+        let mut wanted = false;
+        // Reused across accounts (strings included): the scan allocates only when an account has
+        // more reads, or longer meter ids, than any before it.
+        let mut reads: Vec<HistoryRead> = Vec::with_capacity(64);
+        let mut len = 0;
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            let account = bytes_at(row, 0).map_err(sql_err)?;
+            if account != current.as_bytes() {
+                if wanted && len > 0 {
+                    f(&current, &reads[..len])?;
+                }
+                len = 0;
+                current.clear();
+                current.push_str(text_at(row, 0).map_err(sql_err)?);
+                wanted = !self.full_scan || self.accounts.contains(&current);
+            }
+            if !wanted {
+                continue;
+            }
+            let day = bytes_at(row, 2).map_err(sql_err)?;
+            let kind = bytes_at(row, 4).map_err(sql_err)?;
+            let (Some(read_on), Some(kind)) = (fast_date(day), kind_of(kind)) else {
+                return Err(E::from(StoreError::Invalid(format!(
+                    "history of account {current}: bad date `{}` or kind `{}`",
+                    String::from_utf8_lossy(day),
+                    String::from_utf8_lossy(kind)
+                ))));
+            };
+            let meter = bytes_at(row, 1).map_err(sql_err)?;
+            let reading = u64_at(row, 3).map_err(sql_err)?;
+            if len == reads.len() {
+                reads.push(HistoryRead {
+                    // The account id is the group's key; not repeated per read.
+                    account_id: String::new(),
+                    meter_id: String::new(),
+                    read_on,
+                    reading,
+                    kind,
+                });
+            }
+            let r = &mut reads[len];
+            if r.meter_id.as_bytes() != meter {
+                r.meter_id.clear();
+                r.meter_id.push_str(text_at(row, 1).map_err(sql_err)?);
+            }
+            (r.read_on, r.reading, r.kind) = (read_on, reading, kind);
+            len += 1;
+        }
+        if wanted && len > 0 {
+            f(&current, &reads[..len])?;
+        }
+        Ok(())
+    }
+}
+
+// ---- meters and accounts -------------------------------------------------------------------------
+
+/// An account as validation and route files see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub account_id: String,
+    pub name: String,
+    pub service_address: String,
+    pub status: AccountStatus,
+    pub rate_class: String,
+    pub route_id: String,
+    pub sequence: u32,
+}
+
+/// A meter and the account it is set at (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterRow {
+    pub meter_id: String,
+    pub status: MeterStatus,
+    pub register: Register,
+    pub account_id: Option<String>,
+    pub account: Option<AccountRow>,
+}
+
+const METER_ACCOUNT_COLUMNS: &str =
+    "m.meter_id, m.status, m.dials, m.multiplier, m.unit, m.account_id, \
+     a.account_id, a.name, a.service_address, a.status, a.rate_class, a.route_id, a.sequence";
+/// The same without the customer's name and address, which validation does not use.
+const METER_ACCOUNT_COLUMNS_LEAN: &str =
+    "m.meter_id, m.status, m.dials, m.multiplier, m.unit, m.account_id, \
+     a.account_id, '', '', a.status, a.rate_class, a.route_id, a.sequence";
+
+fn meter_row(row: &Row<'_>) -> rusqlite::Result<MeterRow> {
+    let account = match row.get::<_, Option<String>>(6)? {
+        None => None,
+        Some(account_id) => Some(AccountRow {
+            account_id,
+            name: row.get(7)?,
+            service_address: row.get(8)?,
+            status: parse_at(row, 9)?,
+            rate_class: row.get(10)?,
+            route_id: row.get(11)?,
+            sequence: u32::try_from(row.get::<_, i64>(12)?).unwrap_or(u32::MAX),
+        }),
+    };
+    Ok(MeterRow {
+        meter_id: row.get(0)?,
+        status: parse_at(row, 1)?,
+        register: register_at(row, 2)?,
+        account_id: row.get(5)?,
+        account,
+    })
+}
+
+/// The meters named by `meter_ids` (absent ids are simply not in the map), with their accounts (name
+/// and address left empty: validation does not use them).
+pub(crate) fn meters_by_id(
+    conn: &Connection,
+    meter_ids: &HashSet<&str>,
+) -> Result<HashMap<String, MeterRow>> {
+    let total: i64 = conn.query_row("SELECT count(*) FROM meters", [], |r| r.get(0))?;
+    if meter_ids.len() as i64 * 2 >= total {
+        // Most of the district (a full cycle's upload): one pass over meters beats a seek per id.
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM meters m LEFT JOIN accounts a ON a.account_id = m.account_id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = HashMap::with_capacity(meter_ids.len());
+        while let Some(r) = rows.next()? {
+            if meter_ids.contains(text_at(r, 0)?) {
+                let m = meter_row(r)?;
+                out.insert(m.meter_id.clone(), m);
+            }
+        }
+        return Ok(out);
+    }
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS scope_meters (meter_id TEXT PRIMARY KEY) WITHOUT ROWID;
+         DELETE FROM temp.scope_meters;",
+    )?;
+    {
+        let mut ins =
+            conn.prepare_cached("INSERT INTO temp.scope_meters (meter_id) VALUES (?1)")?;
+        for id in meter_ids {
+            ins.execute([id])?;
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM temp.scope_meters s JOIN meters m ON m.meter_id = s.meter_id \
+         LEFT JOIN accounts a ON a.account_id = m.account_id"
+    ))?;
+    let rows = stmt.query_map([], meter_row)?;
+    let mut out = HashMap::with_capacity(meter_ids.len());
+    for r in rows {
+        let r = r?;
+        out.insert(r.meter_id.clone(), r);
+    }
+    conn.execute_batch("DELETE FROM temp.scope_meters;")?;
+    Ok(out)
+}
+
+/// The stops of a cycle's routes (or of one route): active meters of the routes' accounts, in route
+/// then walk order.
+pub(crate) fn route_stops(
+    conn: &Connection,
+    cycle_id: &str,
+    route_id: Option<&str>,
+) -> Result<Vec<MeterRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {METER_ACCOUNT_COLUMNS} FROM cycle_routes cr \
+         JOIN accounts a ON a.route_id = cr.route_id \
+         JOIN meters m ON m.account_id = a.account_id AND m.status = 'active' \
+         WHERE cr.cycle_id = ?1 AND (?2 IS NULL OR cr.route_id = ?2) \
+         ORDER BY a.route_id, a.sequence, a.account_id, m.meter_id"
+    ))?;
+    let rows = stmt.query_map(params![cycle_id, route_id], meter_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// An open (or sent) field order for a stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOrder {
+    pub order_id: i64,
+    pub kind: String,
+    pub account_id: String,
+    pub meter_id: Option<String>,
+    pub instructions: String,
+}
+
+/// Open field orders of the cycle's routes' accounts (one query).
+pub(crate) fn open_orders(
+    conn: &Connection,
+    cycle_id: &str,
+    route_id: Option<&str>,
+) -> Result<Vec<OpenOrder>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT o.order_id, o.kind, o.account_id, o.meter_id, o.instructions FROM cycle_routes cr \
+         JOIN accounts a ON a.route_id = cr.route_id \
+         JOIN field_orders o ON o.account_id = a.account_id AND o.status IN ('open', 'sent') \
+         WHERE cr.cycle_id = ?1 AND (?2 IS NULL OR cr.route_id = ?2) ORDER BY o.order_id",
+    )?;
+    let rows = stmt.query_map(params![cycle_id, route_id], |r| {
+        Ok(OpenOrder {
+            order_id: r.get(0)?,
+            kind: r.get(1)?,
+            account_id: r.get(2)?,
+            meter_id: r.get(3)?,
+            instructions: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Codes whose use opens a follow-up item.
+pub(crate) fn follow_up_codes(conn: &Connection) -> Result<HashSet<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT code FROM message_codes WHERE requires_follow_up = 1")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---- field reads -----------------------------------------------------------------------------------
+
+/// A read stored earlier in the cycle, for duplicate detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRead {
+    pub read_id: i64,
+    pub raw_reading: String,
+}
+
+/// Reads already in the cycle for the given meters (not superseded), oldest first.
+pub(crate) fn earlier_reads(
+    conn: &Connection,
+    cycle_id: &str,
+    meter_ids: &HashSet<&str>,
+) -> Result<HashMap<String, Vec<EarlierRead>>> {
+    let mut out: HashMap<String, Vec<EarlierRead>> = HashMap::new();
+    if meter_ids.len() > 2_000 {
+        // A big batch (a whole route file, a CSV import): one pass over the cycle's reads.
+        let mut stmt = conn.prepare_cached(
+            "SELECT meter_id, read_id, raw_reading FROM field_reads \
+             WHERE cycle_id = ?1 AND superseded_by IS NULL ORDER BY read_id",
+        )?;
+        let mut rows = stmt.query([cycle_id])?;
+        while let Some(r) = rows.next()? {
+            let meter = text_at(r, 0)?;
+            if meter_ids.contains(meter) {
+                out.entry(meter.to_string()).or_default().push(EarlierRead {
+                    read_id: r.get(1)?,
+                    raw_reading: r.get(2)?,
+                });
+            }
+        }
+        return Ok(out);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT read_id, raw_reading FROM field_reads \
+         WHERE cycle_id = ?1 AND meter_id = ?2 AND superseded_by IS NULL ORDER BY read_id",
+    )?;
+    for m in meter_ids {
+        // An index seek per meter of the batch on (cycle_id, meter_id): cheap, and most find nothing.
+        let rows = stmt.query_map(params![cycle_id, m], |r| {
+            Ok(EarlierRead {
+                read_id: r.get(0)?,
+                raw_reading: r.get(1)?,
+            })
+        })?;
+        let found = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        if !found.is_empty() {
+            out.insert((*m).to_string(), found);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads already stored from `device`, by device sequence number (one index range per handheld).
+pub(crate) fn reads_by_device(conn: &Connection, device: &str) -> Result<HashMap<u64, i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device_seq, read_id FROM field_reads WHERE device_id = ?1 AND device_seq IS NOT NULL",
+    )?;
+    let mut rows = stmt.query([device])?;
+    let mut out = HashMap::new();
+    while let Some(r) = rows.next()? {
+        out.insert(u64_at(r, 0)?, r.get(1)?);
+    }
+    Ok(out)
+}
+
+/// A field read with its validation decision, as inserted.
+#[derive(Debug, Clone)]
+pub struct NewRead<'a> {
+    pub cycle_id: &'a str,
+    pub meter_id: &'a str,
+    pub account_id: Option<&'a str>,
+    pub read_at: NaiveDateTime,
+    pub raw_reading: &'a str,
+    pub reading: Option<u64>,
+    pub read_type: ReadType,
+    pub method: ReadMethod,
+    pub reader: &'a str,
+    pub codes: &'a [String],
+    pub skip_code: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub device: Option<(&'a str, u64)>,
+    pub received_at: NaiveDateTime,
+    pub status: ReadStatus,
+    pub previous_reading: Option<u64>,
+    pub previous_read_on: Option<NaiveDate>,
+    pub consumption: Option<i64>,
+    pub expected_use: Option<f64>,
+    pub expected_basis: Option<&'a str>,
+    pub low_limit: Option<u64>,
+    pub high_limit: Option<u64>,
+    pub flags: &'a [Flag],
+}
+
+/// Inserts a read, its flags and the follow-ups its codes open; returns the read id.
+pub(crate) fn insert_read(
+    conn: &Connection,
+    r: &NewRead<'_>,
+    follow_up_codes: &HashSet<String>,
+) -> Result<i64> {
+    let opt = |v: Option<u64>| v.map(store_int).transpose();
+    conn.prepare_cached(
+        "INSERT INTO field_reads (cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, \
+         method, reader, codes, skip_code, note, device_id, device_seq, received_at, status, previous_reading, \
+         previous_read_on, consumption, expected_use, expected_basis, low_limit, high_limit) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+    )?
+    .execute(params![
+        r.cycle_id,
+        r.meter_id,
+        r.account_id,
+        time_text(r.read_at),
+        r.raw_reading,
+        opt(r.reading)?,
+        r.read_type.as_str(),
+        r.method.as_str(),
+        r.reader,
+        r.codes.join(";"),
+        r.skip_code,
+        r.note,
+        r.device.map(|d| d.0),
+        r.device.map(|d| store_int(d.1)).transpose()?,
+        time_text(r.received_at),
+        r.status.as_str(),
+        opt(r.previous_reading)?,
+        r.previous_read_on.map(date_text),
+        r.consumption,
+        r.expected_use,
+        r.expected_basis,
+        opt(r.low_limit)?,
+        opt(r.high_limit)?,
+    ])?;
+    let read_id = conn.last_insert_rowid();
+    // Most reads carry no flag and no code: no statement is looked up for them.
+    if !r.flags.is_empty() {
+        let mut flag = conn.prepare_cached(
+            "INSERT OR REPLACE INTO flags (read_id, flag, quality, explanation) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for f in r.flags {
+            flag.execute(params![read_id, f.kind.as_str(), f.quality, f.explanation])?;
+        }
+    }
+    let mut follow_codes = r
+        .codes
+        .iter()
+        .filter(|c| follow_up_codes.contains(c.as_str()))
+        .peekable();
+    if follow_codes.peek().is_some() {
+        let mut follow = conn.prepare_cached(
+            "INSERT OR IGNORE INTO follow_ups (read_id, code, status, opened_at) VALUES (?1, ?2, 'open', ?3)",
+        )?;
+        for c in follow_codes {
+            follow.execute(params![read_id, c, time_text(r.received_at)])?;
+        }
+    }
+    Ok(read_id)
+}
+
+/// One stored read with its flags, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRead {
+    pub read_id: i64,
+    pub account_id: Option<String>,
+    pub route_id: Option<String>,
+    pub meter_id: String,
+    pub read_at: NaiveDateTime,
+    pub raw_reading: String,
+    pub reading: Option<u64>,
+    pub read_type: ReadType,
+    pub method: ReadMethod,
+    pub reader: String,
+    pub codes: Vec<String>,
+    pub device: Option<(String, u64)>,
+    pub status: ReadStatus,
+    pub previous_reading: Option<u64>,
+    pub consumption: Option<i64>,
+    pub expected_use: Option<f64>,
+    pub expected_basis: Option<String>,
+    pub low_limit: Option<u64>,
+    pub high_limit: Option<u64>,
+    pub unit: Option<Unit>,
+    pub superseded_by: Option<i64>,
+    pub flags: Vec<Flag>,
+}
+
+/// Every read of a cycle in arrival order, with its flags (two queries, merged).
+pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<StoredRead>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.read_id, r.account_id, a.route_id, r.meter_id, r.read_at, r.raw_reading, r.reading, r.read_type, \
+         r.method, r.reader, r.codes, r.device_id, r.device_seq, r.status, r.previous_reading, r.consumption, \
+         r.expected_use, r.expected_basis, r.low_limit, r.high_limit, m.unit, r.superseded_by \
+         FROM field_reads r LEFT JOIN accounts a ON a.account_id = r.account_id \
+         LEFT JOIN meters m ON m.meter_id = r.meter_id WHERE r.cycle_id = ?1 ORDER BY r.read_id",
+    )?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        let at: String = r.get(4)?;
+        let codes: String = r.get(10)?;
+        let device_id: Option<String> = r.get(11)?;
+        let unit: Option<String> = r.get(20)?;
+        Ok(StoredRead {
+            read_id: r.get(0)?,
+            account_id: r.get(1)?,
+            route_id: r.get(2)?,
+            meter_id: r.get(3)?,
+            read_at: parse_time(&at).ok_or_else(|| bad(r, 4, format!("bad time `{at}`")))?,
+            raw_reading: r.get(5)?,
+            reading: opt_u64_at(r, 6)?,
+            read_type: parse_at(r, 7)?,
+            method: parse_at(r, 8)?,
+            reader: r.get(9)?,
+            codes: codes
+                .split(';')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+            device: match (device_id, opt_u64_at(r, 12)?) {
+                (Some(d), Some(s)) => Some((d, s)),
+                _ => None,
+            },
+            status: parse_at(r, 13)?,
+            previous_reading: opt_u64_at(r, 14)?,
+            consumption: r.get(15)?,
+            expected_use: r.get(16)?,
+            expected_basis: r.get(17)?,
+            low_limit: opt_u64_at(r, 18)?,
+            high_limit: opt_u64_at(r, 19)?,
+            unit: unit.and_then(|u| u.parse().ok()),
+            superseded_by: r.get(21)?,
+            flags: Vec::new(),
+        })
+    })?;
+    let mut reads = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.read_id, f.flag, f.quality, f.explanation FROM flags f \
+         JOIN field_reads r ON r.read_id = f.read_id WHERE r.cycle_id = ?1 ORDER BY f.read_id, f.flag",
+    )?;
+    let mut rows = stmt.query([cycle_id])?;
+    let index: HashMap<i64, usize> = reads
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.read_id, i))
+        .collect();
+    while let Some(row) = rows.next()? {
+        let read_id: i64 = row.get(0)?;
+        let kind: FlagKind = parse_at(row, 1)?;
+        if let Some(&i) = index.get(&read_id) {
+            reads[i].flags.push(Flag {
+                kind,
+                quality: row.get(2)?,
+                explanation: row.get(3)?,
+            });
+        }
+    }
+    Ok(reads)
+}
+
+/// Per route of a cycle: stops expected (active meters of the route's accounts).
+pub(crate) fn expected_stops(conn: &Connection, cycle_id: &str) -> Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cr.route_id, count(m.meter_id) FROM cycle_routes cr \
+         LEFT JOIN accounts a ON a.route_id = cr.route_id \
+         LEFT JOIN meters m ON m.account_id = a.account_id AND m.status = 'active' \
+         WHERE cr.cycle_id = ?1 GROUP BY cr.route_id ORDER BY cr.route_id",
+    )?;
+    let rows = stmt.query_map([cycle_id], |r| Ok((r.get(0)?, u64_at(r, 1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// An open follow-up item (a leak seen, a broken lid) raised by a read's message code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub follow_up_id: i64,
+    pub read_id: i64,
+    pub meter_id: String,
+    pub account_id: Option<String>,
+    pub code: String,
+    pub opened_at: NaiveDateTime,
+}
+
+impl Store {
+    /// Open follow-ups raised by the cycle's reads, oldest first.
+    pub fn open_follow_ups(&self, cycle_id: &str) -> Result<Vec<FollowUp>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT f.follow_up_id, f.read_id, r.meter_id, r.account_id, f.code, f.opened_at \
+             FROM follow_ups f JOIN field_reads r ON r.read_id = f.read_id \
+             WHERE r.cycle_id = ?1 AND f.status = 'open' ORDER BY f.follow_up_id",
+        )?;
+        let rows = stmt.query_map([cycle_id], |r| {
+            let opened: String = r.get(5)?;
+            Ok(FollowUp {
+                follow_up_id: r.get(0)?,
+                read_id: r.get(1)?,
+                meter_id: r.get(2)?,
+                account_id: r.get(3)?,
+                code: r.get(4)?,
+                opened_at: parse_time(&opened)
+                    .ok_or_else(|| bad(r, 5, format!("bad time `{opened}`")))?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A cycle with its routes.
+    pub fn cycle(&self, id: &str) -> Result<Option<Cycle>> {
+        load_cycle(self.conn(), id)
+    }
+
+    /// Every read of a cycle in arrival order, with its flags.
+    pub fn cycle_reads(&self, cycle_id: &str) -> Result<Vec<StoredRead>> {
+        cycle_reads(self.conn(), cycle_id)
+    }
+}

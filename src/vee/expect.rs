@@ -1,0 +1,263 @@
+//! Expected use for a period, season-aware, and the band around it.
+
+use super::history::{rate_over_days, AccountHistory, Period};
+use crate::config::{Tolerance, ValidationConfig};
+use chrono::{Datelike, NaiveDate};
+use std::fmt;
+
+/// Where the expected use came from: it is printed in every high/low explanation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Basis {
+    /// Last year's daily use over the same dates, times the account's growth since.
+    SamePeriodLastYear { growth: f64 },
+    /// Daily use over the recent months (no usable history a year back).
+    RecentAverage { periods: usize },
+    /// Fewer than `min_periods` periods: the band is wide.
+    ThinHistory { periods: usize },
+}
+
+impl Basis {
+    /// Short stable form stored in `field_reads.expected_basis`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Basis::SamePeriodLastYear { .. } => "same_period_last_year",
+            Basis::RecentAverage { .. } => "recent_average",
+            Basis::ThinHistory { .. } => "thin_history",
+        }
+    }
+}
+
+impl fmt::Display for Basis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Basis::SamePeriodLastYear { growth } if (growth - 1.0).abs() < 0.005 => {
+                f.write_str("same period last year")
+            }
+            Basis::SamePeriodLastYear { growth } => {
+                write!(f, "same period last year, adjusted ×{growth:.2}")
+            }
+            Basis::RecentAverage { periods } => {
+                write!(f, "average daily use of the last {periods} periods")
+            }
+            Basis::ThinHistory { periods } => write!(
+                f,
+                "only {periods} period{} of history, wide band",
+                if *periods == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+/// Expected use over one period and the band of use that passes: in HCF as [`expect`] returns it, in a
+/// meter's billing units after [`Expectation::scaled`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expectation {
+    pub days: i64,
+    pub expected: f64,
+    /// Expected use if the season came early or late by up to `season_shift_days` (equals `expected`
+    /// when the basis is not last year).
+    pub season_low: f64,
+    pub season_high: f64,
+    /// Use outside `[low, high]` is flagged.
+    pub low: f64,
+    pub high: f64,
+    pub basis: Basis,
+    /// The relative half-width applied around the season range (max of the class percent, the
+    /// account's own dispersion × `spread_factor`, and the thin-history floor).
+    pub relative: f64,
+    /// The account's dispersion (log scale) after shrinkage towards the prior.
+    pub spread: f64,
+    pub margin: f64,
+}
+
+impl Expectation {
+    /// The same expectation in another unit: `k` of it per HCF (1 / HCF per billing unit).
+    pub fn scaled(self, k: f64) -> Expectation {
+        Expectation {
+            expected: self.expected * k,
+            season_low: self.season_low * k,
+            season_high: self.season_high * k,
+            low: self.low * k,
+            high: self.high * k,
+            margin: self.margin * k,
+            ..self
+        }
+    }
+
+    /// This expectation in `reg`'s billing units.
+    pub fn for_register(self, reg: &crate::domain::Register) -> Expectation {
+        self.scaled(1.0 / super::history::hcf_per_billing_unit(reg))
+    }
+}
+
+/// Daily expected use over `[from, to)` from `periods` (which must all end by `from`), with the season
+/// range: `(point, low, high, basis)`.
+fn daily_point(
+    periods: &[Period],
+    from: NaiveDate,
+    to: NaiveDate,
+    cfg: &ValidationConfig,
+    tol: Tolerance,
+    with_season_range: bool,
+) -> Option<(f64, f64, f64, Basis)> {
+    // Day numbers: this runs for every past period of every account (the dispersion backtest).
+    const YEAR: i32 = 365;
+    let (from, to) = (from.num_days_from_ce(), to.num_days_from_ce());
+    let recent = i32::try_from(cfg.recent_days).unwrap_or(i32::MAX / 4);
+    let w = cfg.estimated_weight;
+    let n = periods.len();
+    if let Some((ly, cover)) = rate_over_days(periods, from - YEAR, to - YEAR, w) {
+        if cover >= 0.5 {
+            let recent_from = from - recent;
+            let growth = match (
+                rate_over_days(periods, recent_from, from, w),
+                rate_over_days(periods, recent_from - YEAR, from - YEAR, w),
+            ) {
+                (Some((now, c1)), Some((then, c2))) if c1 >= 0.5 && c2 >= 0.5 => {
+                    // The absolute margin keeps a near-zero winter from making the ratio explode.
+                    let eps = tol.absolute / 30.0;
+                    ((now + eps) / (then + eps)).clamp(cfg.growth_min, cfg.growth_max)
+                }
+                _ => 1.0,
+            };
+            let (mut lo, mut hi) = (ly, ly);
+            if with_season_range {
+                let shift = i32::try_from(cfg.season_shift_days).unwrap_or(0);
+                for s in [-shift, shift] {
+                    if let Some((r, c)) = rate_over_days(periods, from - YEAR + s, to - YEAR + s, w)
+                    {
+                        if c >= 0.5 {
+                            lo = lo.min(r);
+                            hi = hi.max(r);
+                        }
+                    }
+                }
+            }
+            return Some((
+                ly * growth,
+                lo * growth,
+                hi * growth,
+                Basis::SamePeriodLastYear { growth },
+            ));
+        }
+    }
+    let recent_from = from - recent;
+    let start = periods
+        .partition_point(|p| p.end_day() <= recent_from)
+        .min(n.saturating_sub(1));
+    let recent = &periods[start..];
+    let (rate, _) = rate_over_days(
+        recent,
+        recent.first()?.start_day(),
+        from.max(recent.last()?.end_day()),
+        w,
+    )?;
+    let basis = if n < cfg.min_periods {
+        Basis::ThinHistory { periods: n }
+    } else {
+        Basis::RecentAverage {
+            periods: recent.len(),
+        }
+    };
+    Some((rate, rate, rate, basis))
+}
+
+/// The account's dispersion: how far its actual use strayed (log scale) from what this model would have
+/// predicted for each of its last `MAX_BACKTEST` periods, as a robust standard deviation (1.4826 × the
+/// median absolute deviation from the prediction), shrunk towards `prior_spread`. Only predictions on
+/// the same kind of basis count (`last_year`): a recent average misses every seasonal swing, and
+/// those misses say nothing about how well last year predicts this account.
+fn spread(periods: &[Period], cfg: &ValidationConfig, tol: Tolerance, last_year: bool) -> f64 {
+    const MAX_BACKTEST: usize = 12;
+    let mut residuals = [0.0f64; MAX_BACKTEST];
+    let mut n = 0;
+    let start = periods.len().saturating_sub(MAX_BACKTEST).max(1);
+    for i in start..periods.len() {
+        let p = &periods[i];
+        if p.estimated {
+            continue;
+        }
+        if let Some((point, _, _, basis)) =
+            daily_point(&periods[..i], p.from, p.to, cfg, tol, false)
+        {
+            if matches!(basis, Basis::SamePeriodLastYear { .. }) != last_year {
+                continue;
+            }
+            let days = p.days().max(1) as f64;
+            let eps = tol.absolute * days / 30.0;
+            residuals[n] = ((p.usage + eps) / (point * days + eps)).ln().abs();
+            n += 1;
+        }
+    }
+    let residuals = &mut residuals[..n];
+    let own = if residuals.is_empty() {
+        cfg.prior_spread
+    } else {
+        residuals.sort_by(f64::total_cmp);
+        1.4826 * residuals[residuals.len() / 2]
+    };
+    let n = n as f64;
+    let w = cfg.prior_weight;
+    ((n * own * own + w * cfg.prior_spread * cfg.prior_spread) / (n + w).max(1e-9)).sqrt()
+}
+
+/// Expected use over `[from, to)` (from = the period start, to = the read date) for an account of
+/// `rate_class`, or `None` when the account has no usable period at all (nothing to compare with).
+pub fn expect(
+    history: &AccountHistory,
+    rate_class: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    cfg: &ValidationConfig,
+) -> Option<Expectation> {
+    expect_between(history, rate_class, from, to, to, cfg).map(|(e, _)| e)
+}
+
+/// Expectations for a read on `early` and on `late` (the first and last day of a read window), sharing
+/// one computation of the account's dispersion: a route file's low limit comes from the first, its high
+/// limit from the second.
+pub fn expect_between(
+    history: &AccountHistory,
+    rate_class: &str,
+    from: NaiveDate,
+    early: NaiveDate,
+    late: NaiveDate,
+    cfg: &ValidationConfig,
+) -> Option<(Expectation, Expectation)> {
+    let tol = cfg.tolerance_for(rate_class);
+    let periods = &history.periods[..history.periods.partition_point(|p| p.to <= from)];
+    let last_year = daily_point(periods, from, late, cfg, tol, false)
+        .is_some_and(|(.., b)| matches!(b, Basis::SamePeriodLastYear { .. }));
+    let spread = spread(periods, cfg, tol, last_year);
+    let one = |to: NaiveDate| -> Option<Expectation> {
+        let days = (to - from).num_days();
+        if days <= 0 {
+            return None;
+        }
+        let (point, lo, hi, basis) = daily_point(periods, from, to, cfg, tol, true)?;
+        let thin = matches!(basis, Basis::ThinHistory { .. });
+        let mut relative = tol.percent.max((cfg.spread_factor * spread).exp() - 1.0);
+        let mut margin = tol.absolute * days as f64 / 30.0;
+        if thin {
+            relative = relative.max(cfg.thin_percent);
+            margin *= 2.0;
+        }
+        let d = days as f64;
+        let (expected, season_low, season_high) = (point * d, lo * d, hi * d);
+        Some(Expectation {
+            days,
+            expected,
+            season_low,
+            season_high,
+            low: (season_low / (1.0 + relative) - margin).max(0.0),
+            high: season_high * (1.0 + relative) + margin,
+            basis,
+            relative,
+            spread,
+            margin,
+        })
+    };
+    let e = one(early)?;
+    let l = if late == early { e } else { one(late)? };
+    Some((e, l))
+}

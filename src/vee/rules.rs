@@ -1,0 +1,498 @@
+//! The read rules: one field read against its meter, account and history.
+
+use super::expect::{expect_between, Expectation};
+use super::history::{hcf_per_billing_unit, AccountHistory};
+use super::quality;
+use crate::config::ValidationConfig;
+use crate::domain::{
+    AccountStatus, FieldRead, Flag, FlagKind, MeterStatus, ReadKind, ReadStatus, ReadType,
+    Register, RegisterDelta, Unit,
+};
+use chrono::{NaiveDate, NaiveDateTime};
+
+/// What the store knows about the meter a read names.
+#[derive(Debug, Clone, Copy)]
+pub enum MeterContext<'a> {
+    /// No meter with this id.
+    Unknown,
+    /// A meter that is not in service at an account: in inventory, retired, or pulled.
+    NotInService {
+        status: MeterStatus,
+        account_id: Option<&'a str>,
+    },
+    /// The meter set at an account.
+    InService(Service<'a>),
+}
+
+/// An in-service meter, its account and the account's history.
+#[derive(Debug, Clone, Copy)]
+pub struct Service<'a> {
+    pub account_id: &'a str,
+    pub account_status: AccountStatus,
+    pub rate_class: &'a str,
+    pub route_id: &'a str,
+    /// Whether the account's route is one of the cycle's routes.
+    pub on_cycle: bool,
+    pub register: Register,
+    pub history: &'a AccountHistory,
+}
+
+/// Everything one read is judged against.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadInput<'a> {
+    pub read: &'a FieldRead,
+    pub meter: MeterContext<'a>,
+    pub window_from: NaiveDate,
+    pub window_to: NaiveDate,
+    /// When the read reached the gateway: a read time after it is in the future.
+    pub now: NaiveDateTime,
+    /// The reading already stored for this meter in this cycle, if any (raw text as keyed).
+    pub earlier: Option<&'a str>,
+}
+
+/// The validation decision stored with the read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub reading: Option<u64>,
+    pub previous_reading: Option<u64>,
+    pub previous_read_on: Option<NaiveDate>,
+    /// Billing units since the previous read (negative for a backwards read); `None` when unknown.
+    pub consumption: Option<i64>,
+    pub expected_use: Option<f64>,
+    pub expected_basis: Option<String>,
+    /// Limits as register readings at the read date (wrap-aware: `high < low` means the range wraps).
+    pub low_limit: Option<u64>,
+    pub high_limit: Option<u64>,
+    pub flags: Vec<Flag>,
+    pub status: ReadStatus,
+}
+
+/// Whether two keyed readings are the same value (`00123` and `123` are).
+pub fn same_reading(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.trim_start_matches('0').to_string())
+    };
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn duplicate_flag(earlier: &str) -> Flag {
+    flag(
+        FlagKind::Duplicate,
+        format!(
+            "a different reading ({}) is already in for this meter this cycle",
+            earlier.trim()
+        ),
+    )
+}
+
+/// Marks a decision made without knowing of an earlier read (`ReadInput::earlier` = `None`) as a
+/// duplicate of `earlier`: the same as validating with it. Lets a batch be judged per account, in
+/// history order, and the duplicates settled in arrival order afterwards.
+pub fn mark_duplicate(d: &mut Decision, earlier: &str) {
+    if !d.flags.iter().any(|f| f.kind == FlagKind::Duplicate) {
+        // Where `validate` puts it: right after the timing flag.
+        let at = d
+            .flags
+            .iter()
+            .take_while(|f| f.kind == FlagKind::OutOfWindow)
+            .count();
+        d.flags.insert(at, duplicate_flag(earlier));
+        d.status = ReadStatus::Flagged;
+    }
+}
+
+fn flag(kind: FlagKind, explanation: String) -> Flag {
+    Flag {
+        kind,
+        quality: quality::of(kind).to_string(),
+        explanation,
+    }
+}
+
+/// Formats a use figure for a clerk: whole units when it is one, else one decimal.
+pub fn amount(v: f64) -> String {
+    if (v - v.round()).abs() < 0.05 || v.abs() >= 100.0 {
+        format!("{:.0}", v.round())
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Register readings bounding `[low, high]` billing units of use since `base` (with `carry` units
+/// already used on a pulled meter), wrapped at 10^dials. `None` when the band spans the whole dial.
+pub fn limits_as_readings(
+    register: &Register,
+    base: u64,
+    carry: f64,
+    low: f64,
+    high: f64,
+) -> Option<(u64, u64)> {
+    let m = f64::from(register.multiplier.max(1));
+    let low_units = ((low - carry) / m).floor().max(0.0);
+    let high_units = ((high - carry) / m).ceil().max(0.0);
+    if high_units >= register.modulus() as f64 {
+        return None;
+    }
+    Some((
+        register.advance(base, low_units as u64),
+        register.advance(base, high_units as u64),
+    ))
+}
+
+/// Hi/lo limits, as register readings, for reading `meter_id` any day of the window `[early, late]`:
+/// the low limit for a read on the first day, the high limit for one on the last. An inactive account
+/// expects no use: both limits are the previous reading. `None` without a previous reading or history.
+pub fn stop_limits(
+    history: &AccountHistory,
+    meter_id: &str,
+    register: &Register,
+    rate_class: &str,
+    active: bool,
+    early: NaiveDate,
+    late: NaiveDate,
+    cfg: &ValidationConfig,
+) -> Option<(u64, u64)> {
+    let base = history.base_of(meter_id)?;
+    if !active {
+        return Some((base.reading, base.reading));
+    }
+    let judge = Judged::from(history, base, register);
+    let early = early.max(judge.from + chrono::Duration::days(1));
+    let late = late.max(early);
+    let (e, l) = expect_between(history, rate_class, judge.from, early, late, cfg)?;
+    let (e, l) = (e.for_register(register), l.for_register(register));
+    let carry = history.carry / hcf_per_billing_unit(register);
+    limits_as_readings(register, judge.reading, carry, e.low, l.high)
+}
+
+/// Judges one read. Pure: the caller supplies the meter, account, history and what is already stored.
+pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
+    let read = input.read;
+    let mut d = Decision {
+        reading: None,
+        previous_reading: None,
+        previous_read_on: None,
+        consumption: None,
+        expected_use: None,
+        expected_basis: None,
+        low_limit: None,
+        high_limit: None,
+        flags: Vec::new(),
+        status: ReadStatus::Accepted,
+    };
+    let day = read.read_at.date();
+    if read.read_at > input.now {
+        d.flags.push(flag(
+            FlagKind::OutOfWindow,
+            format!(
+                "read time {} is after the read reached the gateway ({})",
+                read.read_at.format("%Y-%m-%d %H:%M"),
+                input.now.format("%Y-%m-%d %H:%M")
+            ),
+        ));
+    } else if day < input.window_from || day > input.window_to {
+        d.flags.push(flag(
+            FlagKind::OutOfWindow,
+            format!(
+                "read on {day}, outside the cycle's window {} – {}",
+                input.window_from, input.window_to
+            ),
+        ));
+    }
+    if let Some(earlier) = input.earlier {
+        d.flags.push(duplicate_flag(earlier));
+    }
+
+    if read.read_type == ReadType::Skipped {
+        let why = read
+            .skip_code
+            .as_deref()
+            .map(|c| format!(" (skip code {c})"))
+            .unwrap_or_default();
+        d.flags.push(flag(
+            FlagKind::Missing,
+            format!("not read{why}: to be estimated at close"),
+        ));
+        return finish(d, read);
+    }
+
+    let service = match input.meter {
+        MeterContext::Unknown => {
+            d.reading = read.reading();
+            d.flags.push(flag(
+                FlagKind::MeterMismatch,
+                format!(
+                    "meter {} is not in the district's meter list",
+                    read.meter_id
+                ),
+            ));
+            return finish(d, read);
+        }
+        MeterContext::NotInService { status, account_id } => {
+            d.reading = read.reading();
+            let at = account_id
+                .map(|a| format!(", last at account {a}"))
+                .unwrap_or_default();
+            d.flags.push(flag(
+                FlagKind::MeterMismatch,
+                format!(
+                    "meter {} is {status}{at}, not the active meter of an account",
+                    read.meter_id
+                ),
+            ));
+            return finish(d, read);
+        }
+        MeterContext::InService(s) => s,
+    };
+    if !service.on_cycle {
+        d.flags.push(flag(
+            FlagKind::MeterMismatch,
+            format!(
+                "meter {} is at account {} on route {}, which is not in this cycle",
+                read.meter_id, service.account_id, service.route_id
+            ),
+        ));
+    }
+
+    let reg = service.register;
+    let digits = read.raw_reading.trim().len();
+    let reading = match read.reading() {
+        Some(r) if reg.fits(r) && digits <= usize::from(reg.dials) => r,
+        Some(_) => {
+            d.flags.push(flag(
+                FlagKind::InvalidReading,
+                format!(
+                    "reading {} has more digits than the meter's {} dials",
+                    read.raw_reading.trim(),
+                    reg.dials
+                ),
+            ));
+            return finish(d, read);
+        }
+        None => {
+            d.flags.push(flag(
+                FlagKind::InvalidReading,
+                format!("reading `{}` is not a number", read.raw_reading.trim()),
+            ));
+            return finish(d, read);
+        }
+    };
+    d.reading = Some(reading);
+
+    let history = service.history;
+    let Some(base) = history.base_of(&read.meter_id) else {
+        // A meter with no reading on record (set without an initial reading): nothing to subtract.
+        return finish(d, read);
+    };
+    d.previous_reading = Some(base.reading);
+    d.previous_read_on = Some(base.read_on);
+    let judge = Judged::from(history, base, &reg);
+    let from = judge.from;
+    let unit = reg.unit;
+    let exp = expect_between(history, service.rate_class, from, day, day, cfg)
+        .map(|(e, _)| e.for_register(&reg));
+    // Use on a pulled meter, in this meter's billing units.
+    let carry_units = history.carry / hcf_per_billing_unit(&reg);
+    if let Some(e) = &exp {
+        d.expected_use = Some(round2(e.expected));
+        d.expected_basis = Some(e.basis.to_string() + &judge.note);
+        if let Some((lo, hi)) = limits_as_readings(&reg, judge.reading, carry_units, e.low, e.high)
+        {
+            d.low_limit = Some(lo);
+            d.high_limit = Some(hi);
+        }
+    }
+    let days = (day - from).num_days();
+    let carry = carry_units.round() as i64;
+    let m = i64::from(reg.multiplier);
+    let base = JudgedBase {
+        reading: judge.reading,
+        read_on: judge.from_reading_on,
+    };
+
+    let usage = match reg.delta(base.reading, reading) {
+        RegisterDelta::Forward(u) => u,
+        RegisterDelta::Below { wrapped, back } => {
+            let wrapped_use = reg.to_billing(wrapped) as f64 + carry_units;
+            let plausible = wrapped < back
+                && match &exp {
+                    Some(e) => wrapped_use <= e.high * cfg.rollover_slack,
+                    // No history to judge by: accept a wrap of at most a tenth of the dial.
+                    None => wrapped.saturating_mul(10) <= reg.modulus(),
+                };
+            if !plausible {
+                d.consumption =
+                    Some(carry - (back as i64).saturating_mul(m) - judge.estimated_since);
+                let wrap_note = if wrapped < back {
+                    format!(
+                        "; a rollover would mean {} {unit} of use, implausible",
+                        amount(wrapped_use)
+                    )
+                } else {
+                    String::new()
+                };
+                d.flags.push(flag(
+                    FlagKind::Negative,
+                    format!(
+                        "reading {reading} is {} {unit} below the previous reading {} ({}){wrap_note}",
+                        reg.to_billing(back),
+                        base.reading,
+                        base.read_on
+                    ),
+                ));
+                return finish(d, read);
+            }
+            d.flags.push(flag(
+                FlagKind::Rollover,
+                format!(
+                    "register rolled over from {} through 0 to {reading}: {} {unit} of use",
+                    base.reading,
+                    amount(wrapped_use)
+                ),
+            ));
+            wrapped
+        }
+    };
+    let used = reg.to_billing(usage) as i64 + carry;
+    // Billed use is from the previous (possibly estimated) reading; judged use from the firm one.
+    d.consumption = Some(used - judge.estimated_since);
+    let used_f = used as f64;
+
+    if service.account_status != AccountStatus::Active {
+        if used > 0 {
+            d.flags.push(flag(
+                FlagKind::InactiveUsage,
+                format!(
+                    "used {used} {unit} in {days} days on a {} account",
+                    service.account_status
+                ),
+            ));
+        }
+        return finish(d, read);
+    }
+    let Some(e) = exp else {
+        return finish(d, read);
+    };
+    // "Normally uses water": even the early/late-season expectation is above `zero_min_use`, and the
+    // account has (almost) never had a period without use.
+    let zero_floor = cfg.zero_min_use * days as f64 / 30.0 / hcf_per_billing_unit(&reg);
+    let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
+    if used == 0 && e.season_low >= zero_floor && zero_periods <= cfg.zero_periods_allowed {
+        let before = match zero_periods {
+            0 => "it has used water every period".to_string(),
+            n => format!("{n} of its last 12 periods had no use"),
+        };
+        d.flags.push(flag(
+            FlagKind::Zero,
+            format!(
+                "no use in {days} days; expected {} {unit} ({}); {before}",
+                amount(e.expected),
+                e.basis
+            ),
+        ));
+    } else if used_f > e.high {
+        d.flags
+            .push(flag(FlagKind::High, band_text(used, days, &e, unit)));
+    } else if used > 0 && used_f < e.low {
+        d.flags
+            .push(flag(FlagKind::Low, band_text(used, days, &e, unit)));
+    }
+    finish(d, read)
+}
+
+/// The reading use is judged from: the previous reading, or, when that was an estimate, the meter's
+/// last firm reading (an estimate may have been far off; the use since the last actual read is what the
+/// customer really used).
+struct Judged {
+    reading: u64,
+    from: NaiveDate,
+    from_reading_on: NaiveDate,
+    /// Billing units the estimates since the firm reading already billed.
+    estimated_since: i64,
+    note: String,
+}
+
+impl Judged {
+    fn from(history: &AccountHistory, base: &super::MeterBase, reg: &Register) -> Judged {
+        if base.kind == ReadKind::Estimated && base.firm_on < base.read_on {
+            let est = reg.to_billing(reg.forward_use(base.firm_reading, base.reading));
+            Judged {
+                reading: base.firm_reading,
+                from: base.firm_on,
+                from_reading_on: base.firm_on,
+                estimated_since: i64::try_from(est).unwrap_or(i64::MAX),
+                note: format!(
+                    "; judged since the last actual reading {} on {}, the last bill was estimated",
+                    base.firm_reading, base.firm_on
+                ),
+            }
+        } else {
+            Judged {
+                reading: base.reading,
+                from: history.period_start.unwrap_or(base.read_on),
+                from_reading_on: base.read_on,
+                estimated_since: 0,
+                note: String::new(),
+            }
+        }
+    }
+}
+
+struct JudgedBase {
+    reading: u64,
+    read_on: NaiveDate,
+}
+
+fn band_text(used: i64, days: i64, e: &Expectation, unit: Unit) -> String {
+    let ratio = if e.expected > 0.0 {
+        format!("{:.1}× expected", used as f64 / e.expected)
+    } else {
+        "expected none".to_string()
+    };
+    let season = if e.season_high > e.season_low * 1.05 + 0.5 {
+        format!(
+            " (season early/late: {}–{})",
+            amount(e.season_low),
+            amount(e.season_high)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "used {used} {unit} in {days} days; expected {} {unit} ({}){season}; {ratio}; band {}–{} {unit}",
+        amount(e.expected),
+        e.basis,
+        amount(e.low),
+        amount(e.high)
+    )
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Sets the status from the flags; a reader-confirmed read stays flagged but says it was confirmed.
+fn finish(mut d: Decision, read: &FieldRead) -> Decision {
+    let exception = d.flags.iter().any(|f| f.kind.is_exception());
+    d.status = if exception {
+        ReadStatus::Flagged
+    } else {
+        ReadStatus::Accepted
+    };
+    if read.confirmed() {
+        for f in d
+            .flags
+            .iter_mut()
+            .filter(|f| matches!(f.kind, FlagKind::High | FlagKind::Low | FlagKind::Zero))
+        {
+            f.explanation
+                .push_str("; confirmed by the reader at the meter");
+        }
+    }
+    d
+}
