@@ -36,7 +36,10 @@ pub enum Command {
         what: ImportWhat,
     },
     /// Export a table as the same CSV format the import reads.
-    Export { what: ExportWhat, file: PathBuf },
+    Export {
+        #[command(subcommand)]
+        what: ExportCommand,
+    },
     /// Online, consistent copy of the database (safe while the daemon serves).
     Backup { file: PathBuf },
     /// Read cycles: open, status, close.
@@ -48,6 +51,68 @@ pub enum Command {
     Reads(ReadsArgs),
     /// Write the route file (stops in walk order, previous read, hi/lo limits) for a cycle's route.
     Route(RouteArgs),
+    /// Run the daemon: HTTP API and clerk pages, one listener per serial dock.
+    Serve(ServeArgs),
+    /// Handhelds: register (prints the device's secret once), list.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+    /// Assign a cycle's route to a handheld.
+    Assign {
+        #[arg(long)]
+        cycle: String,
+        #[arg(long)]
+        route: String,
+        #[arg(long)]
+        device: String,
+    },
+    /// Office users: clerks, admins, billing.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the HTTP API and the clerk pages.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: std::net::SocketAddr,
+    /// A serial dock (cradle) to listen on; repeat for several.
+    #[arg(long)]
+    pub serial: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// Register a handheld; prints its secret token once (only a hash is kept).
+    Add { device_id: String },
+    /// List registered handhelds.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum UserRole {
+    Clerk,
+    Admin,
+    Billing,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user. Clerks and admins get a password (prompted, or --password-stdin); billing users
+    /// get an API token, printed once.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: UserRole,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users and their roles.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -85,12 +150,42 @@ pub enum ImportWhat {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    Accounts {
+        file: PathBuf,
+    },
+    Meters {
+        file: PathBuf,
+    },
+    History {
+        file: PathBuf,
+    },
+    Codes {
+        file: PathBuf,
+    },
+    /// A closed cycle's billing batch (standard output when no FILE).
+    Billing {
+        #[arg(long)]
+        cycle: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: BillingFormat,
+        file: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ExportWhat {
     Accounts,
     Meters,
     History,
     Codes,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum BillingFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +203,20 @@ pub enum CycleAction {
     },
     /// Reads expected / in / flagged / resolved, per route.
     Status { id: String },
+    /// Estimate missing reads, refuse while exceptions are unresolved, freeze the cycle and write its
+    /// billing batch.
+    Close {
+        id: String,
+        /// Accounts to hold out of the batch explicitly.
+        #[arg(long, num_args = 1..)]
+        hold: Vec<String>,
+    },
+    /// Reopen a closed cycle for corrections (audited); closing again writes a new batch version.
+    Reopen {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -158,10 +267,42 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             what: ImportWhat::Reads { cycle, file },
         } => crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file),
         Command::Import { what } => crate::cis::cli_import(&cli.db, &what),
-        Command::Export { what, file } => crate::cis::cli_export(&cli.db, what, &file),
+        Command::Export { what } => match what {
+            ExportCommand::Accounts { file } => {
+                crate::cis::cli_export(&cli.db, ExportWhat::Accounts, &file)
+            }
+            ExportCommand::Meters { file } => {
+                crate::cis::cli_export(&cli.db, ExportWhat::Meters, &file)
+            }
+            ExportCommand::History { file } => {
+                crate::cis::cli_export(&cli.db, ExportWhat::History, &file)
+            }
+            ExportCommand::Codes { file } => {
+                crate::cis::cli_export(&cli.db, ExportWhat::Codes, &file)
+            }
+            ExportCommand::Billing {
+                cycle,
+                format,
+                file,
+            } => crate::billing::cli_export_billing(&cli.db, &cycle, format, file.as_deref()),
+        },
         Command::Backup { file } => crate::store::cli_backup(&cli.db, &file),
+        Command::Cycle {
+            action: CycleAction::Close { id, hold },
+        } => crate::billing::cli_close(&cli.db, &config, &id, &hold),
+        Command::Cycle {
+            action: CycleAction::Reopen { id, reason },
+        } => crate::billing::cli_reopen(&cli.db, &id, &reason),
         Command::Cycle { action } => crate::cycles::cli_cycle(&cli.db, &config, &action),
         Command::Reads(args) => crate::cycles::cli_reads(&cli.db, &args),
         Command::Route(args) => crate::cycles::cli_route(&cli.db, &config, &args),
+        Command::Serve(args) => crate::serve::cli_serve(&cli.db, config, &args),
+        Command::Device { action } => crate::serve::cli_device(&cli.db, &action),
+        Command::Assign {
+            cycle,
+            route,
+            device,
+        } => crate::serve::cli_assign(&cli.db, &cycle, &route, &device),
+        Command::User { action } => crate::serve::cli_user(&cli.db, &action),
     }
 }

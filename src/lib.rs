@@ -5,11 +5,16 @@
 //! [`cycles`] runs read cycles (open, ingest reads, route files) over the store, [`demo`] builds a
 //! realistic district.
 
+pub mod auth;
+pub mod billing;
 pub mod cis;
 pub mod cli;
 pub mod config;
 pub mod cycles;
 pub mod demo;
 pub mod domain;
+pub mod review;
+pub mod serve;
 pub mod store;
+pub mod sync;
 pub mod vee;

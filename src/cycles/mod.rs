@@ -264,176 +264,186 @@ pub fn ingest(
     reads: &[FieldRead],
     now: NaiveDateTime,
 ) -> Result<Vec<ReadOutcome>> {
-    let cfg = &config.validation;
-    store.write(|tx| {
-        let cycle = sql::load_cycle(tx, cycle_id)?
-            .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
-        if cycle.status != CycleStatus::Open {
-            return Err(CycleError::Closed(cycle_id.to_string()));
-        }
-        let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
-        let meters = sql::meters_by_id(tx, &meter_ids)?;
-        let scope = sql::Scope::new(
-            tx,
-            meters
-                .values()
-                .filter(|m| in_service(m))
-                .filter_map(|m| m.account_id.clone()),
-        )?;
-        let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
-        // Judges read `i` against its meter and `history`, not yet knowing of earlier reads.
-        let judge = |i: usize, history: &AccountHistory| -> vee::Decision {
-            let read = &reads[i];
-            let context = match meters.get(&read.meter_id) {
-                None => MeterContext::Unknown,
-                Some(m) => match (&m.account, in_service(m)) {
-                    (Some(a), true) => MeterContext::InService(Service {
-                        account_id: &a.account_id,
-                        account_status: a.status,
-                        rate_class: &a.rate_class,
-                        route_id: &a.route_id,
-                        on_cycle: on_cycle.contains(a.route_id.as_str()),
-                        register: m.register,
-                        history,
-                    }),
-                    _ => MeterContext::NotInService {
-                        status: m.status,
-                        account_id: m.account_id.as_deref(),
-                    },
-                },
-            };
-            let input = ReadInput {
-                read,
-                meter: context,
-                window_from: cycle.window_from,
-                window_to: cycle.window_to,
-                now,
-                earlier: None,
-            };
-            vee::validate(&input, cfg)
-        };
-        // Pass 1, in history order: each account's reads are judged as its history streams by.
-        let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, r) in reads.iter().enumerate() {
-            if let Some(a) = meters
-                .get(&r.meter_id)
-                .filter(|m| in_service(m))
-                .and_then(|m| m.account.as_ref())
-            {
-                by_account.entry(a.account_id.as_str()).or_default().push(i);
-            }
-        }
-        let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
-        for_each_account_history(tx, &scope, |account, history| {
-            for &i in by_account.get(account).into_iter().flatten() {
-                decisions[i] = Some(judge(i, history));
-            }
-            Ok(())
-        })?;
-        let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
-        // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
-        // batch's as they are stored (borrowed, so tracking a 100,000-read batch allocates little).
-        let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(reads.len());
-        for (meter, v) in &stored {
-            earlier.insert(
-                meter,
-                v.iter()
-                    .map(|e| (e.read_id, e.raw_reading.as_str()))
-                    .collect(),
-            );
-        }
-        let follow_ups = sql::follow_up_codes(tx)?;
-        let empty = AccountHistory::default();
-        // Reads already stored per handheld of the batch, by device sequence (re-sent reads).
-        let mut seen_devices: HashMap<&str, HashMap<u64, i64>> = HashMap::new();
-        for (device, _) in reads.iter().filter_map(|r| r.device.as_ref()) {
-            if !seen_devices.contains_key(device.as_str()) {
-                seen_devices.insert(device, sql::reads_by_device(tx, device)?);
-            }
-        }
-        let mut out = Vec::with_capacity(reads.len());
+    store.write(|tx| ingest_in(tx, config, cycle_id, reads, now))
+}
 
-        // Pass 2, in arrival order: re-sent reads, duplicates, storage.
-        for (index, read) in reads.iter().enumerate() {
-            let outcome = |read_id, disposition| ReadOutcome {
-                index,
-                meter_id: read.meter_id.clone(),
-                read_id,
-                disposition,
-            };
-            if let Some((device, seq)) = &read.device {
-                if let Some(id) = seen_devices.get(device.as_str()).and_then(|s| s.get(seq)) {
-                    out.push(outcome(*id, Disposition::AlreadyReceived));
-                    continue;
-                }
-            }
-            let before = earlier.get(read.meter_id.as_str());
-            if let Some(&(same, _)) = before.and_then(|v| {
-                v.iter()
-                    .find(|(_, raw)| vee::same_reading(raw, &read.raw_reading))
-            }) {
-                out.push(outcome(same, Disposition::SameAsEarlier));
+/// [`ingest`] inside a transaction (or savepoint) the caller owns: the sync daemon runs many uploads
+/// in one group commit (`store::Db::grouped`) and acknowledges them only after it committed.
+pub fn ingest_in(
+    tx: &rusqlite::Connection,
+    config: &Config,
+    cycle_id: &str,
+    reads: &[FieldRead],
+    now: NaiveDateTime,
+) -> Result<Vec<ReadOutcome>> {
+    let cfg = &config.validation;
+    let cycle = sql::load_cycle(tx, cycle_id)?
+        .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
+    if cycle.status != CycleStatus::Open {
+        return Err(CycleError::Closed(cycle_id.to_string()));
+    }
+    let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
+    let meters = sql::meters_by_id(tx, &meter_ids)?;
+    let scope = sql::Scope::new(
+        tx,
+        meters
+            .values()
+            .filter(|m| in_service(m))
+            .filter_map(|m| m.account_id.clone()),
+    )?;
+    let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
+    // Judges read `i` against its meter and `history`, not yet knowing of earlier reads.
+    let judge = |i: usize, history: &AccountHistory| -> vee::Decision {
+        let read = &reads[i];
+        let context = match meters.get(&read.meter_id) {
+            None => MeterContext::Unknown,
+            Some(m) => match (&m.account, in_service(m)) {
+                (Some(a), true) => MeterContext::InService(Service {
+                    account_id: &a.account_id,
+                    account_status: a.status,
+                    rate_class: &a.rate_class,
+                    route_id: &a.route_id,
+                    on_cycle: on_cycle.contains(a.route_id.as_str()),
+                    register: m.register,
+                    history,
+                }),
+                _ => MeterContext::NotInService {
+                    status: m.status,
+                    account_id: m.account_id.as_deref(),
+                },
+            },
+        };
+        let input = ReadInput {
+            read,
+            meter: context,
+            window_from: cycle.window_from,
+            window_to: cycle.window_to,
+            now,
+            earlier: None,
+        };
+        vee::validate(&input, cfg)
+    };
+    // Pass 1, in history order: each account's reads are judged as its history streams by.
+    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in reads.iter().enumerate() {
+        if let Some(a) = meters
+            .get(&r.meter_id)
+            .filter(|m| in_service(m))
+            .and_then(|m| m.account.as_ref())
+        {
+            by_account.entry(a.account_id.as_str()).or_default().push(i);
+        }
+    }
+    let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
+    for_each_account_history(tx, &scope, |account, history| {
+        for &i in by_account.get(account).into_iter().flatten() {
+            decisions[i] = Some(judge(i, history));
+        }
+        Ok(())
+    })?;
+    let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
+    // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
+    // batch's as they are stored (borrowed, so tracking a 100,000-read batch allocates little).
+    let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(reads.len());
+    for (meter, v) in &stored {
+        earlier.insert(
+            meter,
+            v.iter()
+                .map(|e| (e.read_id, e.raw_reading.as_str()))
+                .collect(),
+        );
+    }
+    let follow_ups = sql::follow_up_codes(tx)?;
+    let empty = AccountHistory::default();
+    // Reads already stored per handheld of the batch, by device sequence (re-sent reads).
+    let mut seen_devices: HashMap<&str, HashMap<u64, i64>> = HashMap::new();
+    for (device, _) in reads.iter().filter_map(|r| r.device.as_ref()) {
+        if !seen_devices.contains_key(device.as_str()) {
+            seen_devices.insert(device, sql::reads_by_device(tx, device)?);
+        }
+    }
+    let mut out = Vec::with_capacity(reads.len());
+
+    // Pass 2, in arrival order: re-sent reads, duplicates, storage.
+    for (index, read) in reads.iter().enumerate() {
+        let outcome = |read_id, disposition| ReadOutcome {
+            index,
+            meter_id: read.meter_id.clone(),
+            read_id,
+            disposition,
+        };
+        if let Some((device, seq)) = &read.device {
+            if let Some(id) = seen_devices.get(device.as_str()).and_then(|s| s.get(seq)) {
+                out.push(outcome(*id, Disposition::AlreadyReceived));
                 continue;
             }
-            let meter = meters.get(&read.meter_id);
-            let mut d = match decisions[index].take() {
-                Some(d) => d,
-                // No history (a new account), or not a meter in service.
-                None => judge(index, &empty),
-            };
-            if let Some((_, first)) = before.and_then(|v| v.first()) {
-                vee::mark_duplicate(&mut d, first);
-            }
-            let read_type = confirmed_direction(read.read_type, &d.flags);
-            let read_id = sql::insert_read(
-                tx,
-                &sql::NewRead {
-                    cycle_id,
-                    meter_id: &read.meter_id,
-                    account_id: meter.and_then(|m| m.account_id.as_deref()),
-                    read_at: read.read_at,
-                    raw_reading: &read.raw_reading,
-                    reading: d.reading,
-                    read_type,
-                    method: read.method,
-                    reader: &read.reader,
-                    codes: &read.codes,
-                    skip_code: read.skip_code.as_deref(),
-                    note: read.note.as_deref(),
-                    device: read.device.as_ref().map(|(d, s)| (d.as_str(), *s)),
-                    received_at: now,
-                    status: d.status,
-                    previous_reading: d.previous_reading,
-                    previous_read_on: d.previous_read_on,
-                    consumption: d.consumption,
-                    expected_use: d.expected_use,
-                    expected_basis: d.expected_basis.as_deref(),
-                    low_limit: d.low_limit,
-                    high_limit: d.high_limit,
-                    flags: &d.flags,
-                },
-                &follow_ups,
-            )?;
-            if let Some((device, seq)) = &read.device {
-                seen_devices
-                    .entry(device.as_str())
-                    .or_default()
-                    .insert(*seq, read_id);
-            }
-            earlier
-                .entry(read.meter_id.as_str())
-                .or_default()
-                .push((read_id, read.raw_reading.as_str()));
-            out.push(outcome(
-                read_id,
-                Disposition::Stored {
-                    status: d.status,
-                    flags: d.flags,
-                },
-            ));
         }
-        Ok(out)
-    })
+        let before = earlier.get(read.meter_id.as_str());
+        if let Some(&(same, _)) = before.and_then(|v| {
+            v.iter()
+                .find(|(_, raw)| vee::same_reading(raw, &read.raw_reading))
+        }) {
+            out.push(outcome(same, Disposition::SameAsEarlier));
+            continue;
+        }
+        let meter = meters.get(&read.meter_id);
+        let mut d = match decisions[index].take() {
+            Some(d) => d,
+            // No history (a new account), or not a meter in service.
+            None => judge(index, &empty),
+        };
+        if let Some((_, first)) = before.and_then(|v| v.first()) {
+            vee::mark_duplicate(&mut d, first);
+        }
+        let read_type = confirmed_direction(read.read_type, &d.flags);
+        let read_id = sql::insert_read(
+            tx,
+            &sql::NewRead {
+                cycle_id,
+                meter_id: &read.meter_id,
+                account_id: meter.and_then(|m| m.account_id.as_deref()),
+                read_at: read.read_at,
+                raw_reading: &read.raw_reading,
+                reading: d.reading,
+                read_type,
+                method: read.method,
+                reader: &read.reader,
+                codes: &read.codes,
+                skip_code: read.skip_code.as_deref(),
+                note: read.note.as_deref(),
+                device: read.device.as_ref().map(|(d, s)| (d.as_str(), *s)),
+                received_at: now,
+                status: d.status,
+                previous_reading: d.previous_reading,
+                previous_read_on: d.previous_read_on,
+                consumption: d.consumption,
+                expected_use: d.expected_use,
+                expected_basis: d.expected_basis.as_deref(),
+                low_limit: d.low_limit,
+                high_limit: d.high_limit,
+                flags: &d.flags,
+            },
+            &follow_ups,
+        )?;
+        if let Some((device, seq)) = &read.device {
+            seen_devices
+                .entry(device.as_str())
+                .or_default()
+                .insert(*seq, read_id);
+        }
+        earlier
+            .entry(read.meter_id.as_str())
+            .or_default()
+            .push((read_id, read.raw_reading.as_str()));
+        out.push(outcome(
+            read_id,
+            Disposition::Stored {
+                status: d.status,
+                flags: d.flags,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// A meter set at an account and reading for it.
@@ -728,6 +738,9 @@ pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::R
                     s.unassigned_reads
                 );
             }
+        }
+        CycleAction::Close { .. } | CycleAction::Reopen { .. } => {
+            anyhow::bail!("cycle close and reopen are handled by the billing module")
         }
     }
     Ok(())

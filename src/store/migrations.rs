@@ -6,7 +6,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 
 /// Migration `i` (0-based) takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_district.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_district.sql"),
+    include_str!("migrations/0002_devices.sql"),
+    include_str!("migrations/0003_users.sql"),
+    include_str!("migrations/0004_review.sql"),
+    include_str!("migrations/0005_billing.sql"),
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -6,17 +6,21 @@
 
 mod backup;
 pub(crate) mod cycles;
+mod devices;
 mod district;
 mod migrations;
+mod writer;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
 pub use backup::{backup_database, BackupError, BackupReport};
 pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
+pub use devices::Device;
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+pub use writer::{Db, DbError, GroupedError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -98,6 +102,10 @@ impl Store {
     /// The underlying connection, for the store's own modules.
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Runs `f` in one immediate (write-locking) transaction: all of it is committed or none of it.

@@ -1,0 +1,203 @@
+//! Handhelds: registration (hashed secrets), route assignments, upload-batch idempotency.
+
+use super::{Result, Store, StoreError};
+use crate::auth::{constant_time_eq, DeviceToken};
+use chrono::NaiveDateTime;
+use rusqlite::{params, OptionalExtension};
+
+/// A registered handheld as the office sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: String,
+    pub registered_at: String,
+    pub retired: bool,
+    pub last_seen_at: Option<String>,
+    pub firmware_version: Option<String>,
+}
+
+fn time_text(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+impl Store {
+    /// Registers a handheld with the SHA-256 of its secret. Refuses an id already registered.
+    pub fn add_device(&mut self, token: &DeviceToken, now: NaiveDateTime) -> Result<()> {
+        let id = token.device_id.trim();
+        if id.is_empty()
+            || id.len() > 32
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(StoreError::Invalid(format!(
+                "device id `{id}`: use 1-32 letters, digits, `-` or `_`"
+            )));
+        }
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1)",
+                [id],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(StoreError::Invalid(format!(
+                    "device {id} is already registered"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO devices (device_id, secret_sha256, registered_at) VALUES (?1, ?2, ?3)",
+                params![id, token.secret_sha256(), time_text(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// True when `token` names a registered, not retired device and its secret matches.
+    pub fn verify_device(&self, token: &DeviceToken) -> Result<bool> {
+        let stored: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT secret_sha256 FROM devices WHERE device_id = ?1 AND retired = 0",
+                [&token.device_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(stored.is_some_and(|h| constant_time_eq(&h, &token.secret_sha256())))
+    }
+
+    /// Whether a device id is registered and not retired (serial docks identify by id in `Hello`).
+    pub fn device_known(&self, device_id: &str) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1 AND retired = 0)",
+            [device_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn note_device_seen(
+        &mut self,
+        device_id: &str,
+        firmware: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE devices SET last_seen_at = ?2, firmware_version = ?3 WHERE device_id = ?1",
+            params![device_id, time_text(now), firmware],
+        )?;
+        Ok(())
+    }
+
+    pub fn devices(&self) -> Result<Vec<Device>> {
+        let mut st = self.conn().prepare(
+            "SELECT device_id, registered_at, retired, last_seen_at, firmware_version FROM devices ORDER BY device_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Device {
+                device_id: r.get(0)?,
+                registered_at: r.get(1)?,
+                retired: r.get(2)?,
+                last_seen_at: r.get(3)?,
+                firmware_version: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Assigns a cycle's route to a device (replacing an earlier assignment of that route).
+    pub fn assign_route(
+        &mut self,
+        cycle_id: &str,
+        route_id: &str,
+        device_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let in_cycle: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM cycle_routes cr JOIN cycles c USING (cycle_id)
+                  WHERE cr.cycle_id = ?1 AND cr.route_id = ?2 AND c.status = 'open')",
+                params![cycle_id, route_id],
+                |r| r.get(0),
+            )?;
+            if !in_cycle {
+                return Err(StoreError::Invalid(format!(
+                    "route {route_id} is not part of an open cycle {cycle_id}"
+                )));
+            }
+            let known: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1 AND retired = 0)",
+                [device_id],
+                |r| r.get(0),
+            )?;
+            if !known {
+                return Err(StoreError::Invalid(format!("device {device_id} is not registered")));
+            }
+            tx.execute(
+                "INSERT INTO route_assignments (cycle_id, route_id, device_id, assigned_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (cycle_id, route_id) DO UPDATE SET device_id = excluded.device_id,
+                                                               assigned_at = excluded.assigned_at",
+                params![cycle_id, route_id, device_id, time_text(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The routes of `cycle_id` a device should carry: its assignments, or else the next route nobody
+    /// holds that still has the most unread meters (which is then assigned to it, so two handhelds docking
+    /// at once do not get the same route).
+    pub fn routes_for_device(
+        &mut self,
+        cycle_id: &str,
+        device_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let mut st = tx.prepare_cached(
+                "SELECT route_id FROM route_assignments WHERE cycle_id = ?1 AND device_id = ?2 ORDER BY route_id",
+            )?;
+            let assigned: Vec<String> =
+                st.query_map(params![cycle_id, device_id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            if !assigned.is_empty() {
+                return Ok(assigned);
+            }
+            let next: Option<String> = tx
+                .query_row(
+                    "SELECT cr.route_id,
+                            (SELECT COUNT(*) FROM accounts a JOIN meters m ON m.account_id = a.account_id
+                              WHERE a.route_id = cr.route_id AND m.status = 'active'
+                                AND NOT EXISTS (SELECT 1 FROM field_reads f
+                                                 WHERE f.cycle_id = cr.cycle_id AND f.meter_id = m.meter_id)) AS unread
+                       FROM cycle_routes cr JOIN cycles c USING (cycle_id)
+                      WHERE cr.cycle_id = ?1 AND c.status = 'open'
+                        AND NOT EXISTS (SELECT 1 FROM route_assignments ra
+                                         WHERE ra.cycle_id = cr.cycle_id AND ra.route_id = cr.route_id)
+                      ORDER BY unread > 0 DESC, cr.route_id
+                      LIMIT 1",
+                    [cycle_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(route) = next else { return Ok(Vec::new()) };
+            tx.execute(
+                "INSERT INTO route_assignments (cycle_id, route_id, device_id, assigned_at) VALUES (?1, ?2, ?3, ?4)",
+                params![cycle_id, route, device_id, time_text(now)],
+            )?;
+            Ok(vec![route])
+        })
+    }
+
+    /// The answer already given to an upload batch, if this (device, batch id) was seen before.
+    pub fn upload_batch(
+        &self,
+        device_id: &str,
+        batch_id: &str,
+    ) -> Result<Option<(u64, Option<u64>)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT reads, up_to_seq FROM upload_batches WHERE device_id = ?1 AND batch_id = ?2",
+                params![device_id, batch_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?.map(|v| v as u64))),
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,2 @@
+-- Migration 0004: reserved; filled in by the change that needs it.
+SELECT 1;

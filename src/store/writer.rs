@@ -1,0 +1,320 @@
+//! The daemon's database handle: one writer thread owns the connection; everyone else sends it work.
+//!
+//! rusqlite blocks, so async code must not call it on a runtime worker, and SQLite allows one writer at
+//! a time anyway. [`Db`] is a cheap, cloneable handle: [`Db::call`] runs a closure on the writer thread
+//! and answers through a oneshot channel (awaitable from async code, or `blocking_*` from a serial
+//! thread).
+//!
+//! **Group commit.** With `synchronous=FULL` every commit costs an fsync. Work sent with
+//! [`Db::grouped`] (handheld read uploads) is batched: the writer takes every grouped job already
+//! queued, runs each inside its own savepoint of ONE transaction, commits once, and only then answers
+//! them all. A job whose work fails rolls back its savepoint alone. No caller hears "stored" before the
+//! commit that stored it has returned, so an acknowledgement sent on that answer is durable.
+
+use super::{Store, StoreError};
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Most grouped jobs committed together; bounds the latency a large group adds to its first member.
+const MAX_GROUP: usize = 128;
+
+type Call = Box<dyn FnOnce(&mut Store) + Send>;
+/// Runs inside a savepoint; says whether its work succeeded and returns how to answer once the
+/// outcome of the commit is known.
+type GroupedWork = Box<dyn FnOnce(&Connection) -> (bool, Box<dyn FnOnce(bool) + Send>) + Send>;
+
+enum Job {
+    Call(Call),
+    Grouped(GroupedWork),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("the database writer has stopped")]
+    Stopped,
+    #[error("committing the group failed: {0}")]
+    Commit(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Inner {
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+/// Cloneable handle on the writer thread.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl Db {
+    /// Opens the database (migrating it) and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        Self::start(Store::open(path)?)
+    }
+
+    /// Starts the writer thread over an already open store (tests use an in-memory one).
+    pub fn start(store: Store) -> Result<Db, StoreError> {
+        let path = store.path().to_path_buf();
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || writer_loop(store, receiver))
+            .map_err(|e| {
+                StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
+            })?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                sender: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+                path,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn send(&self, job: Job) -> Result<(), DbError> {
+        let guard = self.inner.sender.lock().map_err(|_| DbError::Stopped)?;
+        guard
+            .as_ref()
+            .ok_or(DbError::Stopped)?
+            .send(job)
+            .map_err(|_| DbError::Stopped)
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>, DbError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Call(Box::new(move |store| {
+            let _ = tx.send(f(store));
+        })))?;
+        Ok(rx)
+    }
+
+    /// Runs `f` on the writer thread (its own transactions, if any, are its business).
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.submit(f)?.await.map_err(|_| DbError::Stopped)
+    }
+
+    /// [`Db::call`] for threads outside the async runtime (serial docks, CLI). Must not be called from
+    /// a runtime worker.
+    pub fn call_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.submit(f)?
+            .blocking_recv()
+            .map_err(|_| DbError::Stopped)
+    }
+
+    fn submit_grouped<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, GroupedError<E>>>, DbError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Grouped(Box::new(move |conn| {
+            let out = f(conn);
+            let ok = out.is_ok();
+            let answer: Box<dyn FnOnce(bool) + Send> = Box::new(move |committed| {
+                let reply = match out {
+                    Err(e) => Err(GroupedError::Work(e)),
+                    Ok(_) if !committed => Err(GroupedError::Db(DbError::Commit(
+                        "the group was rolled back".into(),
+                    ))),
+                    Ok(v) => Ok(v),
+                };
+                let _ = tx.send(reply);
+            });
+            (ok, answer)
+        })))?;
+        Ok(rx)
+    }
+
+    /// Runs `f` inside a savepoint of a group transaction and answers only after the group committed
+    /// (durably, `synchronous=FULL`). Use for many small concurrent writes that each need durability.
+    pub async fn grouped<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, GroupedError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let rx = self.submit_grouped(f).map_err(GroupedError::Db)?;
+        rx.await.map_err(|_| GroupedError::Db(DbError::Stopped))?
+    }
+
+    /// [`Db::grouped`] for threads outside the async runtime.
+    pub fn grouped_blocking<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, GroupedError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let rx = self.submit_grouped(f).map_err(GroupedError::Db)?;
+        rx.blocking_recv()
+            .map_err(|_| GroupedError::Db(DbError::Stopped))?
+    }
+
+    /// Stops accepting work, lets the writer finish everything already queued, and waits for it.
+    /// Other clones of the handle get [`DbError::Stopped`] afterwards.
+    pub fn shutdown(&self) {
+        if let Ok(mut s) = self.inner.sender.lock() {
+            s.take();
+        }
+        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Failure of grouped work: the work's own error, or the database's.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupedError<E> {
+    #[error("{0}")]
+    Work(E),
+    #[error(transparent)]
+    Db(DbError),
+}
+
+fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>) {
+    let mut next = receiver.recv().ok();
+    while let Some(job) = next.take() {
+        match job {
+            Job::Call(f) => f(&mut store),
+            Job::Grouped(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(Job::Grouped(g)) => group.push(g),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&mut store, group);
+            }
+        }
+        if next.is_none() {
+            next = receiver.recv().ok();
+        }
+    }
+}
+
+fn run_group(store: &mut Store, group: Vec<GroupedWork>) {
+    let mut answers = Vec::with_capacity(group.len());
+    let committed = (|| -> rusqlite::Result<()> {
+        let mut tx = store
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut pending = group.into_iter();
+        for work in pending.by_ref() {
+            let sp = tx.savepoint()?;
+            let (ok, answer) = work(&sp);
+            if ok {
+                sp.commit()?;
+            } // else: dropping the savepoint rolls back this job's writes alone
+            answers.push(answer);
+        }
+        tx.commit()
+    })();
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, "group commit failed; every read in the group is unacknowledged");
+    }
+    let ok = committed.is_ok();
+    for answer in answers {
+        answer(ok);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Db {
+        Db::start(Store::open_in_memory().unwrap()).unwrap()
+    }
+
+    fn count(db: &Db) -> i64 {
+        db.call_blocking(|s| {
+            s.conn()
+                .query_row("SELECT COUNT(*) FROM routes", [], |r| r.get(0))
+                .unwrap()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn grouped_work_that_fails_rolls_back_alone() {
+        let db = db();
+        let ok = db.grouped_blocking(|c| {
+            c.execute("INSERT INTO routes (route_id) VALUES ('R01')", [])
+                .map(|_| ())
+        });
+        assert!(ok.is_ok());
+        let dup = db.grouped_blocking(|c| {
+            c.execute("INSERT INTO routes (route_id) VALUES ('R01')", [])
+                .map(|_| ())
+        });
+        assert!(matches!(dup, Err(GroupedError::Work(_))));
+        assert_eq!(count(&db), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_grouped_writers_all_commit() {
+        let db = db();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.grouped(move |c| {
+                    c.execute(
+                        "INSERT INTO routes (route_id) VALUES (?1)",
+                        [format!("R{i:03}")],
+                    )
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(db.call(|s| s.routes().unwrap().len()).await.unwrap(), 50);
+    }
+
+    #[test]
+    fn after_shutdown_calls_are_refused_but_queued_work_finished() {
+        let db = db();
+        let rx = db.submit(|s| {
+            s.conn()
+                .execute("INSERT INTO routes (route_id) VALUES ('R09')", [])
+                .unwrap()
+        });
+        db.shutdown();
+        assert_eq!(rx.unwrap().blocking_recv().unwrap(), 1);
+        assert!(matches!(db.call_blocking(|_| ()), Err(DbError::Stopped)));
+    }
+}

@@ -1,0 +1,1 @@
+//! The sync engine: what happens when a handheld docks, shared by the serial and HTTP transports.
