@@ -8,6 +8,14 @@ use std::path::Path;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub validation: ValidationConfig,
+    /// The daemon: HTTP limits, sessions (owned by `serve`).
+    pub serve: crate::serve::ServeConfig,
+    /// Serial docks: cradles found by USB VID/PID, timings (owned by `sync`).
+    pub docks: crate::sync::DockConfig,
+    /// Water tariff used to show a read's likely bill impact (owned by `review`).
+    pub tariff: crate::review::TariffConfig,
+    /// The District's leak (high-bill) adjustment policy (owned by `review`).
+    pub leak_policy: crate::review::LeakPolicy,
 }
 
 /// How far a read may stray from expected use before it is flagged `high` or `low`, and the knobs of

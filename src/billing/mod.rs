@@ -20,3 +20,8 @@ pub fn cli_export_billing(
 ) -> anyhow::Result<()> {
     anyhow::bail!("export billing: not yet built")
 }
+
+/// `GET /api/v1/cycles/{id}/billing` (billing role), merged into the daemon's router by `serve`.
+pub fn router() -> axum::Router<crate::serve::AppState> {
+    axum::Router::new()
+}

@@ -29,3 +29,8 @@ pub fn cli_assign(_db: &Path, _cycle: &str, _route: &str, _device: &str) -> anyh
 pub fn cli_user(_db: &Path, _action: &UserAction) -> anyhow::Result<()> {
     anyhow::bail!("user: not yet built")
 }
+
+/// `[serve]` settings.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {}
