@@ -84,6 +84,22 @@ impl Register {
 }
 
 impl Unit {
+    /// `units` of this unit in HCF, exact decimal, rounded to 0.01 HCF (one cubic foot): exact for hcf
+    /// and cf. 1 HCF = 748.052 gallons = 2.8316846592 m³.
+    pub fn to_hcf(self, units: rust_decimal::Decimal) -> rust_decimal::Decimal {
+        use rust_decimal::{Decimal, RoundingStrategy};
+        let gallons_per_hcf = Decimal::new(748_052, 3);
+        let hcf = match self {
+            Unit::Hcf => units,
+            Unit::Cf => units / Decimal::ONE_HUNDRED,
+            Unit::Gal => units / gallons_per_hcf,
+            Unit::Kgal => units * Decimal::ONE_THOUSAND / gallons_per_hcf,
+            Unit::M3 => units / Decimal::new(28_316_846_592, 10),
+        };
+        hcf.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+            .normalize()
+    }
+
     /// Gallons in one unit (exact for the US units; m³ rounded to 264.172).
     pub fn gallons(self) -> f64 {
         match self {

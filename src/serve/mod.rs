@@ -1,36 +1,340 @@
 //! `meter-gateway serve`: the daemon. One process: the HTTP API (device API, billing export), the clerk
 //! pages, and one listener per serial dock, over one database writer ([`crate::store::Db`]).
+//!
+//! Every endpoint but `GET /healthz` and the sign-in page needs a credential of the right role
+//! ([`auth`]); bodies are bounded; handlers answer with [`error::AppError`], which never leaks internals.
 
-use crate::cli::{DeviceAction, ServeArgs, UserAction};
+pub mod auth;
+pub mod device_api;
+pub mod error;
+pub mod openapi;
+pub mod pages;
+
+use crate::auth::DeviceToken;
+use crate::cli::{DeviceAction, ServeArgs, UserAction, UserRole};
 use crate::config::Config;
-use crate::store::Db;
+use crate::store::{Db, NewUserSecret, Store};
+use crate::sync::{DockBoard, SyncService};
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{
+    billing_token_for_tests, check_csrf, device_token_for_tests, sign_in_session_for_tests,
+    AdminUser, AnyCredential, BillingUser, ClerkUser, DeviceAuth,
+};
+pub use error::AppError;
 
 /// Everything a request handler or a dock needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
+    /// The sync engine shared by the HTTP device API and the serial docks.
+    pub sync: SyncService,
+    /// Live status of the serial docks.
+    pub docks: DockBoard,
 }
 
-pub fn cli_serve(_db: &Path, _config: Config, _args: &ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("serve: not yet built")
+impl AppState {
+    pub fn new(db: Db, config: Arc<Config>) -> AppState {
+        AppState {
+            sync: SyncService::new(db.clone(), config.clone()),
+            docks: DockBoard::default(),
+            db,
+            config,
+        }
+    }
 }
 
-pub fn cli_device(_db: &Path, _action: &DeviceAction) -> anyhow::Result<()> {
-    anyhow::bail!("device: not yet built")
-}
-
-pub fn cli_assign(_db: &Path, _cycle: &str, _route: &str, _device: &str) -> anyhow::Result<()> {
-    anyhow::bail!("assign: not yet built")
-}
-
-pub fn cli_user(_db: &Path, _action: &UserAction) -> anyhow::Result<()> {
-    anyhow::bail!("user: not yet built")
+/// A state with the default settings, for tests of any area.
+pub fn test_state(db: Db) -> AppState {
+    AppState::new(db, Arc::new(Config::default()))
 }
 
 /// `[serve]` settings.
-#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
+///
+/// ```toml
+/// [serve]
+/// secure_cookies = true        # the gateway is reached over HTTPS (through a TLS proxy)
+/// session_minutes = 720
+/// ```
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {}
+pub struct ServeConfig {
+    /// Mark cookies `Secure` (only sent over HTTPS). Off by default: the office LAN often runs plain
+    /// HTTP; turn it on behind a TLS proxy.
+    pub secure_cookies: bool,
+    /// A sign-in lasts this long (absolute, not sliding).
+    pub session_minutes: u32,
+    /// Failed sign-ins per user name, and per client address, within `login_window_minutes`, after
+    /// which sign-in answers 429 until the window has passed.
+    pub login_max_failures: u32,
+    pub login_window_minutes: u32,
+    /// Longest a request may take before it is answered 408. Uploads queue behind one writer: when
+    /// every handheld of a district syncs at once, the last one waits for all the others.
+    pub request_timeout_secs: u64,
+    /// Largest request body: a handheld's read upload (the largest thing anyone sends).
+    pub max_upload_bytes: usize,
+    /// Largest body of any other request (clerk forms, sign-in).
+    pub max_form_bytes: usize,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            secure_cookies: false,
+            session_minutes: 12 * 60,
+            login_max_failures: 5,
+            login_window_minutes: 15,
+            request_timeout_secs: 60,
+            max_upload_bytes: 4 * 1024 * 1024,
+            max_form_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such page".into())
+}
+
+/// The whole HTTP application: device API, sign-in pages, clerk pages, billing export, health.
+pub fn router(state: AppState) -> Router {
+    let cfg = state.config.serve.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi::serve_document))
+        .merge(pages::router())
+        .merge(device_api::router(cfg.max_upload_bytes))
+        .merge(crate::review::router())
+        .merge(crate::billing::router())
+        .fallback(not_found)
+        // Extractors (Form, Json, Bytes) stop at this unless a route raises it (the read upload).
+        .layer(DefaultBodyLimit::max(cfg.max_form_bytes))
+        .layer(axum::middleware::from_fn(pages::client_address_layer))
+        // The hard ceiling for every body, whatever the handler reads it with.
+        .layer(RequestBodyLimitLayer::new(
+            cfg.max_upload_bytes.max(cfg.max_form_bytes),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_secs),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish for at most `[serve] shutdown_grace_secs`, and returns.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let grace = Duration::from_secs(state.config.serve.shutdown_grace_secs);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    let deadline = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `meter-gateway serve`.
+pub fn cli_serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway")
+        .build()
+        .context("cannot start the async runtime")?;
+    let db = Db::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let state = AppState::new(db.clone(), Arc::new(config));
+    let docks = match crate::sync::serial::start_docks(&args.serial, &state.sync, &state.docks) {
+        Ok(d) => d,
+        Err(e) => {
+            db.shutdown();
+            return Err(anyhow::Error::new(e).context("starting the serial docks"));
+        }
+    };
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.http))?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, docks = docks.len(), "serving");
+        // Tests and scripts start on port 0 and read the address from here.
+        println!("listening on http://{address}");
+        io::stdout().flush()?;
+        run(listener, state, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    // Whatever happened to the listener, stop the docks and let queued writes finish.
+    docks.stop_and_join();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    db.shutdown();
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn now() -> chrono::NaiveDateTime {
+    chrono::Local::now().naive_local()
+}
+
+/// `meter-gateway device add|list`.
+pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
+    let mut store = Store::open(db)?;
+    match action {
+        DeviceAction::Add { device_id } => {
+            let token = DeviceToken::generate(device_id.trim())?;
+            store.add_device(&token, now())?;
+            println!("registered handheld {}", token.device_id);
+            println!("token (shown once; enter it on the handheld): {token}");
+        }
+        DeviceAction::List => {
+            println!("device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware");
+            for d in store.devices()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    d.device_id,
+                    d.registered_at,
+                    if d.retired { "retired" } else { "active" },
+                    d.last_seen_at.as_deref().unwrap_or("-"),
+                    d.firmware_version.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `meter-gateway assign --cycle ID --route R --device D`.
+pub fn cli_assign(db: &Path, cycle: &str, route: &str, device: &str) -> anyhow::Result<()> {
+    let mut store = Store::open(db)?;
+    store.assign_route(cycle, route, device, now())?;
+    println!("route {route} of cycle {cycle} assigned to {device}");
+    Ok(())
+}
+
+/// Reads a new password: prompted twice (without echo) on a terminal, else one line of standard input.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if !from_stdin {
+        anyhow::ensure!(
+            io::stdin().is_terminal(),
+            "standard input is not a terminal: pass --password-stdin to read the password from it"
+        );
+        let first = rpassword::prompt_password("password: ")?;
+        let second = rpassword::prompt_password("again: ")?;
+        anyhow::ensure!(first == second, "the two passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    Ok(trim_newline(&line).to_string())
+}
+
+fn trim_newline(s: &str) -> &str {
+    s.trim_end_matches(['\n', '\r'])
+}
+
+/// `meter-gateway user add|list`.
+pub fn cli_user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
+    let mut store = Store::open(db)?;
+    match action {
+        UserAction::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            crate::store::check_user_name(name)?;
+            if *role == UserRole::Billing {
+                anyhow::ensure!(
+                    !password_stdin,
+                    "billing users get an API token, not a password"
+                );
+                let (token, hash) = auth::new_billing_token()?;
+                store.add_user(name, *role, NewUserSecret::TokenSha256(&hash), now())?;
+                println!("created billing user {name}");
+                println!(
+                    "API token (shown once; send it as `Authorization: Bearer TOKEN`): {token}"
+                );
+            } else {
+                let password = read_password(*password_stdin)?;
+                let hash = auth::hash_password(&password)?;
+                store.add_user(name, *role, NewUserSecret::PasswordHash(&hash), now())?;
+                println!("created {} {name}", crate::store::role_text(*role));
+            }
+        }
+        UserAction::List => {
+            println!("name\trole\tcreated_at\tstatus");
+            for u in store.users()? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.name,
+                    crate::store::role_text(u.role),
+                    u.created_at,
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -201,3 +201,116 @@ impl Store {
             .optional()?)
     }
 }
+
+// ---- sync engine helpers (inside a caller's savepoint; see `crate::sync`) ------------------------
+
+/// The open cycle whose routes include the route of `meter_id`'s account, if any (one open cycle per
+/// route at a time is enforced by `cycles::open_cycle`).
+pub(crate) fn open_cycle_of_meter(
+    conn: &rusqlite::Connection,
+    meter_id: &str,
+) -> Result<Option<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT cr.cycle_id FROM meters m
+           JOIN accounts a ON a.account_id = m.account_id
+           JOIN cycle_routes cr ON cr.route_id = a.route_id
+           JOIN cycles c ON c.cycle_id = cr.cycle_id AND c.status = 'open'
+          WHERE m.meter_id = ?1
+          LIMIT 1",
+    )?;
+    Ok(st.query_row([meter_id], |r| r.get(0)).optional()?)
+}
+
+/// The open cycle a device works in: the one holding its latest route assignment, else the only open
+/// cycle. `None` when that is ambiguous or nothing is open.
+pub(crate) fn open_cycle_of_device(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+) -> Result<Option<String>> {
+    let assigned: Option<String> = conn
+        .prepare_cached(
+            "SELECT ra.cycle_id FROM route_assignments ra JOIN cycles c USING (cycle_id)
+              WHERE ra.device_id = ?1 AND c.status = 'open'
+              ORDER BY ra.assigned_at DESC, ra.cycle_id LIMIT 1",
+        )?
+        .query_row([device_id], |r| r.get(0))
+        .optional()?;
+    if assigned.is_some() {
+        return Ok(assigned);
+    }
+    let open = open_cycle_ids(conn)?;
+    Ok(if open.len() == 1 {
+        open.into_iter().next()
+    } else {
+        None
+    })
+}
+
+/// Ids of the open cycles, oldest first.
+pub(crate) fn open_cycle_ids(conn: &rusqlite::Connection) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT cycle_id FROM cycles WHERE status = 'open' ORDER BY opened_at, cycle_id",
+    )?;
+    let ids = st.query_map([], |r| r.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Marks an open (or sent) field order completed by a read. Returns false when there is no such order
+/// still to do (unknown id, already completed or cancelled): a re-sent completion changes nothing.
+pub(crate) fn complete_field_order(
+    conn: &rusqlite::Connection,
+    order_id: i64,
+    read_id: i64,
+    result_json: &str,
+    now: NaiveDateTime,
+) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE field_orders SET status = 'completed', read_id = ?2, result = ?3, completed_at = ?4
+          WHERE order_id = ?1 AND status IN ('open', 'sent')",
+        params![order_id, read_id, result_json, time_text(now)],
+    )?;
+    Ok(n > 0)
+}
+
+/// Records the answer given to an upload batch (same savepoint as its reads).
+pub(crate) fn record_upload_batch(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+    batch_id: &str,
+    reads: u64,
+    up_to_seq: Option<u64>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO upload_batches (device_id, batch_id, received_at, reads, up_to_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            device_id,
+            batch_id,
+            time_text(now),
+            reads as i64,
+            up_to_seq.map(|v| v as i64)
+        ],
+    )?;
+    Ok(())
+}
+
+/// [`Store::upload_batch`] inside a savepoint.
+pub(crate) fn upload_batch_in(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+    batch_id: &str,
+) -> Result<Option<(u64, Option<u64>)>> {
+    Ok(conn
+        .query_row(
+            "SELECT reads, up_to_seq FROM upload_batches WHERE device_id = ?1 AND batch_id = ?2",
+            params![device_id, batch_id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                ))
+            },
+        )
+        .optional()?)
+}

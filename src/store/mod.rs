@@ -5,10 +5,14 @@
 //! never directly on a runtime worker.
 
 mod backup;
+pub(crate) mod billing;
 pub(crate) mod cycles;
 mod devices;
 mod district;
 mod migrations;
+/// SQL of the clerk's desk (`crate::review`).
+pub mod review;
+mod users;
 mod writer;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -17,9 +21,15 @@ use std::path::{Path, PathBuf};
 pub use backup::{backup_database, BackupError, BackupReport};
 pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
 pub use devices::Device;
+pub(crate) use devices::{
+    complete_field_order, open_cycle_ids, open_cycle_of_device, open_cycle_of_meter,
+    record_upload_batch, upload_batch_in,
+};
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
+pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User};
+pub use review::{AuditRecord, FieldOrder, LeakCredit, ReviewAction, ReviewRead};
 pub use writer::{Db, DbError, GroupedError};
 
 #[derive(Debug, thiserror::Error)]

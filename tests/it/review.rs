@@ -1,1 +1,1029 @@
-//! Integration tests: review.
+//! Integration tests: the clerk's desk over HTTP (`serve::router` driven with `oneshot`): every action,
+//! every role refusal, the audit log, re-reads in route files, corrections re-validated, leak credits,
+//! message codes, field orders, reports.
+
+#[path = "../browser/fixture.rs"]
+mod fixture;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use fixture::{district, field_read, now, sql, District, CYCLE};
+use meter_gateway::billing;
+use meter_gateway::cli::UserRole;
+use meter_gateway::config::Config;
+use meter_gateway::cycles;
+use meter_gateway::domain::ReadType;
+use meter_gateway::serve::{
+    self, billing_token_for_tests, device_token_for_tests, sign_in_session_for_tests,
+};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    location: String,
+    content_type: String,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let r = app.clone().oneshot(req).await.unwrap();
+    let status = r.status();
+    let h = |n: header::HeaderName| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (location, content_type) = (h(header::LOCATION), h(header::CONTENT_TYPE));
+    let bytes = axum::body::to_bytes(r.into_body(), 16 << 20).await.unwrap();
+    Reply {
+        status,
+        location,
+        content_type,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", meter_gateway::review::html::url(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+struct Desk {
+    d: District,
+    app: Router,
+    cookie: String,
+    csrf: String,
+}
+
+impl Desk {
+    async fn new(role: UserRole) -> Desk {
+        let d = district();
+        let app = serve::router(d.state.clone());
+        let (cookie, csrf) = sign_in_session_for_tests(&d.state, "ann", role).await;
+        Desk {
+            d,
+            app,
+            cookie,
+            csrf,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        let req = Request::get(path)
+            .header(header::COOKIE, &self.cookie)
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap();
+        send(&self.app, req).await
+    }
+
+    /// Posts a form with the session's CSRF token.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &form_body(&all)).await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> Reply {
+        let req = Request::post(path)
+            .header(header::COOKIE, &self.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        send(&self.app, req).await
+    }
+
+    fn status_of(&self, read: i64) -> String {
+        sql(&self.d)
+            .query_row(
+                "SELECT status FROM field_reads WHERE read_id = ?1",
+                [read],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn count(&self, query: &str) -> i64 {
+        sql(&self.d).query_row(query, [], |r| r.get(0)).unwrap()
+    }
+
+    fn audit_actions(
+        &self,
+        entity: &str,
+        id: &str,
+    ) -> Vec<(String, String, Option<String>, Option<String>)> {
+        let c = sql(&self.d);
+        let mut stmt = c
+            .prepare("SELECT actor, action, before, after FROM audit_log WHERE entity = ?1 AND entity_id = ?2 ORDER BY audit_id")
+            .unwrap();
+        let rows = stmt
+            .query_map([entity, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    async fn route_file_orders(&self, route: &str) -> Vec<(i64, String)> {
+        let route = route.to_string();
+        self.d
+            .state
+            .db
+            .call(move |s| cycles::route_file(s, &Config::default(), CYCLE, &route).unwrap())
+            .await
+            .unwrap()
+            .stops
+            .iter()
+            .flat_map(|s| s.field_orders.iter().map(|o| (o.order_id, o.kind.clone())))
+            .collect()
+    }
+}
+
+fn done(r: &Reply) -> bool {
+    r.status == StatusCode::SEE_OTHER
+        && r.location.contains("done=")
+        && !r.location.contains("error=")
+}
+
+fn refused_with_notice(r: &Reply) -> bool {
+    r.status == StatusCode::SEE_OTHER && r.location.contains("error=")
+}
+
+// ---- who may do what ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_without_a_session_is_sent_to_sign_in_and_a_post_is_refused() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    for path in [
+        "/review",
+        &format!("/review/reads/{}", desk.d.high),
+        "/review/orders",
+        "/review/codes",
+    ] {
+        let req = Request::get(path)
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap();
+        let r = send(&desk.app, req).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            r.location.starts_with("/login?next="),
+            "{path}: {}",
+            r.location
+        );
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        assert_eq!(
+            send(&desk.app, req).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let req = Request::post(format!("/review/reads/{}/accept", desk.d.high))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("csrf=x"))
+        .unwrap();
+    assert_eq!(send(&desk.app, req).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(desk.status_of(desk.d.high), "flagged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_and_billing_tokens_do_not_open_the_clerk_pages() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let device = device_token_for_tests(&desk.d.state, "HH-01").await;
+    let billing = billing_token_for_tests(&desk.d.state, "cis").await;
+    for token in [device, billing] {
+        for (method, path) in [
+            (Method::GET, format!("/review/cycles/{CYCLE}")),
+            (
+                Method::GET,
+                format!("/review/reports/{CYCLE}/completion.csv"),
+            ),
+            (
+                Method::POST,
+                format!("/review/reads/{}/accept", desk.d.high),
+            ),
+        ] {
+            let req = Request::builder()
+                .method(method.clone())
+                .uri(&path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("csrf="))
+                .unwrap();
+            let s = send(&desk.app, req).await.status;
+            assert!(
+                matches!(s, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+                "{method} {path}: {s}"
+            );
+        }
+    }
+    assert_eq!(desk.status_of(desk.d.high), "flagged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_is_refused_the_message_code_pages_an_admin_is_not() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    assert_eq!(
+        desk.get("/review/codes").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = desk
+        .post(
+            "/review/codes",
+            &[
+                ("code", "XY"),
+                ("category", "trouble"),
+                ("description", "Lid broken"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        desk.count("SELECT count(*) FROM message_codes WHERE code = 'XY'"),
+        0
+    );
+    let admin = Desk::new(UserRole::Admin).await;
+    let page = admin.get("/review/codes").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Leak seen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_without_the_sessions_csrf_token_is_refused_and_changes_nothing() {
+    let desk = Desk::new(UserRole::Admin).await;
+    let high = desk.d.high;
+    for path in [
+        format!("/review/reads/{high}/accept"),
+        format!("/review/reads/{high}/hold"),
+        format!("/review/reads/{high}/correct"),
+        format!("/review/reads/{high}/estimate"),
+        format!("/review/reads/{high}/reread"),
+        format!("/review/reads/{high}/leak"),
+        "/review/codes".to_string(),
+        "/review/codes/LK".to_string(),
+        "/review/orders".to_string(),
+    ] {
+        for body in [
+            "reason=x&reading=5012",
+            "csrf=not-the-token&reason=x&reading=5012",
+        ] {
+            let r = desk.post_raw(&path, body).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {body}");
+        }
+    }
+    assert_eq!(desk.status_of(high), "flagged");
+    assert_eq!(desk.count("SELECT count(*) FROM audit_log"), 0);
+    assert_eq!(desk.count("SELECT count(*) FROM field_orders"), 0);
+}
+
+// ---- the queue and the detail page --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_lists_exceptions_by_bill_impact_with_counts_and_filters() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let home = desk.get("/review").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.location, format!("/review/cycles/{CYCLE}"));
+    let q = desk.get(&home.location).await;
+    assert_eq!(q.status, StatusCode::OK);
+    let (high, miskey) = (desk.d.high, desk.d.miskey);
+    let pos = |id: i64| {
+        q.body
+            .find(&format!("href=\"/review/reads/{id}\""))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        pos(high) < pos(miskey),
+        "the high read (a known bill impact) comes first"
+    );
+    assert!(!q
+        .body
+        .contains(&format!("href=\"/review/reads/{}\"", desk.d.normal)));
+    assert!(
+        q.body.contains("<span class=\"flag\">high</span> 1"),
+        "counts per flag"
+    );
+    assert!(q.body.contains("O&#39;Brien") || q.body.contains("A1"));
+    assert!(q.body.contains("keydown"), "j/k script");
+    let only_r02 = desk.get(&format!("/review/cycles/{CYCLE}?route=R02")).await;
+    assert!(!only_r02
+        .body
+        .contains(&format!("href=\"/review/reads/{high}\"")));
+    assert!(only_r02
+        .body
+        .contains(&format!("href=\"/review/reads/{miskey}\"")));
+    let confirmed = desk
+        .get(&format!("/review/cycles/{CYCLE}?confirmed=yes"))
+        .await;
+    assert!(confirmed
+        .body
+        .contains(&format!("href=\"/review/reads/{high}\"")));
+    assert!(!confirmed
+        .body
+        .contains(&format!("href=\"/review/reads/{miskey}\"")));
+    assert_eq!(
+        desk.get("/review/cycles/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detail_page_explains_the_flags_draws_the_history_and_escapes_every_value() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let r = desk.get(&format!("/review/reads/{}", desk.d.high)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let b = &r.body;
+    assert!(
+        b.contains("O&#39;Brien &lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped name"
+    );
+    assert!(!b.contains("<script>alert(1)"));
+    assert!(b.contains("<svg id=\"history-chart\""));
+    let bars = b.matches("<rect class=\"bar").count();
+    assert!((24..=37).contains(&bars), "{bars} bars");
+    assert_eq!(b.matches("class=\"bar current\"").count(), 1);
+    assert!(b.contains("class=\"band\""), "expected range band");
+    assert!(b.contains("<span class=\"flag\">high</span> (quality 3.6.3)"));
+    assert!(
+        b.contains("Leak seen (trouble)"),
+        "the reader's code explained"
+    );
+    assert!(b.contains("water running in yard"));
+    assert!(b.contains("Likely bill impact"));
+    // 60 HCF on the default tariff: 28.50 + 6×5.12 + 9×6.87 + 45×9.45 = 546.30.
+    assert!(b.contains("$546.30"), "bill at this read's use");
+    assert_eq!(
+        desk.get("/review/reads/999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+// ---- actions ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_a_read_resolves_it_and_writes_the_audit_log_and_review_actions() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    let r = desk
+        .post(
+            &format!("/review/reads/{high}/accept"),
+            &[("reason", "customer confirmed a leak")],
+        )
+        .await;
+    assert!(done(&r), "{} {}", r.status, r.location);
+    assert_eq!(desk.status_of(high), "resolved");
+    let audit = desk.audit_actions("read", &high.to_string());
+    assert_eq!(audit.len(), 1);
+    let (actor, action, before, after) = &audit[0];
+    assert_eq!((actor.as_str(), action.as_str()), ("ann", "accept"));
+    assert!(before
+        .as_deref()
+        .unwrap()
+        .contains("\"status\":\"flagged\""));
+    assert!(after
+        .as_deref()
+        .unwrap()
+        .contains("\"status\":\"resolved\""));
+    assert_eq!(
+        desk.count(&format!(
+            "SELECT count(*) FROM review_actions WHERE read_id = {high} AND action = 'accept'"
+        )),
+        1
+    );
+    // Accepting twice is refused with a reason shown on the page.
+    let again = desk
+        .post(&format!("/review/reads/{high}/accept"), &[])
+        .await;
+    assert!(refused_with_notice(&again), "{}", again.location);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holding_a_read_needs_a_reason_and_keeps_it_out_of_billing() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    assert!(refused_with_notice(
+        &desk.post(&format!("/review/reads/{high}/hold"), &[]).await
+    ));
+    assert_eq!(desk.status_of(high), "flagged");
+    let r = desk
+        .post(
+            &format!("/review/reads/{high}/hold"),
+            &[("reason", "calling the customer")],
+        )
+        .await;
+    assert!(done(&r));
+    assert_eq!(desk.status_of(high), "held");
+    assert_eq!(desk.audit_actions("read", &high.to_string())[0].1, "hold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correction_is_revalidated_and_supersedes_the_mis_keyed_read() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let (miskey, last) = (desk.d.miskey, desk.d.last[2]);
+    // Without a reason, nothing happens.
+    let r = desk
+        .post(
+            &format!("/review/reads/{miskey}/correct"),
+            &[("reading", &(last + 8).to_string())],
+        )
+        .await;
+    assert!(refused_with_notice(&r));
+    // A correction to a normal reading passes validation.
+    let r = desk
+        .post(
+            &format!("/review/reads/{miskey}/correct"),
+            &[
+                ("reading", &(last + 8).to_string()),
+                ("reason", "digits transposed"),
+            ],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let (new, status, consumption, superseded): (i64, String, i64, i64) = sql(&desk.d)
+        .query_row(
+            "SELECT n.read_id, n.status, n.consumption, o.superseded_by FROM field_reads o JOIN field_reads n ON n.read_id = o.superseded_by WHERE o.read_id = ?1",
+            [miskey],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(superseded, new);
+    assert_eq!(
+        (status.as_str(), consumption),
+        ("accepted", 8),
+        "re-validated, no duplicate flag"
+    );
+    assert!(r.location.starts_with(&format!("/review/reads/{new}")));
+    assert_eq!(
+        desk.audit_actions("read", &miskey.to_string())[0].1,
+        "correct"
+    );
+    // The replaced read takes no more actions.
+    let again = desk
+        .post(&format!("/review/reads/{miskey}/accept"), &[])
+        .await;
+    assert!(refused_with_notice(&again));
+
+    // A correction that is still far too high is flagged again by the same rules.
+    let high = desk.d.high;
+    let r = desk
+        .post(
+            &format!("/review/reads/{high}/correct"),
+            &[
+                ("reading", &(desk.d.last[0] + 90).to_string()),
+                ("reason", "re-keyed"),
+            ],
+        )
+        .await;
+    assert!(done(&r));
+    let flags: String = sql(&desk.d)
+        .query_row(
+            "SELECT group_concat(f.flag) FROM field_reads o JOIN flags f ON f.read_id = o.superseded_by WHERE o.read_id = ?1",
+            [high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(flags, "high");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estimate_replaces_the_read_and_records_its_method() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let miskey = desk.d.miskey;
+    let page = desk.get(&format!("/review/reads/{miskey}")).await;
+    assert!(
+        page.body.contains("Estimate: reading"),
+        "the method is shown before estimating"
+    );
+    let r = desk
+        .post(
+            &format!("/review/reads/{miskey}/estimate"),
+            &[("reason", "meter unreadable")],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let (status, consumption, note): (String, i64, String) = sql(&desk.d)
+        .query_row(
+            "SELECT n.status, n.consumption, n.note FROM field_reads o JOIN field_reads n ON n.read_id = o.superseded_by WHERE o.read_id = ?1",
+            [miskey],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "estimated");
+    assert!(
+        (6..=10).contains(&consumption),
+        "about 8 HCF a month, got {consumption}"
+    );
+    assert!(note.contains("estimated by ann"), "{note}");
+    let after = desk.audit_actions("read", &miskey.to_string());
+    assert!(after[0].3.as_deref().unwrap().contains("method"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reread_goes_down_in_the_route_file_and_its_result_comes_back_into_the_read() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    let r = desk
+        .post(
+            &format!("/review/reads/{high}/reread"),
+            &[("instructions", "check for leak at hose bib")],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let order: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT order_id FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
+            [high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(desk
+        .route_file_orders("R01")
+        .await
+        .contains(&(order, "reread".to_string())));
+    assert!(desk.route_file_orders("R02").await.is_empty());
+    assert_eq!(
+        desk.audit_actions("field_order", &order.to_string())[0].1,
+        "create"
+    );
+    // A second re-read of the same read while one is on order is refused.
+    assert!(refused_with_notice(
+        &desk
+            .post(&format!("/review/reads/{high}/reread"), &[])
+            .await
+    ));
+
+    // The reader re-reads at the next dock (what sync does): a new read, and the order completed.
+    let at = now() - chrono::Duration::hours(1);
+    let reading = (desk.d.last[0] + 13).to_string();
+    let out = desk
+        .d
+        .state
+        .db
+        .call(move |s| {
+            let read = field_read("M1", at, &reading, ReadType::Regular, "pat");
+            cycles::ingest(s, &Config::default(), CYCLE, &[read], at).unwrap()
+        })
+        .await
+        .unwrap();
+    let result_read = out[0].read_id;
+    assert_eq!(
+        out[0]
+            .flags()
+            .iter()
+            .map(|f| f.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["duplicate"]
+    );
+    sql(&desk.d)
+        .execute(
+            "UPDATE field_orders SET status = 'completed', completed_at = ?2, result = ?3 WHERE order_id = ?1",
+            rusqlite::params![order, "2026-01-01T00:00:00", format!("{{\"read_id\":{result_read}}}")],
+        )
+        .unwrap();
+    let page = desk.get(&format!("/review/reads/{high}")).await;
+    assert!(
+        page.body.contains(&format!(
+            "replaced by <a href=\"/review/reads/{result_read}\""
+        )),
+        "folded back"
+    );
+    assert_eq!(
+        desk.status_of(result_read),
+        "accepted",
+        "the duplicate flag went with the original"
+    );
+    let superseded: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT superseded_by FROM field_reads WHERE read_id = ?1",
+            [high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(superseded, result_read);
+    // Folding is done once.
+    desk.get(&format!("/review/cycles/{CYCLE}")).await;
+    assert_eq!(desk.count("SELECT count(*) FROM reread_results"), 1);
+}
+
+// ---- leak credits -----------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_credit_is_computed_exactly_recorded_for_billing_and_refused_a_second_time() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    // Normal use for the period pinned to 12 HCF so the figures below are the policy's, not the model's.
+    sql(&desk.d)
+        .execute(
+            "UPDATE field_reads SET expected_use = 12.0 WHERE read_id = ?1",
+            [high],
+        )
+        .unwrap();
+    // A flagged read is accepted first.
+    let early = desk
+        .post(
+            &format!("/review/reads/{high}/leak"),
+            &[("repair_proof", "invoice")],
+        )
+        .await;
+    assert!(refused_with_notice(&early));
+    assert!(done(
+        &desk
+            .post(
+                &format!("/review/reads/{high}/accept"),
+                &[("reason", "leak")]
+            )
+            .await
+    ));
+    let page = desk.get(&format!("/review/reads/{high}")).await;
+    // bill(60) = 546.30, bill(12) = 28.50 + 30.72 + 6×6.87 = 100.44; excess cost 445.86; 50% = 222.93.
+    assert!(
+        page.body.contains("Use above normal: 60 − 12 = 48 HCF."),
+        "steps shown: {}",
+        &page.body[page.body.find("<h2>Leak adjustment</h2>").unwrap_or(0)..]
+    );
+    assert!(page.body.contains("$445.86"));
+    assert!(page.body.contains("Proof of repair: required"));
+    // Proof of repair is required.
+    assert!(refused_with_notice(
+        &desk.post(&format!("/review/reads/{high}/leak"), &[]).await
+    ));
+    let r = desk
+        .post(
+            &format!("/review/reads/{high}/leak"),
+            &[("repair_proof", "plumber invoice #88")],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let adj = billing::adjustments_of_account(&sql(&desk.d), "A1").unwrap();
+    assert_eq!(adj.len(), 1);
+    assert_eq!(adj[0].1.amount, Decimal::from_str("-222.93").unwrap());
+    assert_eq!(adj[0].1.read_id, Some(high));
+    assert_eq!(desk.audit_actions("account", "A1")[0].1, "leak_credit");
+    // Within 12 months: refused, nothing more recorded.
+    let again = desk
+        .post(
+            &format!("/review/reads/{high}/leak"),
+            &[("repair_proof", "another")],
+        )
+        .await;
+    assert!(refused_with_notice(&again), "{}", again.location);
+    assert!(again.location.contains("12%20months"), "{}", again.location);
+    assert_eq!(desk.count("SELECT count(*) FROM leak_credits"), 1);
+    assert_eq!(desk.count("SELECT count(*) FROM adjustments"), 1);
+}
+
+// ---- message codes and field orders -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_edits_and_retires_codes_and_handhelds_get_them_at_the_next_dock() {
+    let desk = Desk::new(UserRole::Admin).await;
+    let codes = |d: &Desk| {
+        let path = d.d.path.clone();
+        let store = meter_gateway::store::Store::open(&path).unwrap();
+        cycles::route_file(&store, &Config::default(), CYCLE, "R01")
+            .unwrap()
+            .message_codes
+            .into_iter()
+            .map(|c| (c.code, c.description))
+            .collect::<Vec<_>>()
+    };
+    let r = desk
+        .post(
+            "/review/codes",
+            &[
+                ("code", "bx"),
+                ("category", "Trouble"),
+                ("description", "Box needs cleaning"),
+                ("requires_follow_up", "on"),
+            ],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    assert!(codes(&desk).contains(&("BX".into(), "Box needs cleaning".into())));
+    assert!(refused_with_notice(
+        &desk
+            .post(
+                "/review/codes",
+                &[("code", "BX"), ("category", "note"), ("description", "dup")]
+            )
+            .await
+    ));
+    assert!(refused_with_notice(
+        &desk
+            .post(
+                "/review/codes",
+                &[
+                    ("code", "TOOLONG"),
+                    ("category", "note"),
+                    ("description", "x")
+                ]
+            )
+            .await
+    ));
+    let r = desk
+        .post(
+            "/review/codes/BX",
+            &[
+                ("op", "edit"),
+                ("category", "trouble"),
+                ("description", "Box full of dirt"),
+            ],
+        )
+        .await;
+    assert!(done(&r));
+    assert!(codes(&desk).contains(&("BX".into(), "Box full of dirt".into())));
+    assert!(done(
+        &desk.post("/review/codes/BX", &[("op", "retire")]).await
+    ));
+    assert!(!codes(&desk).iter().any(|(c, _)| c == "BX"));
+    let trail: Vec<String> = desk
+        .audit_actions("message_code", "BX")
+        .into_iter()
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(trail, ["create", "edit", "retire"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_orders_are_created_listed_carried_in_route_files_and_completed() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let r = desk
+        .post(
+            "/review/orders",
+            &[
+                ("kind", "door_hanger"),
+                ("account_id", "A2"),
+                ("instructions", "48-hour notice"),
+            ],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let r = desk
+        .post(
+            "/review/orders",
+            &[("kind", "shut_off"), ("account_id", "A2")],
+        )
+        .await;
+    assert!(done(&r));
+    assert!(refused_with_notice(
+        &desk
+            .post(
+                "/review/orders",
+                &[("kind", "teleport"), ("account_id", "A2")]
+            )
+            .await
+    ));
+    assert!(refused_with_notice(
+        &desk
+            .post(
+                "/review/orders",
+                &[("kind", "turn_on"), ("account_id", "NOPE")]
+            )
+            .await
+    ));
+    let kinds: Vec<String> = desk
+        .route_file_orders("R01")
+        .await
+        .into_iter()
+        .map(|o| o.1)
+        .collect();
+    assert_eq!(kinds, ["door_hanger", "shut_off"]);
+    let list = desk.get("/review/orders").await;
+    assert!(
+        list.body.contains("Door hanger / 48-hour notice") && list.body.contains("48-hour notice")
+    );
+    let shut: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT order_id FROM field_orders WHERE kind = 'shut_off'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(done(
+        &desk
+            .post(
+                &format!("/review/orders/{shut}/complete"),
+                &[("note", "valve locked")]
+            )
+            .await
+    ));
+    let status: String = sql(&desk.d)
+        .query_row(
+            "SELECT status FROM accounts WHERE account_id = 'A2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        status, "inactive",
+        "shut off for non-payment: no use expected"
+    );
+    assert_eq!(
+        desk.route_file_orders("R01").await.len(),
+        1,
+        "completed orders are not sent again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_change_moves_the_meters_and_the_cycles_use_spans_both() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    assert!(done(
+        &desk
+            .post(
+                "/review/orders",
+                &[("kind", "meter_change"), ("account_id", "A2")]
+            )
+            .await
+    ));
+    let order: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT order_id FROM field_orders WHERE kind = 'meter_change'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let change_day = desk.d.read_day - chrono::Duration::days(1);
+    let last = desk.d.last[1];
+    // The new meter must come from the inventory.
+    let bad = desk
+        .post(
+            &format!("/review/orders/{order}/complete"),
+            &[
+                ("final_reading", &(last + 4).to_string()),
+                ("new_meter_id", "M3"),
+                ("initial_reading", "0"),
+                ("on", &change_day.to_string()),
+            ],
+        )
+        .await;
+    assert!(refused_with_notice(&bad));
+    let r = desk
+        .post(
+            &format!("/review/orders/{order}/complete"),
+            &[
+                ("final_reading", &(last + 4).to_string()),
+                ("new_meter_id", "M9"),
+                ("initial_reading", "10"),
+                ("on", &change_day.to_string()),
+            ],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let meters: Vec<(String, String, Option<String>)> = {
+        let c = sql(&desk.d);
+        let mut s = c.prepare("SELECT meter_id, status, account_id FROM meters WHERE meter_id IN ('M2', 'M9') ORDER BY meter_id").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        meters,
+        [
+            ("M2".into(), "inventory".into(), None),
+            ("M9".into(), "active".into(), Some("A2".into()))
+        ]
+    );
+    assert_eq!(
+        desk.count(
+            "SELECT count(*) FROM history WHERE account_id = 'A2' AND kind IN ('final', 'initial')"
+        ),
+        2
+    );
+    // The new meter's read: 6 on it plus 4 on the old one.
+    let at = now() - chrono::Duration::hours(1);
+    let out = desk
+        .d
+        .state
+        .db
+        .call(move |s| {
+            cycles::ingest(
+                s,
+                &Config::default(),
+                CYCLE,
+                &[field_read("M9", at, "16", ReadType::Regular, "pat")],
+                at,
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+    let consumption: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT consumption FROM field_reads WHERE read_id = ?1",
+            [out[0].read_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(consumption, 10);
+    assert_eq!(desk.audit_actions("meter", "M9")[0].1, "meter_change");
+}
+
+// ---- reports ------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reports_are_shown_and_downloadable_as_csv() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let page = desk.get(&format!("/review/reports/{CYCLE}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Route completion") && page.body.contains("Reader productivity"));
+    let csv = |name: &str| format!("/review/reports/{CYCLE}/{name}.csv");
+    let r = desk.get(&csv("completion")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type.starts_with("text/csv"));
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "route,expected,read,missing,flagged_or_held,resolved,percent_complete"
+    );
+    assert_eq!(lines[1], "R01,2,2,0,1,0,100");
+    assert_eq!(lines[2], "R02,1,1,0,1,0,100");
+    let p = desk.get(&csv("productivity")).await.body;
+    let lines: Vec<&str> = p.lines().collect();
+    assert_eq!(
+        lines[0],
+        "reader,reads,skips,exceptions,days,hours,reads_per_hour"
+    );
+    // pat: two reads 90 minutes apart, one exception; lee: one read, no time span.
+    assert_eq!(lines[1], "lee,1,0,1,1,0,");
+    assert_eq!(lines[2], "pat,2,0,1,1,1.50,1.3");
+    let e = desk.get(&csv("exceptions")).await.body;
+    assert!(e.lines().any(|l| l == "high,1,1,0,0"), "{e}");
+    assert!(e.lines().any(|l| l == "negative,1,1,0,0"), "{e}");
+    // Starts and stops: a shut-off completed this month counts as a stop on its route.
+    assert!(done(
+        &desk
+            .post(
+                "/review/orders",
+                &[("kind", "shut_off"), ("account_id", "A3")]
+            )
+            .await
+    ));
+    let id: i64 = sql(&desk.d)
+        .query_row("SELECT order_id FROM field_orders", [], |r| r.get(0))
+        .unwrap();
+    assert!(done(
+        &desk
+            .post(&format!("/review/orders/{id}/complete"), &[])
+            .await
+    ));
+    let month = now().format("%Y-%m").to_string();
+    let a = desk
+        .get(&format!("{}?month={month}", csv("accounts")))
+        .await
+        .body;
+    assert_eq!(
+        a.lines().collect::<Vec<_>>(),
+        ["route,started,stopped", "R01,0,0", "R02,0,1"]
+    );
+    assert_eq!(
+        desk.get(&csv("nonsense")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reread_that_finds_the_same_reading_leaves_the_read_confirmed_for_the_clerk() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    assert!(done(
+        &desk
+            .post(&format!("/review/reads/{high}/reread"), &[])
+            .await
+    ));
+    let at = now() - chrono::Duration::hours(1);
+    let reading = (desk.d.last[0] + 60).to_string();
+    let out = desk
+        .d
+        .state
+        .db
+        .call(move |s| {
+            let read = field_read("M1", at, &reading, ReadType::Regular, "pat");
+            cycles::ingest(s, &Config::default(), CYCLE, &[read], at).unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(out[0].read_id, high, "the same value is the same read");
+    sql(&desk.d)
+        .execute(
+            "UPDATE field_orders SET status = 'completed', result = ?1 WHERE read_id = ?2",
+            rusqlite::params![format!("{{\"read_id\":{high}}}"), high],
+        )
+        .unwrap();
+    let page = desk.get(&format!("/review/reads/{high}")).await;
+    assert!(page.body.contains("reread_confirmed"));
+    assert_eq!(desk.status_of(high), "flagged", "the clerk still decides");
+    assert_eq!(
+        desk.count("SELECT count(*) FROM field_reads WHERE superseded_by IS NOT NULL"),
+        0
+    );
+}

@@ -1,0 +1,557 @@
+//! HTTP sync under load: a demo district, one handheld per route syncing over Wi-Fi at once.
+//!
+//! Every handheld downloads its route (`GET /api/v1/device/route`) and uploads `--reads` reads of it in
+//! one batch (`POST /api/v1/device/reads`), all concurrently. Printed:
+//!
+//! - errors (must be 0) and reads committed per second through the daemon (in-process, 127.0.0.1:0);
+//! - the baseline, measured in the same run: the same rows inserted into `field_reads` of a fresh
+//!   database in ONE raw transaction (no HTTP, no validation); target: the daemon ≥ 30% of it
+//!   (group commit makes many small durable uploads cost about one fsync per group);
+//! - the daemon's peak RSS (VmHWM) serving the same load from a child process (`serve` on a copy of
+//!   the district, so district generation does not count); target ≤ 100 MB.
+//!
+//! ```text
+//! cargo run --release --example http_load -- [--accounts 150000] [--handhelds 200] [--reads 500]
+//! ```
+
+use anyhow::{bail, ensure, Context, Result};
+use chrono::{NaiveDate, NaiveDateTime};
+use meter_gateway::auth::DeviceToken;
+use meter_gateway::config::Config;
+use meter_gateway::demo::{self, DemoParams};
+use meter_gateway::serve::{self, AppState};
+use meter_gateway::store::{Db, Store};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CYCLE: &str = "2026-10";
+
+struct Options {
+    accounts: u32,
+    handhelds: usize,
+    reads: usize,
+}
+
+fn options() -> Result<Options> {
+    let mut o = Options {
+        accounts: 150_000,
+        handhelds: 200,
+        reads: 500,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let value = args.next().with_context(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--accounts" => o.accounts = value.parse()?,
+            "--handhelds" => o.handhelds = value.parse()?,
+            "--reads" => o.reads = value.parse()?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+fn now() -> NaiveDateTime {
+    day(2026, 10, 20).and_hms_opt(8, 0, 0).expect("valid time")
+}
+
+/// Builds the district into `db`: cycle open, one handheld per route (as many as asked), assigned.
+fn build_district(db: &Path, o: &Options) -> Result<Vec<String>> {
+    let district = demo::generate(&DemoParams {
+        accounts: o.accounts,
+        seed: 2026,
+        as_of: day(2026, 10, 20),
+    });
+    // Routes vary in size: give the handhelds the routes with the most active meters.
+    let route_of: std::collections::HashMap<&str, &str> = district
+        .accounts
+        .iter()
+        .map(|a| (a.id.as_str(), a.route_id.as_str()))
+        .collect();
+    let mut meters_per_route: std::collections::HashMap<&str, usize> = Default::default();
+    for m in &district.meters {
+        if m.status == meter_gateway::domain::MeterStatus::Active {
+            if let Some(r) = m.account_id.as_deref().and_then(|a| route_of.get(a)) {
+                *meters_per_route.entry(r).or_default() += 1;
+            }
+        }
+    }
+    let mut routes: Vec<(&str, usize)> = meters_per_route.into_iter().collect();
+    routes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    routes.retain(|(_, n)| *n >= o.reads + 10);
+    ensure!(
+        routes.len() >= o.handhelds,
+        "{} accounts make only {} routes of {}+ meters, fewer than {} handhelds; raise --accounts",
+        o.accounts,
+        routes.len(),
+        o.reads + 10,
+        o.handhelds
+    );
+    let chosen: Vec<String> = routes
+        .iter()
+        .take(o.handhelds)
+        .map(|(r, _)| r.to_string())
+        .collect();
+    let mut store = Store::open(db)?;
+    demo::load(&mut store, &district)?;
+    meter_gateway::cycles::open_cycle(
+        &mut store,
+        CYCLE,
+        day(2026, 10, 1),
+        day(2026, 10, 31),
+        &[],
+        now(),
+    )?;
+    let mut tokens = Vec::with_capacity(o.handhelds);
+    for (i, route) in chosen.iter().enumerate() {
+        let token = DeviceToken::generate(&format!("LOAD-{i:03}"))?;
+        store.add_device(&token, now())?;
+        store.assign_route(CYCLE, route, &token.device_id, now())?;
+        tokens.push(token.to_string());
+    }
+    Ok(tokens)
+}
+
+// ---- a minimal HTTP/1.1 client (one request per connection) ---------------------------------
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..end])?.to_ascii_lowercase();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let rest = &raw[end + 4..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk")?;
+        let size_text = std::str::from_utf8(&data[..line_end])?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        ensure!(data.len() >= size + 2, "truncated chunk");
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+// ---- the load ------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct LoadResult {
+    errors: Vec<String>,
+    reads_committed: usize,
+    /// Every handheld downloading its route at once.
+    downloads: Duration,
+    /// Every handheld uploading at once: from the first upload sent to the last receipt.
+    uploads: Duration,
+    /// The batches sent, for the baselines.
+    batches: Vec<(String, Value)>,
+}
+
+/// A handheld's download: its route file, turned into the batch of reads it will upload.
+async fn download(addr: SocketAddr, token: &str, reads: usize) -> Result<Value> {
+    let (status, body) = http(addr, "GET", "/api/v1/device/route", token, b"").await?;
+    ensure!(
+        status == 200,
+        "route: HTTP {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let routes: Value = serde_json::from_slice(&body)?;
+    let stops = routes["routes"][0]["stops"]
+        .as_array()
+        .context("no stops in the route")?;
+    ensure!(
+        stops.len() >= reads,
+        "route has {} stops, fewer than {reads}",
+        stops.len()
+    );
+    let batch: Vec<Value> = stops
+        .iter()
+        .take(reads)
+        .enumerate()
+        .map(|(i, s)| {
+            let dials = s["dials"].as_u64().unwrap_or(6).min(12) as u32;
+            let previous = s["previous_reading"].as_u64().unwrap_or(0);
+            json!({
+                "device_seq": i + 1,
+                "meter_id": s["meter_id"],
+                "reading": (previous + 7) % 10u64.pow(dials),
+                "read_time": format!("2026-10-06T{:02}:{:02}:00", 8 + i / 60 % 9, i % 60),
+                "read_type": "regular",
+                "method": "keyed",
+                "reader_id": "LD",
+            })
+        })
+        .collect();
+    let device = token.split('.').next().unwrap_or_default();
+    Ok(json!({ "batch_id": format!("{device}-1"), "reads": batch }))
+}
+
+/// A handheld's upload; returns the reads stored and when the upload started and ended.
+async fn upload(addr: SocketAddr, token: &str, batch: &Value) -> Result<(usize, Instant, Instant)> {
+    let reads = batch["reads"].as_array().map_or(0, Vec::len);
+    let body = serde_json::to_vec(batch)?;
+    let started = Instant::now();
+    let (status, answer) = http(addr, "POST", "/api/v1/device/reads", token, &body).await?;
+    let done = Instant::now();
+    ensure!(
+        status == 200,
+        "reads: HTTP {status}: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let receipt: Value = serde_json::from_slice(&answer)?;
+    let stored = receipt["stored"].as_u64().unwrap_or(0) as usize;
+    let settled = stored + receipt["already_received"].as_u64().unwrap_or(0) as usize;
+    ensure!(
+        settled == reads,
+        "receipt accounts for {settled} of {reads} reads: {receipt}"
+    );
+    ensure!(
+        receipt["up_to_seq"] == json!(reads),
+        "up_to_seq {} instead of {reads}",
+        receipt["up_to_seq"]
+    );
+    Ok((stored, started, done))
+}
+
+/// Every handheld downloads at once; then, once all have their route, every handheld uploads at once
+/// (so the upload figure is not mixed with route building).
+async fn run_load(addr: SocketAddr, tokens: &[String], reads: usize) -> LoadResult {
+    let mut result = LoadResult::default();
+    let start = Instant::now();
+    let downloads: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let t = t.clone();
+            tokio::spawn(async move { (download(addr, &t, reads).await, t) })
+        })
+        .collect();
+    for d in downloads {
+        match d.await {
+            Ok((Ok(batch), token)) => result.batches.push((token, batch)),
+            Ok((Err(e), _)) => result.errors.push(e.to_string()),
+            Err(e) => result.errors.push(e.to_string()),
+        }
+    }
+    result.downloads = start.elapsed();
+    let uploads: Vec<_> = result
+        .batches
+        .iter()
+        .map(|(t, b)| {
+            let (t, b) = (t.clone(), b.clone());
+            tokio::spawn(async move { upload(addr, &t, &b).await })
+        })
+        .collect();
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for u in uploads {
+        match u.await {
+            Ok(Ok((stored, s, e))) => {
+                result.reads_committed += stored;
+                first = Some(first.map_or(s, |f| f.min(s)));
+                last = Some(last.map_or(e, |l| l.max(e)));
+            }
+            Ok(Err(e)) => result.errors.push(e.to_string()),
+            Err(e) => result.errors.push(e.to_string()),
+        }
+    }
+    if let (Some(f), Some(l)) = (first, last) {
+        result.uploads = l - f;
+    }
+    result
+}
+
+fn per_sec(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn report(label: &str, r: &LoadResult, handhelds: usize) {
+    println!(
+        "{label}: {} handhelds downloaded their routes in {:.2} s; {} reads committed in {:.2} s = {:.0} reads/s; {} errors",
+        handhelds,
+        r.downloads.as_secs_f64(),
+        r.reads_committed,
+        r.uploads.as_secs_f64(),
+        per_sec(r.reads_committed, r.uploads),
+        r.errors.len(),
+    );
+    for e in r.errors.iter().take(5) {
+        println!("  error: {e}");
+    }
+}
+
+/// The same batches through the sync engine directly (no HTTP), one after another: shows what HTTP
+/// and concurrency add or cost.
+fn engine_sequential(db: &Path, batches: &[(String, Value)]) -> Result<(usize, Duration)> {
+    let handle = Db::open(db)?;
+    let sync = meter_gateway::sync::SyncService::new(handle.clone(), Arc::new(Config::default()));
+    let mut prepared = Vec::with_capacity(batches.len());
+    for (token, batch) in batches {
+        let upload: serve::device_api::UploadJson = serde_json::from_value(batch.clone())?;
+        let reads = upload
+            .reads
+            .iter()
+            .map(|r| r.to_protocol().map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let device = token.split('.').next().unwrap_or_default().to_string();
+        prepared.push((device, upload.batch_id, reads));
+    }
+    let started = Instant::now();
+    let mut stored = 0;
+    for (device, batch, reads) in prepared {
+        stored += sync
+            .upload_blocking(&device, Some(&batch), reads, now())?
+            .stored;
+    }
+    let took = started.elapsed();
+    handle.shutdown();
+    Ok((stored, took))
+}
+
+// ---- the baseline: one raw transaction ------------------------------------------------------------
+
+/// Inserts the device reads of `from` into a fresh database's `field_reads` in ONE transaction (the
+/// same pragmas as the daemon: WAL, synchronous=FULL); returns rows and the time it took.
+fn raw_insert(from: &Path, into: &Path) -> Result<(usize, Duration)> {
+    drop(Store::open(into)?); // the schema, migrated
+    let src = rusqlite::Connection::open(from)?;
+    let cycle: (String, String, String, String) = src.query_row(
+        "SELECT cycle_id, window_from, window_to, opened_at FROM cycles WHERE cycle_id = ?1",
+        [CYCLE],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let columns =
+        "cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, method, \
+                   reader, codes, skip_code, note, device_id, device_seq, received_at, status, \
+                   previous_reading, previous_read_on, consumption, expected_use, expected_basis, \
+                   low_limit, high_limit";
+    let mut st = src.prepare(&format!(
+        "SELECT {columns} FROM field_reads WHERE device_id IS NOT NULL ORDER BY read_id"
+    ))?;
+    let rows: Vec<Vec<rusqlite::types::Value>> = st
+        .query_map([], |r| {
+            (0..23)
+                .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                .collect()
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut dst = rusqlite::Connection::open(into)?;
+    dst.pragma_update(None, "journal_mode", "WAL")?;
+    dst.pragma_update(None, "synchronous", "FULL")?;
+    dst.pragma_update(None, "foreign_keys", "ON")?;
+    let started = Instant::now();
+    let tx = dst.transaction()?;
+    tx.execute(
+        "INSERT INTO cycles (cycle_id, window_from, window_to, status, opened_at) VALUES (?1, ?2, ?3, 'open', ?4)",
+        rusqlite::params![cycle.0, cycle.1, cycle.2, cycle.3],
+    )?;
+    {
+        let placeholders = (1..=23)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut ins = tx.prepare(&format!(
+            "INSERT INTO field_reads ({columns}) VALUES ({placeholders})"
+        ))?;
+        for row in &rows {
+            ins.execute(rusqlite::params_from_iter(row.iter()))?;
+        }
+    }
+    tx.commit()?;
+    Ok((rows.len(), started.elapsed()))
+}
+
+// ---- the child daemon -----------------------------------------------------------------------------
+
+/// Kills the child daemon if the run fails half-way.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no VmHWM")?
+        .parse()
+        .context("VmHWM")
+}
+
+fn serve_child(db: &Path, config: &Path) -> Result<(Child, SocketAddr)> {
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "--serve-child",
+                db.to_str().context("db path")?,
+                config.to_str().context("config path")?,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().context("child stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .with_context(|| format!("child said {line:?}"))?
+        .parse()?;
+    Ok((child, addr))
+}
+
+/// The daemon's settings for the run: the defaults, but a request may wait as long as the whole load
+/// takes (every handheld's request queues behind the one writer; a 408 here would measure the
+/// timeout, not the daemon).
+const LOAD_CONFIG: &str = "[serve]\nrequest_timeout_secs = 3600\n";
+
+fn load_config() -> Result<Config> {
+    Ok(Config::parse(LOAD_CONFIG)?)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-child") {
+        // The daemon exactly as `meter-gateway serve` runs it.
+        let db = args.get(2).context("--serve-child DB CONFIG")?;
+        let config = args.get(3).context("--serve-child DB CONFIG")?;
+        let cli = <meter_gateway::cli::Cli as clap::Parser>::try_parse_from([
+            "meter-gateway",
+            "--db",
+            db,
+            "--config",
+            config,
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+        ])?;
+        return meter_gateway::cli::run(cli);
+    }
+    let o = options()?;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("district.db");
+    let t = Instant::now();
+    let tokens = build_district(&db, &o)?;
+    let copy: PathBuf = dir.path().join("district-child.db");
+    std::fs::copy(&db, &copy)?;
+    let engine_copy: PathBuf = dir.path().join("district-engine.db");
+    std::fs::copy(&db, &engine_copy)?;
+    println!("daemon settings: {}", LOAD_CONFIG.replace('\n', " "));
+    println!(
+        "district: {} accounts, {} handhelds × {} reads, built in {:.1} s",
+        o.accounts,
+        tokens.len(),
+        o.reads,
+        t.elapsed().as_secs_f64()
+    );
+
+    // In-process daemon.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let handle = Db::open(&db)?;
+    let state = AppState::new(handle.clone(), Arc::new(load_config()?));
+    let in_process = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve::run(listener, state, async move {
+            let _ = stop_rx.await;
+        }));
+        let result = run_load(addr, &tokens, o.reads).await;
+        let _ = stop_tx.send(());
+        server.await??;
+        anyhow::Ok(result)
+    })?;
+    handle.shutdown();
+    report("daemon (in-process)", &in_process, tokens.len());
+
+    let (rows, raw) = raw_insert(&db, &dir.path().join("raw.db"))?;
+    let raw_rate = per_sec(rows, raw);
+    let daemon_rate = per_sec(in_process.reads_committed, in_process.uploads);
+    println!(
+        "baseline: the same {rows} rows in one raw transaction: {:.3} s = {raw_rate:.0} rows/s",
+        raw.as_secs_f64()
+    );
+    println!(
+        "daemon / raw insert: {:.0}% (target ≥ 30%)",
+        100.0 * daemon_rate / raw_rate
+    );
+
+    let (engine_reads, engine) = engine_sequential(&engine_copy, &in_process.batches)?;
+    println!(
+        "for comparison: the same batches through the sync engine, no HTTP, one at a time: {engine_reads} reads in {:.2} s = {:.0} reads/s",
+        engine.as_secs_f64(),
+        per_sec(engine_reads, engine)
+    );
+
+    // Child daemon: the same load on a copy of the district, for its peak memory.
+    let config_file = dir.path().join("load.toml");
+    std::fs::write(&config_file, LOAD_CONFIG)?;
+    let (mut child, addr) = serve_child(&copy, &config_file)?;
+    let in_child = runtime.block_on(run_load(addr, &tokens, o.reads));
+    let peak = peak_rss_kib(child.0.id())?;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()?;
+    ensure!(killed.success(), "could not signal the child daemon");
+    let exit = child.0.wait()?;
+    report("daemon (child `serve`)", &in_child, tokens.len());
+    println!(
+        "child `serve` peak RSS: {:.1} MB (target ≤ 100 MB); exit after SIGTERM: {exit}",
+        peak as f64 / 1024.0
+    );
+    let errors = in_process.errors.len() + in_child.errors.len();
+    ensure!(errors == 0, "{errors} handhelds failed");
+    Ok(())
+}

@@ -1,0 +1,703 @@
+//! What a clerk does to a read: accept, correct, estimate, order a re-read, hold, grant a leak credit.
+//! Each runs in one transaction and writes `review_actions` and the append-only `audit_log`.
+
+use super::leak::{self, LeakComputation, LeakInput, LeakRefusal};
+use super::tariff::to_hcf;
+use crate::billing::{Adjustment, AdjustmentKind, BillingError};
+use crate::config::Config;
+use crate::cycles::{self, CycleError, Disposition};
+use crate::domain::{FieldRead, FlagKind, ReadMethod, ReadStatus, ReadType, Register};
+use crate::store::review::{self as sql, AuditEntry, NewOrder};
+use crate::store::{ReviewRead, Store, StoreError};
+use crate::vee::{self, AccountHistory};
+use chrono::NaiveDateTime;
+use rusqlite::Connection;
+use rust_decimal::prelude::FromPrimitive;
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no read {0}")]
+    UnknownRead(i64),
+    #[error("no field order {0}")]
+    UnknownOrder(i64),
+    #[error("read {read} was replaced by read {by}: act on that one")]
+    Superseded { read: i64, by: i64 },
+    #[error("cycle `{0}` is closed: its reads have gone to billing")]
+    CycleClosed(String),
+    #[error("read {read} is {status}; {action} needs a read that is {needs}")]
+    WrongStatus {
+        read: i64,
+        status: ReadStatus,
+        action: &'static str,
+        needs: &'static str,
+    },
+    /// A refused form value; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("leak credit refused: {0}")]
+    Leak(#[from] LeakRefusal),
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ReviewError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReviewError::Store(StoreError::Sql(e))
+    }
+}
+
+impl ReviewError {
+    /// Whether the clerk can fix this (shown on the page) rather than a fault (logged, 500).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ReviewError::Store(_) => false,
+            ReviewError::Billing(e) => !matches!(e, BillingError::Store(_)),
+            ReviewError::Cycle(e) => !matches!(e, CycleError::Store(_) | CycleError::Io { .. }),
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = ReviewError> = std::result::Result<T, E>;
+
+fn load(conn: &Connection, read_id: i64) -> Result<ReviewRead> {
+    sql::review_read_by_id(conn, read_id)?.ok_or(ReviewError::UnknownRead(read_id))
+}
+
+/// The read, refused if it is not the current one or its cycle is closed.
+fn actionable(conn: &Connection, read_id: i64) -> Result<ReviewRead> {
+    let r = load(conn, read_id)?;
+    if let Some(by) = r.superseded_by {
+        return Err(ReviewError::Superseded { read: read_id, by });
+    }
+    if !r.cycle_open {
+        return Err(ReviewError::CycleClosed(r.cycle_id));
+    }
+    Ok(r)
+}
+
+fn snapshot(r: &ReviewRead) -> serde_json::Value {
+    json!({
+        "read_id": r.read_id,
+        "raw_reading": r.raw_reading,
+        "reading": r.reading,
+        "consumption": r.consumption,
+        "status": r.status.as_str(),
+        "flags": r.flags.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+        "superseded_by": r.superseded_by,
+    })
+}
+
+/// Records one decision: a `review_actions` row and its audit record.
+fn record(
+    conn: &Connection,
+    read: &ReviewRead,
+    action: &str,
+    actor: &str,
+    now: NaiveDateTime,
+    reason: &str,
+    detail: serde_json::Value,
+    after: serde_json::Value,
+) -> Result<()> {
+    sql::insert_review_action(conn, read.read_id, action, actor, now, reason, &detail)?;
+    sql::insert_audit(
+        conn,
+        &AuditEntry {
+            at: now,
+            actor,
+            entity: "read",
+            entity_id: &read.read_id.to_string(),
+            action,
+            before: Some(snapshot(read)),
+            after: Some(after),
+            reason,
+        },
+    )?;
+    Ok(())
+}
+
+fn clean(text: &str, what: &str, max: usize) -> Result<String> {
+    let t = text.trim();
+    if t.chars().count() > max {
+        return Err(ReviewError::Invalid(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    if t.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(ReviewError::Invalid(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+fn status_change(
+    store: &mut Store,
+    read_id: i64,
+    action: &'static str,
+    from: &[ReadStatus],
+    needs: &'static str,
+    to: ReadStatus,
+    actor: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let reason = clean(reason, "reason", 500)?;
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        if !from.contains(&r.status) {
+            return Err(ReviewError::WrongStatus {
+                read: read_id,
+                status: r.status,
+                action,
+                needs,
+            });
+        }
+        sql::set_read_status(tx, read_id, to)?;
+        let mut after = snapshot(&r);
+        after["status"] = json!(to.as_str());
+        record(tx, &r, action, actor, now, &reason, json!({}), after)
+    })
+}
+
+/// Accepts a flagged (or held) read as it is: it bills as read.
+pub fn accept(
+    store: &mut Store,
+    read_id: i64,
+    actor: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    status_change(
+        store,
+        read_id,
+        "accept",
+        &[ReadStatus::Flagged, ReadStatus::Held],
+        "flagged or held",
+        ReadStatus::Resolved,
+        actor,
+        reason,
+        now,
+    )
+}
+
+/// Holds a flagged read out of the billing batch.
+pub fn hold(
+    store: &mut Store,
+    read_id: i64,
+    actor: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(ReviewError::Invalid(
+            "say why the read is held (reason)".into(),
+        ));
+    }
+    status_change(
+        store,
+        read_id,
+        "hold",
+        &[ReadStatus::Flagged],
+        "flagged",
+        ReadStatus::Held,
+        actor,
+        reason,
+        now,
+    )
+}
+
+/// Corrects a mis-keyed reading: the new reading goes through the same validation as every field read
+/// (`cycles::ingest_in`) and the new read supersedes the old. Returns the new read's id.
+pub fn correct(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    new_reading: &str,
+    reason: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<i64> {
+    let reason = clean(reason, "reason", 500)?;
+    if reason.is_empty() {
+        return Err(ReviewError::Invalid(
+            "a correction needs a reason (what was mis-keyed)".into(),
+        ));
+    }
+    let raw = new_reading.trim();
+    if raw.is_empty() || raw.len() > 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ReviewError::Invalid(format!(
+            "the corrected reading must be 1–12 digits, got `{raw}`"
+        )));
+    }
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
+            return Err(ReviewError::WrongStatus {
+                read: read_id,
+                status: r.status,
+                action: "correct",
+                needs: "flagged or held",
+            });
+        }
+        let read = FieldRead {
+            meter_id: r.meter_id.clone(),
+            read_at: r.read_at,
+            raw_reading: raw.to_string(),
+            read_type: ReadType::Regular,
+            method: r.method.parse().unwrap_or(ReadMethod::Keyed),
+            reader: r.reader.clone(),
+            codes: r.codes.clone(),
+            skip_code: None,
+            note: Some(format!(
+                "corrected by {actor} from {}: {reason}",
+                r.raw_reading
+            )),
+            device: None,
+        };
+        // The read being corrected must not count as an earlier read of the meter (it would flag the
+        // correction a duplicate): it is marked superseded first, by itself, inside this transaction,
+        // and pointed at its replacement once that exists.
+        sql::set_superseded(tx, read_id, read_id)?;
+        let outcome = cycles::ingest_in(tx, config, &r.cycle_id, &[read], now)?;
+        let out = outcome
+            .into_iter()
+            .next()
+            .ok_or_else(|| ReviewError::Invalid("validation returned no outcome".into()))?;
+        let new_id = out.read_id;
+        sql::set_superseded(tx, read_id, new_id)?;
+        sql::set_read_status(tx, read_id, ReadStatus::Resolved)?;
+        let new = load(tx, new_id)?;
+        let (status, flags) = match &out.disposition {
+            Disposition::Stored { status, flags } => (
+                status.as_str(),
+                flags.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+            ),
+            _ => (new.status.as_str(), Vec::new()),
+        };
+        let detail = json!({ "new_read_id": new_id, "new_reading": raw, "validation": { "status": status, "flags": flags } });
+        record(
+            tx,
+            &r,
+            "correct",
+            actor,
+            now,
+            &reason,
+            detail.clone(),
+            json!({ "status": "resolved", "superseded_by": new_id, "replacement": snapshot(&new) }),
+        )?;
+        sql::insert_review_action(
+            tx,
+            new_id,
+            "corrected_from",
+            actor,
+            now,
+            &reason,
+            &json!({ "replaces": read_id }),
+        )?;
+        Ok(new_id)
+    })
+}
+
+/// The account's history as validation sees it, and the register of every meter it mentions.
+pub fn account_history(
+    store: &Store,
+    account_id: &str,
+) -> Result<(Vec<crate::domain::HistoryRead>, AccountHistory)> {
+    let reads = store.history_of_account(account_id)?;
+    let mut regs: HashMap<String, Register> = HashMap::new();
+    for r in &reads {
+        if !regs.contains_key(&r.meter_id) {
+            if let Some(m) = store.meter(&r.meter_id)? {
+                regs.insert(m.id.clone(), m.register);
+            }
+        }
+    }
+    let h = AccountHistory::build(&reads, |m| regs.get(m).copied());
+    Ok((reads, h))
+}
+
+/// What an estimate of the read would be (same period last year, else average daily use × days).
+pub fn estimate_preview(
+    store: &Store,
+    config: &Config,
+    r: &ReviewRead,
+) -> Result<Option<vee::Estimate>> {
+    let (Some(account), Some(class)) = (&r.account_id, &r.rate_class) else {
+        return Ok(None);
+    };
+    let Some(meter) = store.meter(&r.meter_id)? else {
+        return Ok(None);
+    };
+    let (_, h) = account_history(store, account)?;
+    Ok(vee::estimate(
+        &h,
+        &r.meter_id,
+        &meter.register,
+        class,
+        r.read_at.date(),
+        &config.validation,
+    ))
+}
+
+/// Replaces the read by an estimate; the method is recorded with it. Returns the estimated read's id.
+pub fn estimate(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    reason: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<i64> {
+    let reason = clean(reason, "reason", 500)?;
+    let r = load(store.conn(), read_id)?;
+    let e = estimate_preview(store, config, &r)?.ok_or_else(|| {
+        ReviewError::Invalid(format!(
+            "read {read_id} cannot be estimated: no previous reading or no usable history; correct it by hand"
+        ))
+    })?;
+    let consumption = i64::try_from(e.consumption)
+        .map_err(|_| ReviewError::Invalid(format!("estimate {} is too large", e.consumption)))?;
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
+            return Err(ReviewError::WrongStatus {
+                read: read_id,
+                status: r.status,
+                action: "estimate",
+                needs: "flagged or held",
+            });
+        }
+        let new_id = sql::insert_estimated_read(
+            tx,
+            &sql::EstimatedRead {
+                replaces: &r,
+                reading: e.reading,
+                consumption,
+                basis: &e.basis,
+                clerk: actor,
+                now,
+            },
+        )?;
+        sql::set_read_status(tx, read_id, ReadStatus::Resolved)?;
+        let detail = json!({ "new_read_id": new_id, "reading": e.reading, "consumption": e.consumption, "method": e.basis, "quality": e.quality });
+        record(
+            tx,
+            &r,
+            "estimate",
+            actor,
+            now,
+            &reason,
+            detail.clone(),
+            json!({ "status": "resolved", "superseded_by": new_id, "estimate": detail }),
+        )?;
+        Ok(new_id)
+    })
+}
+
+/// Orders a re-read: a `reread` field order for the read's meter, which goes down with the route at the
+/// next dock. Returns the order id.
+pub fn order_reread(
+    store: &mut Store,
+    read_id: i64,
+    instructions: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<i64> {
+    let instructions = clean(instructions, "instructions", 80)?;
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        let Some(account) = r.account_id.clone() else {
+            return Err(ReviewError::Invalid(format!(
+                "meter {} is at no account: fix the inventory or correct the meter number",
+                r.meter_id
+            )));
+        };
+        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
+            return Err(ReviewError::WrongStatus {
+                read: read_id,
+                status: r.status,
+                action: "a re-read",
+                needs: "flagged or held",
+            });
+        }
+        if sql::orders(tx, None, None, Some(read_id), 50)?
+            .iter()
+            .any(|o| o.kind == "reread" && matches!(o.status.as_str(), "open" | "sent"))
+        {
+            return Err(ReviewError::Invalid(format!(
+                "a re-read of read {read_id} is already on order"
+            )));
+        }
+        // Route messages are short on handhelds (Neptune: 80 characters).
+        let text = if instructions.is_empty() {
+            let flags: Vec<&str> = r.flags.iter().map(|f| f.kind.as_str()).collect();
+            let mut t = format!("Re-read: keyed {} ({})", r.raw_reading, flags.join(","));
+            t.truncate(80);
+            t
+        } else {
+            instructions
+        };
+        let order_id = sql::insert_order(
+            tx,
+            &NewOrder {
+                kind: "reread",
+                account_id: &account,
+                meter_id: Some(&r.meter_id),
+                cycle_id: Some(&r.cycle_id),
+                read_id: Some(read_id),
+                instructions: &text,
+                created_by: actor,
+                created_at: now,
+            },
+        )?;
+        record(
+            tx,
+            &r,
+            "reread",
+            actor,
+            now,
+            "",
+            json!({ "order_id": order_id, "instructions": text }),
+            snapshot(&r),
+        )?;
+        sql::insert_audit(
+            tx,
+            &AuditEntry {
+                at: now,
+                actor,
+                entity: "field_order",
+                entity_id: &order_id.to_string(),
+                action: "create",
+                before: None,
+                after: Some(
+                    json!({ "kind": "reread", "read_id": read_id, "meter_id": r.meter_id, "instructions": text }),
+                ),
+                reason: "",
+            },
+        )?;
+        Ok(order_id)
+    })
+}
+
+/// Folds every completed re-read back into the read it was ordered for: the result read (named by the
+/// order's result JSON as `read_id`, else the meter's latest read after the original) supersedes the
+/// original, and loses the `duplicate` flag the original's presence gave it. Idempotent. Returns how
+/// many orders were folded.
+pub fn apply_completed_rereads(store: &mut Store, now: NaiveDateTime) -> Result<usize> {
+    store.write(|tx| {
+        let mut n = 0;
+        for o in sql::unapplied_rereads(tx)? {
+            let Some(original) = o.read_id else { continue };
+            let named = o
+                .result
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+                .and_then(|v| v.get("read_id").and_then(|x| x.as_i64()));
+            let orig = load(tx, original)?;
+            let result = match named {
+                Some(id) => Some(id),
+                None => sql::later_read_of_meter(tx, &orig.cycle_id, &orig.meter_id, original)?,
+            };
+            let Some(result) = result else { continue };
+            if result == original {
+                // The reader found the same reading: it stands, confirmed; the clerk still decides.
+                sql::insert_reread_result(tx, o.order_id, original, original, now)?;
+                record(
+                    tx,
+                    &orig,
+                    "reread_confirmed",
+                    "field",
+                    now,
+                    "",
+                    json!({ "order_id": o.order_id }),
+                    snapshot(&orig),
+                )?;
+                n += 1;
+                continue;
+            }
+            let Some(res) = sql::review_read_by_id(tx, result)? else {
+                continue;
+            };
+            if res.meter_id != orig.meter_id || res.cycle_id != orig.cycle_id {
+                tracing::warn!(
+                    order = o.order_id,
+                    result,
+                    "re-read result is not a read of the same meter and cycle; not folded"
+                );
+                continue;
+            }
+            // A read the clerk already replaced (corrected, estimated) stays replaced: the result is
+            // then judged against that replacement, duplicate flag and all.
+            let status = if orig.superseded_by.is_none() {
+                sql::set_superseded(tx, original, result)?;
+                sql::set_read_status(tx, original, ReadStatus::Resolved)?;
+                sql::drop_flag(tx, result, FlagKind::Duplicate)?
+            } else {
+                res.status
+            };
+            sql::insert_reread_result(tx, o.order_id, original, result, now)?;
+            record(
+                tx,
+                &orig,
+                "reread_result",
+                "field",
+                now,
+                "",
+                json!({ "order_id": o.order_id, "result_read_id": result, "result_status": status.as_str() }),
+                json!({ "superseded_by": result, "result": snapshot(&res) }),
+            )?;
+            n += 1;
+        }
+        Ok(n)
+    })
+}
+
+/// The leak policy applied to a read: its use and normal in HCF, and the earlier credit, if any.
+pub fn leak_input_parts(
+    store: &Store,
+    r: &ReviewRead,
+) -> Result<(Decimal, Decimal, String, Option<chrono::NaiveDate>)> {
+    let (Some(account), Some(consumption), Some(unit)) = (&r.account_id, r.consumption, r.unit)
+    else {
+        return Err(ReviewError::Invalid(format!(
+            "read {} has no account, use or unit to adjust",
+            r.read_id
+        )));
+    };
+    let expected = r.expected_use.ok_or_else(|| {
+        ReviewError::Invalid(format!(
+            "read {} has no normal use for its period (too little history)",
+            r.read_id
+        ))
+    })?;
+    let normal = Decimal::from_f64(expected)
+        .ok_or_else(|| ReviewError::Invalid(format!("normal use {expected} is not a number")))?
+        .round_dp(2);
+    let use_hcf = to_hcf(Decimal::from(consumption), unit);
+    let normal_hcf = to_hcf(normal, unit);
+    let basis = r
+        .expected_basis
+        .clone()
+        .unwrap_or_else(|| "expected use".into())
+        .replace('_', " ");
+    let last = sql::leak_credits_of(store.conn(), account)?
+        .into_iter()
+        .map(|c| c.read_on)
+        .max();
+    Ok((use_hcf, normal_hcf, basis, last))
+}
+
+/// Computes the leak credit for a read under the configured policy (nothing is written).
+pub fn leak_preview(
+    store: &Store,
+    config: &Config,
+    read_id: i64,
+    repair_proof: &str,
+) -> Result<LeakComputation> {
+    let r = load(store.conn(), read_id)?;
+    let (use_hcf, normal_hcf, basis, last) = leak_input_parts(store, &r)?;
+    Ok(leak::compute(
+        &config.leak_policy,
+        &config.tariff,
+        &LeakInput {
+            rate_class: r.rate_class.as_deref().unwrap_or(""),
+            read_on: r.read_at.date(),
+            use_hcf,
+            normal_hcf,
+            normal_basis: &basis,
+            repair_proof,
+            last_credit_on: last,
+        },
+    )?)
+}
+
+/// Grants the leak credit: recorded for billing (`billing::record_adjustment`, a negative amount) and in
+/// `leak_credits` for the 12-month rule.
+pub fn grant_leak_credit(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    repair_proof: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<LeakComputation> {
+    let proof = clean(repair_proof, "proof of repair", 300)?;
+    let r = load(store.conn(), read_id)?;
+    if !matches!(r.status, ReadStatus::Accepted | ReadStatus::Resolved) {
+        return Err(ReviewError::WrongStatus {
+            read: read_id,
+            status: r.status,
+            action: "a leak credit",
+            needs: "accepted (accept the confirmed high read first)",
+        });
+    }
+    let c = leak_preview(store, config, read_id, &proof)?;
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        let account = r.account_id.clone().unwrap_or_default();
+        let credited = c.excess_hcf * config.leak_policy.credit_percent / Decimal::from(100);
+        let adjustment_id = crate::billing::record_adjustment(
+            tx,
+            &Adjustment {
+                account_id: account.clone(),
+                cycle_id: r.cycle_id.clone(),
+                read_id: Some(read_id),
+                kind: AdjustmentKind::LeakCredit,
+                amount: -c.credit,
+                units: Some(credited.round_dp(2)),
+                note: format!(
+                    "leak credit: {}% of {} HCF above normal; proof of repair: {proof}",
+                    config.leak_policy.credit_percent, c.excess_hcf
+                ),
+                created_by: actor.to_string(),
+                created_at: now,
+            },
+        )?;
+        let computation = serde_json::to_string(&c).map_err(|e| {
+            ReviewError::Invalid(format!("cannot record the computation: {e}"))
+        })?;
+        let credit_id = sql::insert_leak_credit(
+            tx,
+            &sql::LeakCredit {
+                credit_id: 0,
+                account_id: account.clone(),
+                read_id,
+                cycle_id: r.cycle_id.clone(),
+                read_on: r.read_at.date(),
+                granted_at: now,
+                granted_by: actor.to_string(),
+                excess_hcf: c.excess_hcf.to_string(),
+                credit: c.credit.to_string(),
+                repair_proof: proof.clone(),
+                computation,
+            },
+        )?;
+        let detail = json!({ "credit_id": credit_id, "adjustment_id": adjustment_id, "credit": c.credit.to_string(),
+            "excess_hcf": c.excess_hcf.to_string(), "steps": c.steps });
+        sql::insert_review_action(tx, read_id, "leak_credit", actor, now, &proof, &detail)?;
+        sql::insert_audit(
+            tx,
+            &AuditEntry {
+                at: now,
+                actor,
+                entity: "account",
+                entity_id: &account,
+                action: "leak_credit",
+                before: None,
+                after: Some(detail),
+                reason: &proof,
+            },
+        )?;
+        Ok(c.clone())
+    })
+}

@@ -1,0 +1,421 @@
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of every endpoint of the daemon, written by
+//! hand (a test checks that every route of the router is in it, and that everything in it is routed).
+
+use super::auth::AnyCredential;
+use axum::Json;
+use serde_json::{json, Value};
+
+pub async fn serve_document(_who: AnyCredential) -> Json<Value> {
+    Json(document())
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The usual refusals of an authenticated endpoint.
+fn refusals() -> Value {
+    json!({
+        "401": error_response("No credential, or an invalid one"),
+        "403": error_response("The credential's role may not do this"),
+    })
+}
+
+fn with_refusals(mut responses: Value) -> Value {
+    if let (Some(r), Value::Object(extra)) = (responses.as_object_mut(), refusals()) {
+        r.extend(extra);
+    }
+    responses
+}
+
+fn json_ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn html_ok(description: &str) -> Value {
+    json!({ "description": description, "content": { "text/html": { "schema": { "type": "string" } } } })
+}
+
+/// Who may call a clerk page: any signed-in clerk or admin, or admins only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Desk {
+    Clerk,
+    Admin,
+}
+
+fn session(desk: Desk) -> Value {
+    match desk {
+        Desk::Clerk => json!([{ "session": [] }]),
+        // OpenAPI scopes on an apiKey scheme: the role the session's user must have.
+        Desk::Admin => json!([{ "session": ["admin"] }]),
+    }
+}
+
+fn clerk_page(summary: &str, desk: Desk, params: Value) -> Value {
+    json!({
+        "summary": summary, "tags": ["clerk pages"], "security": session(desk), "parameters": params,
+        "responses": with_refusals(json!({
+            "200": html_ok("The page"),
+            "303": { "description": "Not signed in (browser): to /login" },
+            "404": error_response("No such record"),
+        })),
+    })
+}
+
+fn clerk_form(summary: &str, desk: Desk, params: Value, fields: &[&str]) -> Value {
+    let mut props = serde_json::Map::new();
+    props.insert(
+        "csrf".into(),
+        json!({ "type": "string", "description": "The session's CSRF token" }),
+    );
+    for f in fields {
+        props.insert((*f).into(), json!({ "type": "string" }));
+    }
+    json!({
+        "summary": summary, "tags": ["clerk pages"], "security": session(desk), "parameters": params,
+        "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": {
+            "schema": { "type": "object", "required": ["csrf"], "properties": props } } } },
+        "responses": with_refusals(json!({
+            "303": { "description": "Done: back to a page" },
+            "400": error_response("The form is refused (the message says why)"),
+            "404": error_response("No such record or action"),
+            "409": error_response("The record changed or the action does not apply any more"),
+        })),
+    })
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description,
+            "schema": { "type": "string" } })
+}
+
+fn query_param(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description,
+            "schema": { "type": "string" } })
+}
+
+/// The clerk pages (`crate::review`) and the billing export (`crate::billing`).
+fn desk_paths() -> Value {
+    let cycle = path_param("cycle", "Cycle id, e.g. 2026-10");
+    let read = path_param("id", "Read id");
+    let notices = [
+        query_param("done", "Notice shown after an action"),
+        query_param("error", "Error shown after an action"),
+    ];
+    json!({
+        "/review": { "get": clerk_page("The clerk's desk: open cycles and their exceptions", Desk::Clerk, json!([])) },
+        "/review/cycles/{cycle}": { "get": clerk_page("A cycle's exception queue", Desk::Clerk, json!([
+            cycle, query_param("route", "Only this route"), query_param("flag", "Only this flag"),
+            query_param("confirmed", "Only reads the reader confirmed"), query_param("show", "Which reads to list"),
+            notices[0], notices[1]])) },
+        "/review/reads/{id}": { "get": clerk_page("One read: history chart, flags, codes, possible actions",
+            Desk::Clerk, json!([read, notices[0], notices[1]])) },
+        "/review/reads/{id}/{action}": { "post": clerk_form(
+            "Act on a read: accept, hold, correct, estimate, reread, leak", Desk::Clerk,
+            json!([read, path_param("action", "accept | hold | correct | estimate | reread | leak")]),
+            &["reason", "reading", "instructions", "repair_proof"]) },
+        "/review/codes": {
+            "get": clerk_page("Message codes (admin)", Desk::Admin, json!([notices[0], notices[1]])),
+            "post": clerk_form("Add a message code (admin)", Desk::Admin, json!([]),
+                &["code", "category", "description", "requires_follow_up", "op"]),
+        },
+        "/review/codes/{code}": { "post": clerk_form("Edit or retire a message code (admin)", Desk::Admin,
+            json!([path_param("code", "Message code")]),
+            &["code", "category", "description", "requires_follow_up", "op"]) },
+        "/review/orders": {
+            "get": clerk_page("Field orders", Desk::Clerk, json!([
+                query_param("status", "Only orders in this status"), query_param("account", "Only this account"),
+                notices[0], notices[1]])),
+            "post": clerk_form("Create a field order", Desk::Clerk, json!([]),
+                &["kind", "account_id", "meter_id", "instructions", "note", "final_reading"]),
+        },
+        "/review/orders/{id}/{action}": { "post": clerk_form("Act on a field order (send, complete, cancel)",
+            Desk::Clerk, json!([path_param("id", "Order id"), path_param("action", "What to do")]),
+            &["kind", "account_id", "meter_id", "instructions", "note", "final_reading"]) },
+        "/review/reports": { "get": clerk_page("Reports: choose a cycle", Desk::Clerk, json!([])) },
+        "/review/reports/{cycle}": { "get": clerk_page("A cycle's reports", Desk::Clerk,
+            json!([cycle, query_param("month", "Month shown, YYYY-MM")])) },
+        "/review/reports/{cycle}/{file}": { "get": {
+            "summary": "A cycle's report as CSV", "tags": ["clerk pages"], "security": session(Desk::Clerk),
+            "parameters": [cycle, path_param("file", "Report file name"), query_param("month", "Month, YYYY-MM")],
+            "responses": with_refusals(json!({
+                "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "404": error_response("No such report"),
+            })) } },
+        "/api/v1/cycles/{id}/billing": { "get": {
+            "summary": "A closed cycle's billing batch (billing role)", "tags": ["billing"],
+            "security": [{ "billingToken": [] }],
+            "parameters": [path_param("id", "Cycle id"), query_param("format", "jsonl (default) or csv"),
+                { "name": "version", "in": "query", "required": false, "schema": { "type": "integer" },
+                  "description": "Batch version (default: the latest)" }],
+            "responses": with_refusals(json!({
+                "200": { "description": "The batch", "content": {
+                    "application/x-ndjson": { "schema": { "type": "string" } },
+                    "text/csv": { "schema": { "type": "string" } } } },
+                "400": error_response("Unknown format"),
+                "404": error_response("No such cycle, cycle never closed, or no such version"),
+            })) } },
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut doc = own_document();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), desk_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+fn own_document() -> Value {
+    let device_security = json!([{ "deviceToken": [] }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "meter-gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The meter-reading office's gateway: handheld sync over HTTP, clerk pages, \
+                billing handoff. Times are district local time (ISO 8601, no offset).",
+        },
+        "components": {
+            "securitySchemes": {
+                "session": { "type": "apiKey", "in": "cookie", "name": super::auth::SESSION_COOKIE,
+                    "description": "Clerk or admin session from POST /login" },
+                "billingToken": { "type": "http", "scheme": "bearer",
+                    "description": "A billing user's API token (`meter-gateway user add NAME --role billing`)" },
+                "deviceToken": { "type": "http", "scheme": "bearer",
+                    "description": "A handheld's token DEVICE.SECRET (`meter-gateway device add ID`)" },
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"],
+                    "properties": { "error": { "type": "string" } } },
+                "Read": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["device_seq", "meter_id", "reading", "read_time", "read_type", "method", "reader_id"],
+                    "properties": {
+                        "device_seq": { "type": "integer", "minimum": 0,
+                            "description": "Strictly increasing per device, never reused" },
+                        "meter_id": { "type": "string", "maxLength": 32 },
+                        "reading": { "type": "integer", "minimum": 0 },
+                        "read_time": { "type": "string", "format": "date-time",
+                            "examples": ["2026-11-05T09:41:07"] },
+                        "read_type": { "enum": ["regular", "high_confirmed", "low_confirmed", "skipped"] },
+                        "method": { "enum": ["keyed", "probe", "radio"] },
+                        "message_codes": { "type": "array", "maxItems": 8,
+                            "items": { "type": "string", "maxLength": 8 } },
+                        "skip_code": { "type": ["string", "null"], "maxLength": 8 },
+                        "note": { "type": ["string", "null"], "maxLength": 255 },
+                        "reader_id": { "type": "string", "maxLength": 32 },
+                        "order": { "type": ["object", "null"], "required": ["order_id"], "properties": {
+                            "order_id": { "type": "integer" },
+                            "new_meter_id": { "type": ["string", "null"] },
+                            "new_meter_initial": { "type": ["integer", "null"] } } },
+                    },
+                },
+                "Upload": { "type": "object", "additionalProperties": false, "required": ["batch_id", "reads"],
+                    "properties": {
+                        "batch_id": { "type": "string", "minLength": 1, "maxLength": 64,
+                            "description": "Idempotency key: a retried POST gets the first answer" },
+                        "reads": { "type": "array", "maxItems": 10000,
+                            "items": { "$ref": "#/components/schemas/Read" } } } },
+                "Receipt": { "type": "object",
+                    "required": ["batch_id", "up_to_seq", "stored", "flagged", "already_received"],
+                    "properties": {
+                        "batch_id": { "type": "string" },
+                        "up_to_seq": { "type": ["integer", "null"],
+                            "description": "Every read with device_seq up to this is durably stored" },
+                        "stored": { "type": "integer" },
+                        "flagged": { "type": "integer" },
+                        "already_received": { "type": "integer" } } },
+                "RouteFile": { "type": "object",
+                    "required": ["cycle_id", "route_id", "route_name", "window_from", "window_to", "stops", "message_codes"],
+                    "properties": {
+                        "cycle_id": { "type": "string" }, "route_id": { "type": "string" },
+                        "route_name": { "type": "string" },
+                        "window_from": { "type": "string", "format": "date" },
+                        "window_to": { "type": "string", "format": "date" },
+                        "stops": { "type": "array", "items": { "type": "object", "description":
+                            "sequence, account_id, customer_name, service_address, account_status, meter_id, \
+                             dials, multiplier, unit, previous_reading, previous_read_on, limits {low, high, wraps}, \
+                             field_orders" } },
+                        "message_codes": { "type": "array", "items": { "$ref": "#/components/schemas/Code" } } } },
+                "Code": { "type": "object", "required": ["code", "category", "description", "requires_follow_up"],
+                    "properties": { "code": { "type": "string" }, "category": { "type": "string" },
+                        "description": { "type": "string" }, "requires_follow_up": { "type": "boolean" } } },
+                "DockStatus": { "type": "object", "properties": {
+                    "path": { "type": "string" }, "state": { "type": "string" },
+                    "device": { "type": ["string", "null"] }, "bytes_up": { "type": "integer" },
+                    "bytes_down": { "type": "integer" }, "reads_received": { "type": "integer" },
+                    "routes_sent": { "type": "integer" }, "last_error": { "type": ["string", "null"] },
+                    "since": { "type": ["string", "null"], "format": "date-time" } } },
+            },
+        },
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness (no credential)", "tags": ["daemon"], "security": [],
+                "responses": { "200": { "description": "ok",
+                    "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
+            "/api/v1/openapi.json": { "get": { "summary": "This document (any credential)", "tags": ["daemon"],
+                "security": [{ "session": [] }, { "billingToken": [] }, { "deviceToken": [] }],
+                "responses": with_refusals(json!({ "200": json_ok("OpenAPI 3.1", json!({ "type": "object" })) })) } },
+            "/login": {
+                "get": { "summary": "Sign-in page (no credential)", "tags": ["sign-in"], "security": [],
+                    "parameters": [{ "name": "next", "in": "query", "required": false,
+                        "schema": { "type": "string" }, "description": "Local path to go to after sign-in" }],
+                    "responses": { "200": html_ok("The form, with a CSRF token (also set as a cookie)") } },
+                "post": { "summary": "Sign in (no credential; rate-limited per user and per client)",
+                    "tags": ["sign-in"], "security": [],
+                    "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": {
+                        "schema": { "type": "object", "required": ["name", "password", "csrf"], "properties": {
+                            "name": { "type": "string" }, "password": { "type": "string" },
+                            "csrf": { "type": "string" }, "next": { "type": "string" } } } } } },
+                    "responses": {
+                        "303": { "description": "Signed in: session cookie set, to `next`" },
+                        "401": html_ok("Wrong name or password: the form again"),
+                        "403": error_response("Missing or wrong CSRF token"),
+                        "429": error_response("Too many failed attempts; see Retry-After"),
+                    } },
+            },
+            "/logout": { "post": clerk_form("Sign out", Desk::Clerk, json!([]), &[]) },
+            "/api/v1/device/route": { "get": {
+                "summary": "The routes assigned to this handheld (the next unread route when none is)",
+                "tags": ["device"], "security": device_security.clone(),
+                "responses": with_refusals(json!({
+                    "200": json_ok("Route files", json!({ "type": "object", "required": ["routes"],
+                        "properties": { "routes": { "type": "array",
+                            "items": { "$ref": "#/components/schemas/RouteFile" } } } })),
+                })) } },
+            "/api/v1/device/reads": { "post": {
+                "summary": "Upload a batch of reads; answered after the durable commit",
+                "tags": ["device"], "security": device_security.clone(),
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Upload" } } } },
+                "responses": with_refusals(json!({
+                    "200": json_ok("Receipt", json!({ "$ref": "#/components/schemas/Receipt" })),
+                    "400": error_response("Malformed batch or read"),
+                    "409": error_response("No open cycle takes these reads"),
+                    "413": error_response("Body over 4 MiB or more than 10,000 reads"),
+                })) } },
+            "/api/v1/device/codes": { "get": {
+                "summary": "The message codes handhelds carry", "tags": ["device"],
+                "security": device_security,
+                "responses": with_refusals(json!({
+                    "200": json_ok("Codes", json!({ "type": "object", "required": ["codes"],
+                        "properties": { "codes": { "type": "array",
+                            "items": { "$ref": "#/components/schemas/Code" } } } })),
+                })) } },
+            "/api/v1/docks": { "get": {
+                "summary": "Live status of the serial docks (clerk or admin)", "tags": ["daemon"],
+                "security": [{ "session": [] }],
+                "responses": with_refusals(json!({
+                    "200": json_ok("Docks", json!({ "type": "object", "required": ["docks"],
+                        "properties": { "docks": { "type": "array",
+                            "items": { "$ref": "#/components/schemas/DockStatus" } } } })),
+                })) } },
+        },
+    })
+}
+
+/// Every `(METHOD, path)` the document describes.
+pub fn operations(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for (path, item) in paths {
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if item.get(method).is_some() {
+                    out.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// `(METHOD, path)` of every `.route("PATH", get(..).post(..))` in the crate's source.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        let mut sources = Vec::new();
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut sources,
+        );
+        let mut found = BTreeSet::new();
+        for src in &sources {
+            // Test modules build their own small routers.
+            let src = src.split("#[cfg(test)]").next().unwrap_or_default();
+            assert!(
+                !src.contains(".nest("),
+                "routers nest: teach this test to prefix nested paths"
+            );
+            for chunk in src.split(".route(").skip(1) {
+                let Some(rest) = chunk.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                let Some((path, rest)) = rest.split_once('"') else {
+                    continue;
+                };
+                // The handlers of this route: up to the next route or the end of the builder chain.
+                let body = rest.split(".route(").next().unwrap_or_default();
+                let body = body.split(";\n").next().unwrap_or_default();
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    let calls = body.match_indices(&format!("{method}(")).any(|(i, _)| {
+                        i == 0
+                            || !body.as_bytes()[i - 1].is_ascii_alphanumeric()
+                                && body.as_bytes()[i - 1] != b'_'
+                    });
+                    if calls {
+                        found.insert((method.to_ascii_uppercase(), path.to_string()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_route_in_the_source_is_described() {
+        let described: BTreeSet<_> = operations(&document()).into_iter().collect();
+        let routes = routes_in_source();
+        assert!(
+            routes.contains(&("POST".into(), "/api/v1/device/reads".into())),
+            "{routes:?}"
+        );
+        let missing: Vec<_> = routes.difference(&described).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from openapi.rs: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_operation_says_who_may_call_it() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (method, path) in operations(&doc) {
+            let op = &doc["paths"][&path][method.to_ascii_lowercase()];
+            assert!(
+                op.get("security").is_some(),
+                "{method} {path} has no security"
+            );
+            assert!(
+                op.get("responses").is_some(),
+                "{method} {path} has no responses"
+            );
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The sign-in page (`GET/POST /login`) and sign-out (`POST /logout`).
+//!
+//! Sign-in attempts are rate-limited per user name and per client address (`[serve]
+//! login_max_failures` failures in `login_window_minutes` answer 429 without checking the password).
+//! An unknown name costs the same argon2 work as a wrong password, so timing does not tell which names
+//! exist.
+
+use super::auth::{
+    check_csrf, client_address, cookie, cookie_header, now_local, random_hex, start_session,
+    verify_password, ClerkUser, LOGIN_CSRF_COOKIE, MAX_PASSWORD_CHARS, SESSION_COOKIE,
+};
+use super::error::AppError;
+use super::AppState;
+use crate::auth::sha256_hex;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Escapes text for HTML content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Only a local path may be a redirect target after sign-in (no `//host`, no scheme): no open redirect.
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control());
+    if local {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn login_html(csrf: &str, next: &str, name: &str, message: Option<&str>) -> String {
+    let message = message
+        .map(|m| format!("<p role=\"alert\" class=\"error\">{}</p>", html_escape(m)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>Sign in · meter-gateway</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}\
+label{{display:block;margin-top:1rem}}input{{width:100%;padding:.4rem;font-size:1rem}}\
+button{{margin-top:1.5rem;padding:.5rem 1.5rem;font-size:1rem}}.error{{color:#a00}}\
+:focus{{outline:3px solid #2a6fdb}}</style></head>\n<body><main>\n<h1>Sign in</h1>\n{message}\
+<form method=\"post\" action=\"/login\">\n\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+<input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
+<label for=\"name\">User name</label>\n\
+<input id=\"name\" name=\"name\" autocomplete=\"username\" required autofocus value=\"{name}\">\n\
+<label for=\"password\">Password</label>\n\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
+<button type=\"submit\">Sign in</button>\n</form>\n</main></body></html>\n",
+        csrf = html_escape(csrf),
+        next = html_escape(next),
+        name = html_escape(name),
+    )
+}
+
+/// A page with a fresh sign-in CSRF token (set as a cookie and embedded in the form).
+fn login_response(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    name: &str,
+    message: Option<&str>,
+) -> Result<Response, AppError> {
+    let token = random_hex(32).map_err(AppError::internal)?;
+    let set = cookie_header(state, LOGIN_CSRF_COOKIE, &token, 3600);
+    Ok((
+        status,
+        [
+            (header::SET_COOKIE, set),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Html(login_html(&token, safe_next(next), name, message)),
+    )
+        .into_response())
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, AppError> {
+    login_response(&state, StatusCode::OK, &q.next, "", None)
+}
+
+/// A valid argon2id hash of a random password, verified against when the name is unknown so that
+/// the answer takes as long as for a known name.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        let password = random_hex(16).unwrap_or_else(|_| "decoy-password-0".into());
+        super::auth::hash_password(&password).unwrap_or_default()
+    })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientAddress>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    let Form(form) = form?;
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if expected.is_empty() || !crate::auth::constant_time_eq(expected, &form.csrf) {
+        return Err(AppError::Forbidden);
+    }
+    let cfg = &state.config.serve;
+    let now = now_local();
+    let window = chrono::Duration::minutes(i64::from(cfg.login_window_minutes));
+    let since = now - window;
+    let name = form.name.trim().to_string();
+    let client = client.0;
+    let (n, c) = (name.clone(), client.clone());
+    let (by_user, by_client) = state
+        .db
+        .call(move |s| s.recent_login_failures(&n, &c, since))
+        .await??;
+    if by_user >= cfg.login_max_failures || by_client >= cfg.login_max_failures {
+        tracing::warn!(user = %name, client = %client, "sign-in refused: too many failures");
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: window.num_seconds().max(0) as u64,
+        });
+    }
+    let n = name.clone();
+    let stored = state.db.call(move |s| s.password_hash(&n)).await??;
+    let password = form.password;
+    let ok = if password.chars().count() > MAX_PASSWORD_CHARS {
+        false
+    } else {
+        let hash = stored
+            .as_ref()
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| decoy_hash().to_string());
+        let known = stored.is_some();
+        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+        tokio::task::spawn_blocking(move || verify_password(&hash, &password) && known)
+            .await
+            .map_err(AppError::internal)?
+    };
+    let keep_since = since;
+    let (n, c) = (name.clone(), client.clone());
+    state
+        .db
+        .call(move |s| s.record_login_attempt(&n, &c, ok, now, keep_since))
+        .await??;
+    if !ok {
+        tracing::info!(user = %name, client = %client, "sign-in failed");
+        return login_response(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &form.next,
+            &name,
+            Some("Wrong user name or password."),
+        );
+    }
+    let (session, _csrf) = start_session(&state, &name, now).await?;
+    tracing::info!(user = %name, client = %client, "signed in");
+    let max_age = i64::from(cfg.session_minutes) * 60;
+    let mut response = Redirect::to(safe_next(&form.next)).into_response();
+    let h = response.headers_mut();
+    for value in [
+        cookie_header(&state, SESSION_COOKIE, &session, max_age),
+        cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0),
+    ] {
+        h.append(
+            header::SET_COOKIE,
+            value.parse().map_err(AppError::internal)?,
+        );
+    }
+    Ok(response)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    user: ClerkUser,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    let Form(form) = form?;
+    check_csrf(&user, &form.csrf)?;
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        let hash = sha256_hex(id.as_bytes());
+        state.db.call(move |s| s.delete_session(&hash)).await??;
+    }
+    tracing::info!(user = %user.name, "signed out");
+    Ok((
+        [(
+            header::SET_COOKIE,
+            cookie_header(&state, SESSION_COOKIE, "", 0),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response())
+}
+
+/// The client's address, put in the request extensions by a middleware of [`super::router`] (it is
+/// "unknown" when there is no socket, as in router tests).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+pub(crate) async fn client_address_layer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let address = client_address(request.extensions());
+    request.extensions_mut().insert(ClientAddress(address));
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next("/review?cycle=1"), "/review?cycle=1");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil",
+            "",
+            "review",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sign_in_page_escapes_what_it_echoes() {
+        let html = login_html("tok", "/x\"><script>", "<b>ann</b>", Some("a < b"));
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<b>ann"));
+        assert!(html.contains("a &lt; b"));
+        assert!(html.contains("name=\"csrf\" value=\"tok\""));
+    }
+}

@@ -1,0 +1,376 @@
+//! The clerk's desk in a real browser: headless Chromium driven through chromedriver's WebDriver HTTP
+//! API (a minimal JSON-over-HTTP client below: a handful of commands does not justify a WebDriver crate
+//! and its async stack). The daemon runs in-process on 127.0.0.1:0.
+//!
+//! Without chromium and chromedriver the test is skipped, unless the `CI` variable is set: then it fails
+//! (`.ci/run` installs them).
+
+mod fixture;
+
+use meter_gateway::cli::UserRole;
+use meter_gateway::serve;
+use meter_gateway::store::NewUserSecret;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_in_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Kills and reaps the process when dropped, also when the test fails half-way.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A blocking WebDriver client: one HTTP/1.1 request per connection.
+struct WebDriver {
+    addr: SocketAddr,
+    session: String,
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).map_err(|e| e.to_string())?;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).map_err(|e| e.to_string())?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().ok();
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut raw = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).map_err(|e| e.to_string())?;
+            let n = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            raw.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        raw.resize(n, 0);
+        r.read_exact(&mut raw).map_err(|e| e.to_string())?;
+    } else {
+        r.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    }
+    let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("{status}: {e}"))?;
+    if !status.contains(" 200") {
+        return Err(format!("{} {path}: {}", status.trim(), v["value"]));
+    }
+    Ok(v["value"].clone())
+}
+
+impl WebDriver {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let p = format!("/session/{}{path}", self.session);
+        http(self.addr, method, &p, body.as_ref())
+            .unwrap_or_else(|e| panic!("webdriver {method} {p}: {e}"))
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        let v = self.cmd(
+            "POST",
+            "/elements",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        v.as_array().map_or(0, Vec::len)
+    }
+
+    fn type_into(&self, element: &str, text: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, element: &str) {
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    fn source(&self) -> String {
+        self.cmd("GET", "/source", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn screenshot(&self, to: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap_or(""));
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(to, png).unwrap();
+    }
+
+    /// Waits (up to 10 s) until `check` holds: navigation after a click is asynchronous.
+    fn wait(&self, what: &str, check: impl Fn(&WebDriver) -> bool) {
+        let start = Instant::now();
+        while !check(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}; at {}",
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        let _ = http(
+            self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
+    let (Some(chromium), Some(driver)) = (
+        find_in_path(&["chromium", "chromium-browser", "google-chrome"]),
+        find_in_path(&["chromedriver"]),
+    ) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium and chromedriver are required in CI (apt-get install chromium chromium-driver)");
+        }
+        println!(
+            "skipped: chromium or chromedriver not found (install chromium and chromium-driver)"
+        );
+        return;
+    };
+
+    // The daemon, in-process.
+    let d = fixture::district();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hash = serve::auth::hash_password(fixture::CLERK_PASSWORD).unwrap();
+    rt.block_on(d.state.db.call(move |s| {
+        s.add_user(
+            "ann",
+            UserRole::Clerk,
+            NewUserSecret::PasswordHash(&hash),
+            fixture::now(),
+        )
+    }))
+    .unwrap()
+    .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(serve::run(listener, d.state.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // chromedriver, and a browser session.
+    let port = free_port();
+    let _driver = KillOnDrop(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while http(addr, "GET", "/status", None).map(|v| v["ready"] == json!(true)) != Ok(true) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": {
+        "binary": chromium.to_string_lossy(),
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1600", format!("--user-data-dir={}", profile.path().display())],
+    }}}});
+    let session = http(addr, "POST", "/session", Some(&caps)).expect("a browser session");
+    let wd = WebDriver {
+        addr,
+        session: session["sessionId"].as_str().unwrap().to_string(),
+    };
+
+    // Sign in through the login page.
+    wd.goto(&format!("{base}/review"));
+    wd.wait("the sign-in page", |w| w.url().contains("/login"));
+    let name = wd.find("#name");
+    wd.type_into(&name, "ann");
+    let password = wd.find("#password");
+    wd.type_into(&password, fixture::CLERK_PASSWORD);
+    wd.click(&wd.find("form[action='/login'] button[type=submit]"));
+    wd.wait("the exception queue", |w| {
+        w.url()
+            .contains(&format!("/review/cycles/{}", fixture::CYCLE))
+    });
+    assert!(
+        wd.count("#queue tbody tr") >= 2,
+        "the flagged reads are listed"
+    );
+
+    // The keyboard: j moves to the second row and focuses its link.
+    let body = wd.find("body");
+    wd.type_into(&body, "j");
+    let focused = wd.script("return document.activeElement.getAttribute('href')");
+    let second =
+        wd.script("return document.querySelectorAll('#queue tbody tr a')[1].getAttribute('href')");
+    assert_eq!(focused, second, "j moves the selection");
+
+    // Open the flagged high read and look at its chart.
+    wd.click(&wd.find(&format!("a[href='/review/reads/{}']", d.high)));
+    wd.wait("the read's page", |w| {
+        w.url().ends_with(&format!("/review/reads/{}", d.high))
+    });
+    assert_eq!(wd.count("svg#history-chart"), 1, "the chart is there");
+    let bars = wd.count("svg#history-chart rect.bar");
+    assert!(bars >= 24, "one bar per period: {bars}");
+    assert_eq!(wd.count("svg#history-chart rect.bar.current"), 1);
+    let height = wd.script(
+        "return document.querySelector('svg#history-chart rect.bar.current').getBBox().height",
+    );
+    assert!(
+        height.as_f64().unwrap_or(0.0) > 1.0,
+        "this read's bar is drawn: {height}"
+    );
+
+    // Order a re-read.
+    let field = wd.find("input[name=instructions]");
+    wd.type_into(&field, "check for a leak at the hose bib");
+    wd.click(&wd.find("#order-reread"));
+    wd.wait("the confirmation", |w| {
+        w.source().contains("Re-read ordered")
+    });
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("review-screenshot.png");
+    wd.screenshot(&shot);
+    let orders: i64 = fixture::sql(&d)
+        .query_row(
+            "SELECT count(*) FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
+            [d.high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orders, 1);
+
+    drop(wd);
+    let _ = stop.send(());
+    rt.block_on(server).unwrap().unwrap();
+    println!("screenshot: {}", shot.display());
+}
