@@ -2,7 +2,7 @@
 //! Thin on purpose: no logic here beyond dispatch.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -11,14 +11,10 @@ use std::path::PathBuf;
     about = "Meter-reading gateway for water utilities"
 )]
 pub struct Cli {
-    /// The district database (created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "METER_GATEWAY_DB",
-        default_value = "meter-gateway.db"
-    )]
-    pub db: PathBuf,
+    /// The district database, created if missing [default: meter-gateway.db; `demo` uses a temporary
+    /// one unless given]
+    #[arg(long, global = true, env = "METER_GATEWAY_DB")]
+    pub db: Option<PathBuf>,
     /// Settings file (TOML): tolerances per rate class, tariff, leak policy.
     #[arg(long, global = true, env = "METER_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -247,6 +243,11 @@ pub struct RouteArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The global options once defaults are applied.
+struct Resolved {
+    db: PathBuf,
+}
+
 /// Entry point used by `main.rs`.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -261,8 +262,22 @@ pub fn main() -> anyhow::Result<()> {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = crate::config::Config::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Demo(args) => crate::demo::cli_demo(&cli.db, &args),
+    let Cli { db, command, .. } = cli;
+    // The demo runs on a temporary database unless `--db` says where to keep it; every other command
+    // works on `meter-gateway.db` in the working directory by default.
+    let db = match command {
+        Command::Demo(args) => return crate::demo::show::run(db.as_deref(), config, &args),
+        _ => db.unwrap_or_else(|| PathBuf::from("meter-gateway.db")),
+    };
+    dispatch(&db, command, config)
+}
+
+fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyhow::Result<()> {
+    let cli = Resolved {
+        db: db.to_path_buf(),
+    };
+    match command {
+        Command::Demo(args) => crate::demo::show::run(Some(db), config, &args),
         Command::Import {
             what: ImportWhat::Reads { cycle, file },
         } => crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file),

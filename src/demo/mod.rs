@@ -8,16 +8,14 @@
 mod generate;
 mod names;
 mod rng;
+pub mod show;
 
-use crate::cli::DemoArgs;
 use crate::domain::{
     Account, AccountStatus, Cycle, FieldRead, FlagKind, HistoryRead, MessageCode, Meter, Route,
 };
 use crate::store::{Store, StoreError};
-use anyhow::Context as _;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 pub use generate::{generate, HISTORY_MONTHS};
 
@@ -365,61 +363,6 @@ pub fn load(store: &mut Store, district: &District) -> Result<LoadReport, StoreE
     }
     report.codes = store.upsert_codes(&district.codes)?;
     Ok(report)
-}
-
-/// `meter-gateway demo`: builds a fresh demo district into a new database and says what it made.
-pub fn cli_demo(db: &Path, args: &DemoArgs) -> anyhow::Result<()> {
-    if args.accounts > MAX_ACCOUNTS {
-        anyhow::bail!(
-            "--accounts {} is more than the demo builds ({MAX_ACCOUNTS}); the largest US water \
-             utilities have under a million meters",
-            args.accounts
-        );
-    }
-    if db.exists() {
-        anyhow::bail!(
-            "{} already exists: the demo builds a fresh district and will not write into an existing \
-             database; remove it or pass another --db",
-            db.display()
-        );
-    }
-    // The one clock read: the demo's "today" decides the open cycle.
-    let as_of = chrono::Local::now().date_naive();
-    let params = DemoParams {
-        accounts: args.accounts,
-        seed: args.seed,
-        as_of,
-    };
-    let started = std::time::Instant::now();
-    let district = generate(&params);
-    let generated = started.elapsed();
-    let mut store =
-        Store::open(db).with_context(|| format!("creating the demo database {}", db.display()))?;
-    let report = load(&mut store, &district).context("loading the demo district")?;
-    let loaded = started.elapsed();
-    print!("{}", summary(&district, &params));
-    println!(
-        "Wrote {} routes, {} accounts, {} meters, {} history reads, {} message codes to {} \
-         (generated in {:.1} s, loaded in {:.1} s).",
-        report.routes,
-        report.accounts,
-        report.meters,
-        report.history,
-        report.codes,
-        db.display(),
-        generated.as_secs_f64(),
-        (loaded - generated).as_secs_f64()
-    );
-    if args.no_handhelds {
-        println!("--no-handhelds: no simulated handhelds would be started.");
-    }
-    println!(
-        "The sync daemon is not built yet: cycle {} and its {} field reads were generated but not \
-         opened or ingested.",
-        district.cycle.id,
-        district.field_reads.len()
-    );
-    Ok(())
 }
 
 /// A plain-text account of what the demo built.

@@ -28,8 +28,8 @@ pub(crate) use devices::{
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
-pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User};
 pub use review::{AuditRecord, FieldOrder, LeakCredit, ReviewAction, ReviewRead};
+pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User};
 pub use writer::{Db, DbError, GroupedError};
 
 #[derive(Debug, thiserror::Error)]

@@ -125,6 +125,9 @@ pub struct Outcome {
     /// Bytes of route transfers received / of read batches acknowledged so far (progress display).
     pub bytes_down: u64,
     pub bytes_up: u64,
+    /// Size of the transfer `bytes_down` / `bytes_up` belong to.
+    pub bytes_down_total: u64,
+    pub bytes_up_total: u64,
     /// A route download continued from this offset instead of starting over.
     pub resumed_from: Option<u32>,
     /// Handheld clock (ms) when the first read batch was queued, and when the last `ReadAck` came.
@@ -268,14 +271,20 @@ impl Handheld {
                     direction: Direction::Incoming,
                     id,
                     offset,
-                    ..
-                } if id & STABLE_ID != 0 => self.outcome.bytes_down = u64::from(offset),
+                    total,
+                } if id & STABLE_ID != 0 => {
+                    self.outcome.bytes_down = u64::from(offset);
+                    self.outcome.bytes_down_total = u64::from(total);
+                }
                 Event::Progress {
                     direction: Direction::Outgoing,
                     id,
                     offset,
-                    ..
-                } if id & STABLE_ID != 0 => self.outcome.bytes_up = u64::from(offset),
+                    total,
+                } if id & STABLE_ID != 0 => {
+                    self.outcome.bytes_up = u64::from(offset);
+                    self.outcome.bytes_up_total = u64::from(total);
+                }
                 Event::Resumed {
                     direction: Direction::Incoming,
                     offset,

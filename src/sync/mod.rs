@@ -6,6 +6,7 @@
 //! directly. [`handheld`] is the reference handheld, used by the tests, `examples/handheld.rs` and the
 //! benchmark.
 
+pub mod client;
 pub mod dock;
 pub mod handheld;
 pub mod serial;

@@ -1,0 +1,371 @@
+//! `meter-gateway demo`: the whole system in one command. Builds the demo district, opens its cycle,
+//! starts the daemon on 127.0.0.1 with a clerk login, and runs simulated handhelds (the reference
+//! handheld) docking over virtual serial links (PTY pairs) and over HTTP: routes go down, a day's reads
+//! come up, validation flags the anomalies, and the clerk's exception queue fills. Stays up until Ctrl-C.
+
+use super::{generate, load, summary, DemoParams, District};
+use crate::cli::{DemoArgs, UserRole};
+use crate::config::Config;
+use crate::domain::{FieldRead, ReadMethod, ReadType};
+use crate::serve::AppState;
+use crate::store::{Db, NewUserSecret, Store};
+use crate::sync::client::{Cradle, HttpCradle, Progress, SerialCradle};
+use crate::sync::handheld::{walk_route, HandheldState, Mode, ReadModel, Rng};
+use anyhow::Context as _;
+use firmware_protocol::message as msg;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serialport::SerialPort as _;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SERIAL_HANDHELDS: usize = 2;
+const HTTP_HANDHELDS: usize = 2;
+const BAUD: u32 = 115_200;
+
+/// A handheld the demo runs: its device id, how it docks, and the route it carries.
+struct DemoHandheld {
+    device_id: String,
+    token: String,
+    route_id: String,
+    serial: bool,
+}
+
+/// Removes the demo's temporary database when the demo ends (the default: `--db` keeps the data).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result<()> {
+    let now = chrono::Local::now().naive_local();
+    let (path, temp) = match db {
+        Some(p) => (p.to_path_buf(), None),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("meter-gateway-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            (dir.join("demo.db"), Some(TempDir(dir)))
+        }
+    };
+    let fresh = !path.exists();
+    let mut handhelds = Vec::new();
+    let mut district = None;
+    let mut clerk_password = None;
+    if fresh {
+        let d = build(&path, args, now)?;
+        let mut store = Store::open(&path)?;
+        let password = random_hex(6)?;
+        let hash =
+            crate::serve::auth::hash_password(&password).context("hashing the clerk's password")?;
+        store.add_user(
+            "clerk",
+            UserRole::Clerk,
+            NewUserSecret::PasswordHash(&hash),
+            now,
+        )?;
+        clerk_password = Some(password);
+        if !args.no_handhelds {
+            for (i, route) in d
+                .routes
+                .iter()
+                .take(SERIAL_HANDHELDS + HTTP_HANDHELDS)
+                .enumerate()
+            {
+                let device_id = format!("HH-{:02}", i + 1);
+                let token = crate::auth::DeviceToken::generate(&device_id)?;
+                store.add_device(&token, now)?;
+                store.assign_route(&d.cycle.id, &route.id, &device_id, now)?;
+                handhelds.push(DemoHandheld {
+                    device_id,
+                    token: token.to_string(),
+                    route_id: route.id.clone(),
+                    serial: i < SERIAL_HANDHELDS,
+                });
+            }
+        }
+        district = Some(d);
+    } else {
+        println!(
+            "Using the district kept in {} (made by an earlier demo); no new handhelds are run on it.",
+            path.display()
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway")
+        .build()
+        .context("cannot start the async runtime")?;
+    let db = Db::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let state = AppState::new(db.clone(), Arc::new(config));
+    let listener = runtime.block_on(async {
+        match tokio::net::TcpListener::bind("127.0.0.1:8080").await {
+            Ok(l) => Ok(l),
+            // Another program has 8080: any free port will do for a demo.
+            Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await,
+        }
+    })?;
+    let address = listener.local_addr()?;
+    let url = format!("http://{address}");
+    let server = runtime.spawn(crate::serve::run(
+        listener,
+        state.clone(),
+        crate::serve::shutdown_signal(),
+    ));
+
+    println!();
+    println!("The gateway is serving at {url}");
+    match &clerk_password {
+        Some(p) => println!("Clerk sign-in: {url}/login   user `clerk`, password `{p}`"),
+        None => println!("Clerk sign-in: {url}/login   (the clerk password was printed when this database was made)"),
+    }
+
+    // Serial docks on PTY pairs: the dock opens the slave by path, the handheld keeps the master.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut dock_threads = Vec::new();
+    let mut masters = HashMap::new();
+    for h in handhelds.iter().filter(|h| h.serial) {
+        let (master, slave) =
+            serialport::TTYPort::pair().context("creating a virtual serial link")?;
+        let slave_path = PathBuf::from(
+            slave
+                .name()
+                .context("the virtual serial link has no name")?,
+        );
+        drop(slave);
+        println!(
+            "Virtual cradle for {}: {}",
+            h.device_id,
+            slave_path.display()
+        );
+        dock_threads.push(crate::sync::serial::spawn_dock(
+            slave_path,
+            state.sync.clone(),
+            state.docks.clone(),
+            stop.clone(),
+        )?);
+        masters.insert(h.device_id.clone(), master);
+    }
+
+    let mut _cradles = Vec::new();
+    if let Some(d) = &district {
+        if !handhelds.is_empty() {
+            println!();
+            _cradles = run_handhelds(d, handhelds, masters, &url)?;
+            let cycle_id = d.cycle.id.clone();
+            let status = db.call_blocking(move |s| crate::cycles::cycle_status(s, &cycle_id))??;
+            let (read_in, flagged, expected) =
+                status.routes.iter().fold((0, 0, 0), |(i, f, e), r| {
+                    (i + r.read_in, f + r.flagged, e + r.expected)
+                });
+            println!();
+            println!(
+                "Cycle {}: {read_in} of {expected} meters read so far, {flagged} read(s) flagged for review.",
+                status.cycle_id
+            );
+            println!("Exception queue: {url}/review/cycles/{}", status.cycle_id);
+        }
+    }
+    println!();
+    println!("Press Ctrl-C to stop.");
+    let served = runtime.block_on(server);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in dock_threads {
+        let _ = t.join();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    db.shutdown();
+    served.context("the HTTP server task failed")??;
+    if temp.is_some() {
+        println!("The demo database was temporary; pass --db PATH to keep the data.");
+    }
+    Ok(())
+}
+
+/// Generates and loads the district, and opens its cycle.
+fn build(path: &Path, args: &DemoArgs, now: chrono::NaiveDateTime) -> anyhow::Result<District> {
+    anyhow::ensure!(
+        args.accounts <= super::MAX_ACCOUNTS,
+        "--accounts {} is more than the demo builds ({}); the largest US water utilities have under a \
+         million meters",
+        args.accounts,
+        super::MAX_ACCOUNTS
+    );
+    let params = DemoParams {
+        accounts: args.accounts,
+        seed: args.seed,
+        as_of: now.date(),
+    };
+    let started = std::time::Instant::now();
+    let district = generate(&params);
+    let mut store = Store::open(path)
+        .with_context(|| format!("creating the demo database {}", path.display()))?;
+    let report = load(&mut store, &district).context("loading the demo district")?;
+    print!("{}", summary(&district, &params));
+    println!(
+        "Wrote {} routes, {} accounts, {} meters, {} history reads, {} message codes in {:.1} s.",
+        report.routes,
+        report.accounts,
+        report.meters,
+        report.history,
+        report.codes,
+        started.elapsed().as_secs_f64()
+    );
+    let c = &district.cycle;
+    crate::cycles::open_cycle(&mut store, &c.id, c.window_from, c.window_to, &[], now)
+        .with_context(|| format!("opening cycle {}", c.id))?;
+    println!(
+        "Opened cycle {} ({} – {}) over every route.",
+        c.id, c.window_from, c.window_to
+    );
+    Ok(district)
+}
+
+/// Each handheld docks to load its route, walks it, and docks again to upload, with a progress bar.
+/// Returns the cradles: a serial one holds its end of the virtual link, which must stay open while the
+/// daemon's dock listens on the other end.
+fn run_handhelds(
+    district: &District,
+    handhelds: Vec<DemoHandheld>,
+    mut masters: HashMap<String, serialport::TTYPort>,
+    url: &str,
+) -> anyhow::Result<Vec<Box<dyn Cradle + Send>>> {
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:28} {msg:22} [{bar:30}] {pos}/{len}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut threads = Vec::new();
+    for (i, h) in handhelds.into_iter().enumerate() {
+        let bar = bars.add(ProgressBar::new(1));
+        bar.set_style(style.clone());
+        let how = if h.serial { "serial" } else { "HTTP" };
+        bar.set_prefix(format!("{} ({how}, {})", h.device_id, h.route_id));
+        let mut cradle: Box<dyn Cradle + Send> = match masters.remove(&h.device_id) {
+            Some(port) => Box::new(SerialCradle::from_port(Box::new(port), BAUD)),
+            None => Box::new(HttpCradle::new(url, &h.token)?),
+        };
+        // The day's reads this handheld brings back: the district's reads of its route's meters, with
+        // the problems planted in them (leaks, mis-keys, stuck meters...).
+        let route_meters: std::collections::HashSet<&str> = district
+            .accounts
+            .iter()
+            .filter(|a| a.route_id == h.route_id)
+            .flat_map(|a| {
+                district
+                    .meters
+                    .iter()
+                    .filter(move |m| m.account_id.as_deref() == Some(&a.id))
+            })
+            .map(|m| m.id.as_str())
+            .collect();
+        let day: Vec<msg::Read> = district
+            .field_reads
+            .iter()
+            .filter(|r| route_meters.contains(r.meter_id.as_str()))
+            .filter_map(protocol_read)
+            .collect();
+        let seed = i as u64 + 1;
+        threads.push(std::thread::spawn(
+            move || -> anyhow::Result<Box<dyn Cradle + Send>> {
+                let mut progress = |p: Progress| {
+                    let (what, done, total) = match p {
+                        Progress::Route { done, total } => ("loading route (bytes)", done, total),
+                        Progress::Reads { done, total } => ("uploading reads", done, total),
+                    };
+                    bar.set_message(what);
+                    bar.set_length(total.max(1));
+                    bar.set_position(done);
+                };
+                let state = HandheldState::new(&h.device_id);
+                let (mut state, _) = cradle.dock(state, Mode::default(), &mut progress)?;
+                bar.set_message("walking the route");
+                let walked = if day.is_empty() {
+                    let start = crate::sync::protocol_time(chrono::Local::now().naive_local());
+                    (0..state.routes.len())
+                        .map(|r| {
+                            walk_route(
+                                &mut state,
+                                r,
+                                &ReadModel::default(),
+                                &mut Rng::new(seed),
+                                "DEMO",
+                                start,
+                            )
+                        })
+                        .sum()
+                } else {
+                    let n = day.len();
+                    for read in day {
+                        state.record(read);
+                    }
+                    n
+                };
+                let (state, report) = cradle.dock(
+                    state,
+                    Mode {
+                        download: false,
+                        ..Mode::default()
+                    },
+                    &mut progress,
+                )?;
+                bar.finish_with_message(format!(
+                    "{} reads up, {} acknowledged, {} left",
+                    walked,
+                    report.reads_acknowledged,
+                    state.unacknowledged()
+                ));
+                Ok(cradle)
+            },
+        ));
+    }
+    let mut cradles = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(Ok(cradle)) => cradles.push(cradle),
+            Ok(Err(e)) => eprintln!("a handheld failed: {e:#}"),
+            Err(_) => eprintln!("a handheld thread panicked"),
+        }
+    }
+    Ok(cradles)
+}
+
+/// A district field read as a handheld sends it (a reading that is not a number cannot be keyed on a
+/// handheld's numeric pad, so such reads stay out).
+fn protocol_read(r: &FieldRead) -> Option<msg::Read> {
+    let skipped = r.read_type == ReadType::Skipped;
+    let reading = if skipped { 0 } else { r.reading()? };
+    Some(msg::Read {
+        device_seq: 0,
+        meter_id: r.meter_id.clone(),
+        reading,
+        read_time: crate::sync::protocol_time(r.read_at),
+        read_type: match r.read_type {
+            ReadType::Regular => msg::ReadType::Regular,
+            ReadType::HighConfirmed => msg::ReadType::HighConfirmed,
+            ReadType::LowConfirmed => msg::ReadType::LowConfirmed,
+            ReadType::Skipped => msg::ReadType::Skipped,
+        },
+        method: match r.method {
+            ReadMethod::Keyed => msg::ReadMethod::Keyed,
+            ReadMethod::Probe => msg::ReadMethod::Probe,
+            ReadMethod::Radio => msg::ReadMethod::Radio,
+        },
+        message_codes: r.codes.clone(),
+        skip_code: r.skip_code.clone(),
+        note: r.note.clone(),
+        reader_id: r.reader.clone(),
+        order: None,
+    })
+}
+
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b)
+        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
