@@ -1,9 +1,11 @@
 //! The one integration-test binary: drives the gateway through its library API and its CLI.
 
 mod billing;
+mod browser;
 mod cis;
 mod cycles;
 mod demo;
+mod fixture;
 mod http_api;
 mod review;
 mod store;

@@ -2,13 +2,10 @@
 //! every role refusal, the audit log, re-reads in route files, corrections re-validated, leak credits,
 //! message codes, field orders, reports.
 
-#[path = "../browser/fixture.rs"]
-mod fixture;
-
+use crate::fixture::{district, field_read, now, sql, District, CYCLE};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use fixture::{district, field_read, now, sql, District, CYCLE};
 use meter_gateway::billing;
 use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;

@@ -5,8 +5,6 @@
 //! Without chromium and chromedriver the test is skipped, unless the `CI` variable is set: then it fails
 //! (`.ci/run` installs them).
 
-mod fixture;
-
 use meter_gateway::cli::UserRole;
 use meter_gateway::serve;
 use meter_gateway::store::NewUserSecret;
@@ -249,19 +247,19 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
     };
 
     // The daemon, in-process.
-    let d = fixture::district();
+    let d = crate::fixture::district();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let hash = serve::auth::hash_password(fixture::CLERK_PASSWORD).unwrap();
+    let hash = serve::auth::hash_password(crate::fixture::CLERK_PASSWORD).unwrap();
     rt.block_on(d.state.db.call(move |s| {
         s.add_user(
             "ann",
             UserRole::Clerk,
             NewUserSecret::PasswordHash(&hash),
-            fixture::now(),
+            crate::fixture::now(),
         )
     }))
     .unwrap()
@@ -313,11 +311,11 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
     let name = wd.find("#name");
     wd.type_into(&name, "ann");
     let password = wd.find("#password");
-    wd.type_into(&password, fixture::CLERK_PASSWORD);
+    wd.type_into(&password, crate::fixture::CLERK_PASSWORD);
     wd.click(&wd.find("form[action='/login'] button[type=submit]"));
     wd.wait("the exception queue", |w| {
         w.url()
-            .contains(&format!("/review/cycles/{}", fixture::CYCLE))
+            .contains(&format!("/review/cycles/{}", crate::fixture::CYCLE))
     });
     assert!(
         wd.count("#queue tbody tr") >= 2,
@@ -360,7 +358,7 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
         .join("target")
         .join("review-screenshot.png");
     wd.screenshot(&shot);
-    let orders: i64 = fixture::sql(&d)
+    let orders: i64 = crate::fixture::sql(&d)
         .query_row(
             "SELECT count(*) FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
             [d.high],

@@ -1,8 +1,6 @@
 //! A small district with one open cycle and a few reads, shared by the review tests (HTTP and browser).
 //! Dates are relative to today, so reads are never "in the future" for the handlers' clock.
 
-#![allow(dead_code)] // Each test binary uses a different part of the fixture.
-
 use chrono::{Local, Months, NaiveDate, NaiveDateTime};
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
