@@ -258,9 +258,12 @@ fn routes_for_in(
         if routes.is_empty() {
             continue;
         }
-        let mut files = cycles::route_files(s, config, &cycle)?;
-        files.retain(|f| routes.contains(&f.route_id));
-        return Ok(files);
+        // Only this device's routes: building the whole cycle's route files per request made 200
+        // handhelds docking at once take minutes.
+        return routes
+            .iter()
+            .map(|r| cycles::route_file(s, config, &cycle, r).map_err(SyncError::from))
+            .collect();
     }
     Ok(Vec::new())
 }
