@@ -320,3 +320,15 @@ mod tests {
         assert!(err.to_string().contains("growth_max"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_file_spells_out_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.toml");
+        let parsed = Config::load(Some(&path)).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+}

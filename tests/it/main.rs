@@ -3,6 +3,7 @@
 mod billing;
 mod browser;
 mod cis;
+mod cli;
 mod cycles;
 mod demo;
 mod fixture;
