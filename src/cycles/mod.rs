@@ -282,20 +282,48 @@ pub fn ingest_in(
     if cycle.status != CycleStatus::Open {
         return Err(CycleError::Closed(cycle_id.to_string()));
     }
-    let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
+    // Each meter of the batch gets a slot; a read with a later one of the same meter is remembered
+    // for duplicate detection, the others need not be.
+    let mut meter_ids: HashMap<&str, usize> = HashMap::with_capacity(reads.len());
+    let mut slot_of = Vec::with_capacity(reads.len());
+    let mut last_read: Vec<usize> = Vec::with_capacity(reads.len());
+    let mut has_later = vec![false; reads.len()];
+    for (i, r) in reads.iter().enumerate() {
+        let slot = *meter_ids
+            .entry(r.meter_id.as_str())
+            .or_insert(last_read.len());
+        match last_read.get_mut(slot) {
+            Some(last) => {
+                has_later[*last] = true;
+                *last = i;
+            }
+            None => last_read.push(i),
+        }
+        slot_of.push(slot);
+    }
     let meters = sql::meters_by_id(tx, &meter_ids)?;
-    let scope = sql::Scope::new(
-        tx,
-        meters
-            .values()
-            .filter(|m| in_service(m))
-            .filter_map(|m| m.account_id.clone()),
-    )?;
+    // Each read's meter (`None`: a meter the district does not know).
+    let meter_of: Vec<Option<&MeterRow>> = slot_of
+        .iter()
+        .map(|&slot| meters.get(slot).and_then(Option::as_ref))
+        .collect();
+    // Reads of meters in service by account, in account order: history streams by in that order,
+    // so pass 1 walks this list alongside it instead of looking each account up.
+    let mut by_account: Vec<(&str, usize)> = meter_of
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let m = m.filter(|m| in_service(m))?;
+            Some((m.account.as_ref()?.account_id.as_str(), i))
+        })
+        .collect();
+    by_account.sort_unstable();
+    let scope = sql::Scope::new(tx, by_account.iter().map(|(a, _)| (*a).to_string()))?;
     let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
     // Judges read `i` against its meter and `history`, not yet knowing of earlier reads.
     let judge = |i: usize, history: &AccountHistory| -> vee::Decision {
         let read = &reads[i];
-        let context = match meters.get(&read.meter_id) {
+        let context = match meter_of[i] {
             None => MeterContext::Unknown,
             Some(m) => match (&m.account, in_service(m)) {
                 (Some(a), true) => MeterContext::InService(Service {
@@ -324,27 +352,23 @@ pub fn ingest_in(
         vee::validate(&input, cfg)
     };
     // Pass 1, in history order: each account's reads are judged as its history streams by.
-    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, r) in reads.iter().enumerate() {
-        if let Some(a) = meters
-            .get(&r.meter_id)
-            .filter(|m| in_service(m))
-            .and_then(|m| m.account.as_ref())
-        {
-            by_account.entry(a.account_id.as_str()).or_default().push(i);
-        }
-    }
     let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
+    let mut next = 0;
     for_each_account_history(tx, &scope, |account, history| {
-        for &i in by_account.get(account).into_iter().flatten() {
+        while next < by_account.len() && by_account[next].0 < account {
+            next += 1;
+        }
+        while next < by_account.len() && by_account[next].0 == account {
+            let i = by_account[next].1;
             decisions[i] = Some(judge(i, history));
+            next += 1;
         }
         Ok(())
     })?;
     let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
     // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
-    // batch's as they are stored (borrowed, so tracking a 100,000-read batch allocates little).
-    let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(reads.len());
+    // batch's as they are stored (borrowed, and only those a later read of the batch may repeat).
+    let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(stored.len());
     for (meter, v) in &stored {
         earlier.insert(
             meter,
@@ -378,7 +402,11 @@ pub fn ingest_in(
                 continue;
             }
         }
-        let before = earlier.get(read.meter_id.as_str());
+        let before = if earlier.is_empty() {
+            None
+        } else {
+            earlier.get(read.meter_id.as_str())
+        };
         if let Some(&(same, _)) = before.and_then(|v| {
             v.iter()
                 .find(|(_, raw)| vee::same_reading(raw, &read.raw_reading))
@@ -386,7 +414,7 @@ pub fn ingest_in(
             out.push(outcome(same, Disposition::SameAsEarlier));
             continue;
         }
-        let meter = meters.get(&read.meter_id);
+        let meter = meter_of[index];
         let mut d = match decisions[index].take() {
             Some(d) => d,
             // No history (a new account), or not a meter in service.
@@ -431,10 +459,12 @@ pub fn ingest_in(
                 .or_default()
                 .insert(*seq, read_id);
         }
-        earlier
-            .entry(read.meter_id.as_str())
-            .or_default()
-            .push((read_id, read.raw_reading.as_str()));
+        if has_later[index] {
+            earlier
+                .entry(read.meter_id.as_str())
+                .or_default()
+                .push((read_id, read.raw_reading.as_str()));
+        }
         out.push(outcome(
             read_id,
             Disposition::Stored {

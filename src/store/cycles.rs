@@ -27,6 +27,44 @@ pub(crate) fn time_text(t: NaiveDateTime) -> String {
     )
 }
 
+/// [`time_text`] in a buffer on the stack: the insert path binds two per read without allocating.
+enum TimeText {
+    Short([u8; 19]),
+    /// A year outside 0–9999 takes the general path.
+    Long(String),
+}
+
+impl TimeText {
+    fn new(t: NaiveDateTime) -> TimeText {
+        use chrono::{Datelike, Timelike};
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return TimeText::Long(time_text(t));
+        }
+        let mut b = *b"0000-00-00T00:00:00";
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year.unsigned_abs());
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        TimeText::Short(b)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            TimeText::Short(b) => std::str::from_utf8(b).unwrap_or_default(),
+            TimeText::Long(s) => s,
+        }
+    }
+}
+
 pub(crate) fn parse_time(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok()
 }
@@ -191,7 +229,9 @@ type HistorySink<'a, E> = dyn FnMut(&str, &[HistoryRead]) -> Result<(), E> + 'a;
 /// The accounts a bulk read covers, in a temp table, and whether a full scan of `history` (filtered)
 /// is cheaper than seeking each account: true when the scope is most of the district.
 pub(crate) struct Scope {
-    accounts: HashSet<String>,
+    /// Sorted by bytes, as SQLite's BINARY collation orders `history`: the full scan walks this list
+    /// alongside the history instead of hashing every account id.
+    accounts: Vec<String>,
     full_scan: bool,
 }
 
@@ -200,7 +240,9 @@ impl Scope {
         conn: &Connection,
         accounts: impl IntoIterator<Item = String>,
     ) -> Result<Scope> {
-        let accounts: HashSet<String> = accounts.into_iter().collect();
+        let mut accounts: Vec<String> = accounts.into_iter().collect();
+        accounts.sort_unstable();
+        accounts.dedup();
         conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS scope_accounts (account_id TEXT PRIMARY KEY) WITHOUT ROWID;
              DELETE FROM temp.scope_accounts;",
@@ -226,8 +268,8 @@ impl Scope {
             "SELECT meter_id, dials, multiplier, unit FROM meters"
         } else {
             "SELECT meter_id, dials, multiplier, unit FROM meters WHERE meter_id IN \
-             (SELECT h.meter_id FROM temp.scope_accounts s JOIN history h ON h.account_id = s.account_id \
-              UNION SELECT m.meter_id FROM temp.scope_accounts s JOIN meters m ON m.account_id = s.account_id)"
+             (SELECT h.meter_id FROM temp.scope_accounts s CROSS JOIN history h ON h.account_id = s.account_id \
+              UNION SELECT m.meter_id FROM temp.scope_accounts s CROSS JOIN meters m ON m.account_id = s.account_id)"
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let mut rows = stmt.query([])?;
@@ -259,14 +301,18 @@ impl Scope {
             "SELECT account_id, meter_id, read_on, reading, kind FROM history \
              ORDER BY account_id, meter_id, read_on, kind"
         } else {
+            // CROSS JOIN keeps the few scope accounts as the outer loop: with a plain JOIN SQLite may
+            // pick a scan of all of `history` per batch (seen in the query plan under HTTP load).
             "SELECT h.account_id, h.meter_id, h.read_on, h.reading, h.kind \
-             FROM temp.scope_accounts s JOIN history h ON h.account_id = s.account_id \
+             FROM temp.scope_accounts s CROSS JOIN history h ON h.account_id = s.account_id \
              ORDER BY h.account_id, h.meter_id, h.read_on, h.kind"
         };
         let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
         let mut current = String::new();
         let mut wanted = false;
+        // The next account of the scope not yet passed (full scan).
+        let mut next = 0;
         // Reused across accounts (strings included): the scan allocates only when an account has
         // more reads, or longer meter ids, than any before it.
         let mut reads: Vec<HistoryRead> = Vec::with_capacity(64);
@@ -280,7 +326,13 @@ impl Scope {
                 len = 0;
                 current.clear();
                 current.push_str(text_at(row, 0).map_err(sql_err)?);
-                wanted = !self.full_scan || self.accounts.contains(&current);
+                wanted = !self.full_scan || {
+                    let accounts = &self.accounts;
+                    while next < accounts.len() && accounts[next].as_bytes() < current.as_bytes() {
+                        next += 1;
+                    }
+                    next < accounts.len() && accounts[next] == current
+                };
             }
             if !wanted {
                 continue;
@@ -375,12 +427,23 @@ fn meter_row(row: &Row<'_>) -> rusqlite::Result<MeterRow> {
     })
 }
 
-/// The meters named by `meter_ids` (absent ids are simply not in the map), with their accounts (name
-/// and address left empty: validation does not use them).
+/// The meters named by `meter_ids`, each id mapped to its slot (`0..meter_ids.len()`, each once): the
+/// meter with its account at that slot, `None` for an id the district does not know (name and address
+/// left empty: validation does not use them).
 pub(crate) fn meters_by_id(
     conn: &Connection,
-    meter_ids: &HashSet<&str>,
-) -> Result<HashMap<String, MeterRow>> {
+    meter_ids: &HashMap<&str, usize>,
+) -> Result<Vec<Option<MeterRow>>> {
+    let mut out: Vec<Option<MeterRow>> = Vec::new();
+    out.resize_with(meter_ids.len(), || None);
+    let mut put = |m: MeterRow| {
+        if let Some(slot) = meter_ids
+            .get(m.meter_id.as_str())
+            .and_then(|&i| out.get_mut(i))
+        {
+            *slot = Some(m);
+        }
+    };
     let total: i64 = conn.query_row("SELECT count(*) FROM meters", [], |r| r.get(0))?;
     if meter_ids.len() as i64 * 2 >= total {
         // Most of the district (a full cycle's upload): one pass over meters beats a seek per id.
@@ -388,11 +451,11 @@ pub(crate) fn meters_by_id(
             "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM meters m LEFT JOIN accounts a ON a.account_id = m.account_id"
         ))?;
         let mut rows = stmt.query([])?;
-        let mut out = HashMap::with_capacity(meter_ids.len());
         while let Some(r) = rows.next()? {
-            if meter_ids.contains(text_at(r, 0)?) {
-                let m = meter_row(r)?;
-                out.insert(m.meter_id.clone(), m);
+            if let Some(&i) = meter_ids.get(text_at(r, 0)?) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(meter_row(r)?);
+                }
             }
         }
         return Ok(out);
@@ -404,7 +467,7 @@ pub(crate) fn meters_by_id(
     {
         let mut ins =
             conn.prepare_cached("INSERT INTO temp.scope_meters (meter_id) VALUES (?1)")?;
-        for id in meter_ids {
+        for id in meter_ids.keys() {
             ins.execute([id])?;
         }
     }
@@ -412,11 +475,8 @@ pub(crate) fn meters_by_id(
         "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM temp.scope_meters s JOIN meters m ON m.meter_id = s.meter_id \
          LEFT JOIN accounts a ON a.account_id = m.account_id"
     ))?;
-    let rows = stmt.query_map([], meter_row)?;
-    let mut out = HashMap::with_capacity(meter_ids.len());
-    for r in rows {
-        let r = r?;
-        out.insert(r.meter_id.clone(), r);
+    for r in stmt.query_map([], meter_row)? {
+        put(r?);
     }
     conn.execute_batch("DELETE FROM temp.scope_meters;")?;
     Ok(out)
@@ -492,10 +552,10 @@ pub struct EarlierRead {
 }
 
 /// Reads already in the cycle for the given meters (not superseded), oldest first.
-pub(crate) fn earlier_reads(
+pub(crate) fn earlier_reads<V>(
     conn: &Connection,
     cycle_id: &str,
-    meter_ids: &HashSet<&str>,
+    meter_ids: &HashMap<&str, V>,
 ) -> Result<HashMap<String, Vec<EarlierRead>>> {
     let mut out: HashMap<String, Vec<EarlierRead>> = HashMap::new();
     if meter_ids.len() > 2_000 {
@@ -507,7 +567,7 @@ pub(crate) fn earlier_reads(
         let mut rows = stmt.query([cycle_id])?;
         while let Some(r) = rows.next()? {
             let meter = text_at(r, 0)?;
-            if meter_ids.contains(meter) {
+            if meter_ids.contains_key(meter) {
                 out.entry(meter.to_string()).or_default().push(EarlierRead {
                     read_id: r.get(1)?,
                     raw_reading: r.get(2)?,
@@ -520,7 +580,7 @@ pub(crate) fn earlier_reads(
         "SELECT read_id, raw_reading FROM field_reads \
          WHERE cycle_id = ?1 AND meter_id = ?2 AND superseded_by IS NULL ORDER BY read_id",
     )?;
-    for m in meter_ids {
+    for m in meter_ids.keys() {
         // An index seek per meter of the batch on (cycle_id, meter_id): cheap, and most find nothing.
         let rows = stmt.query_map(params![cycle_id, m], |r| {
             Ok(EarlierRead {
@@ -584,6 +644,12 @@ pub(crate) fn insert_read(
     follow_up_codes: &HashSet<String>,
 ) -> Result<i64> {
     let opt = |v: Option<u64>| v.map(store_int).transpose();
+    // Most reads carry no code (or one): joined only when there is something to join.
+    let codes: std::borrow::Cow<'_, str> = match r.codes {
+        [] => "".into(),
+        [one] => one.as_str().into(),
+        many => many.join(";").into(),
+    };
     conn.prepare_cached(
         "INSERT INTO field_reads (cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, \
          method, reader, codes, skip_code, note, device_id, device_seq, received_at, status, previous_reading, \
@@ -594,18 +660,18 @@ pub(crate) fn insert_read(
         r.cycle_id,
         r.meter_id,
         r.account_id,
-        time_text(r.read_at),
+        TimeText::new(r.read_at).as_str(),
         r.raw_reading,
         opt(r.reading)?,
         r.read_type.as_str(),
         r.method.as_str(),
         r.reader,
-        r.codes.join(";"),
+        codes.as_ref(),
         r.skip_code,
         r.note,
         r.device.map(|d| d.0),
         r.device.map(|d| store_int(d.1)).transpose()?,
-        time_text(r.received_at),
+        TimeText::new(r.received_at).as_str(),
         r.status.as_str(),
         opt(r.previous_reading)?,
         r.previous_read_on.map(date_text),
