@@ -113,11 +113,11 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     })?;
     let address = listener.local_addr()?;
     let url = format!("http://{address}");
-    let server = runtime.spawn(crate::serve::run(
-        listener,
-        state.clone(),
-        crate::serve::shutdown_signal(),
-    ));
+    let stop_signal = {
+        let _in_runtime = runtime.enter();
+        crate::serve::shutdown_signal()
+    };
+    let server = runtime.spawn(crate::serve::run(listener, state.clone(), stop_signal));
 
     println!();
     println!("The gateway is serving at {url}");
