@@ -354,9 +354,8 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
     wd.wait("the confirmation", |w| {
         w.source().contains("Re-read ordered")
     });
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("review-screenshot.png");
+    // Under the build's target directory (`target/tmp/` in a plain checkout), which always exists.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-screenshot.png");
     wd.screenshot(&shot);
     let orders: i64 = crate::fixture::sql(&d)
         .query_row(
