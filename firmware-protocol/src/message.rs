@@ -457,8 +457,9 @@ pub enum Message {
         server_time: i64,
     },
     RouteOffer(RouteOffer),
-    /// Handheld → dock: send the offered route from byte `resume_from` of the transfer (0 for all of
-    /// it; the length already held from an interrupted attempt of the same transfer id otherwise).
+    /// Handheld → dock: take the offered route. `resume_from` reports how many bytes of this transfer
+    /// id the handheld already holds (0 for none); it is informational: the transfer layer's own
+    /// Offer/Accept is the only resume mechanism (PROTOCOL.md §2.4).
     RouteAccept {
         transfer_id: u32,
         resume_from: u32,

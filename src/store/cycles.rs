@@ -78,7 +78,7 @@ fn bad(row: &Row<'_>, idx: usize, what: impl std::fmt::Display) -> rusqlite::Err
     )
 }
 
-fn parse_at<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+pub(crate) fn parse_at<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
     T::Err: std::fmt::Display,
 {
@@ -96,7 +96,7 @@ fn u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
 }
 
-fn opt_u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+pub(crate) fn opt_u64_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
     let v: Option<i64> = row.get(idx)?;
     v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
         .transpose()

@@ -1,5 +1,6 @@
 //! Handhelds: registration (hashed secrets), route assignments, upload-batch idempotency.
 
+use super::cycles::time_text;
 use super::{Result, Store, StoreError};
 use crate::auth::{constant_time_eq, DeviceToken};
 use chrono::NaiveDateTime;
@@ -13,10 +14,6 @@ pub struct Device {
     pub retired: bool,
     pub last_seen_at: Option<String>,
     pub firmware_version: Option<String>,
-}
-
-fn time_text(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 impl Store {

@@ -1,7 +1,7 @@
 //! SQL for the clerk's desk: the exception queue, a read's detail, review actions and the audit log,
 //! message codes, field orders, meter changes, leak credits and the reports' aggregates.
 
-use super::cycles::{parse_time, time_text};
+use super::cycles::{opt_u64_at, parse_at, parse_time, time_text};
 use super::{date_text, Result, StoreError};
 use crate::domain::{Flag, FlagKind, MessageCode, ReadStatus, Unit};
 use chrono::{NaiveDate, NaiveDateTime};
@@ -10,14 +10,6 @@ use std::collections::HashMap;
 
 fn bad(idx: usize, what: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, what.into())
-}
-
-fn parsed<T: std::str::FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(|e| bad(idx, format!("`{text}`: {e}")))
 }
 
 fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDateTime> {
@@ -34,12 +26,6 @@ fn opt_time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDateTi
 fn opt_date_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDate>> {
     let text: Option<String> = row.get(idx)?;
     text.map(|t| super::parse_date(&t).map_err(|e| bad(idx, e.to_string())))
-        .transpose()
-}
-
-fn opt_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
-    let v: Option<i64> = row.get(idx)?;
-    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
         .transpose()
 }
 
@@ -107,7 +93,7 @@ fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
         route_id: r.get(8)?,
         read_at: time_at(r, 9)?,
         raw_reading: r.get(10)?,
-        reading: opt_u64(r, 11)?,
+        reading: opt_u64_at(r, 11)?,
         read_type: r.get(12)?,
         method: r.get(13)?,
         reader: r.get(14)?,
@@ -119,14 +105,14 @@ fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
         skip_code: r.get(16)?,
         note: r.get(17)?,
         device_id: r.get(18)?,
-        status: parsed(r, 19)?,
-        previous_reading: opt_u64(r, 20)?,
+        status: parse_at(r, 19)?,
+        previous_reading: opt_u64_at(r, 20)?,
         previous_read_on: opt_date_at(r, 21)?,
         consumption: r.get(22)?,
         expected_use: r.get(23)?,
         expected_basis: r.get(24)?,
-        low_limit: opt_u64(r, 25)?,
-        high_limit: opt_u64(r, 26)?,
+        low_limit: opt_u64_at(r, 25)?,
+        high_limit: opt_u64_at(r, 26)?,
         unit: unit.and_then(|u| u.parse().ok()),
         dials: dials.and_then(|d| u8::try_from(d).ok()),
         multiplier: multiplier.and_then(|m| u32::try_from(m).ok()),
@@ -141,7 +127,7 @@ fn flags_of(conn: &Connection, read_id: i64) -> Result<Vec<Flag>> {
     )?;
     let rows = stmt.query_map([read_id], |r| {
         Ok(Flag {
-            kind: parsed::<FlagKind>(r, 0)?,
+            kind: parse_at::<FlagKind>(r, 0)?,
             quality: r.get(1)?,
             explanation: r.get(2)?,
         })
@@ -188,7 +174,7 @@ pub fn cycle_review_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Revie
     while let Some(row) = rows.next()? {
         if let Some(&i) = index.get(&row.get::<_, i64>(0)?) {
             reads[i].flags.push(Flag {
-                kind: parsed(row, 1)?,
+                kind: parse_at(row, 1)?,
                 quality: row.get(2)?,
                 explanation: row.get(3)?,
             });

@@ -2,6 +2,7 @@
 //! sign-in attempts the rate limit counts. Secrets arrive here already hashed: the store never sees a
 //! password, a session id or a token.
 
+use super::cycles::time_text;
 use super::{Result, Store, StoreError};
 use crate::cli::UserRole;
 use chrono::NaiveDateTime;
@@ -52,10 +53,6 @@ fn parse_role(text: &str) -> rusqlite::Result<UserRole> {
             format!("unknown user role `{other}`").into(),
         )),
     }
-}
-
-fn time_text(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 /// Checks a user name: 1-40 letters, digits, `.`, `-`, `_` (it appears in the audit log and URLs).
