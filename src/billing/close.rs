@@ -741,7 +741,7 @@ fn build_records(
             if !due {
                 continue;
             }
-            let Some(register) = registers.get(&p.meter_id) else {
+            let Some(register) = registers.get(&p.meter_id)? else {
                 problem(
                     &p.meter_id,
                     None,
@@ -752,7 +752,7 @@ fn build_records(
                 continue;
             };
             let Some((consumption, rollover)) =
-                billed_use(register, p.previous.reading, p.final_reading, false)
+                billed_use(&register, p.previous.reading, p.final_reading, false)
             else {
                 problem(
                     &p.meter_id,

@@ -243,7 +243,10 @@ pub(crate) fn for_each_account_history(
 ) -> Result<()> {
     let registers = scope.registers(conn)?;
     scope.for_each_history(conn, |account, reads| -> Result<()> {
-        let h = AccountHistory::build(reads, |m| registers.get(m).copied());
+        for r in reads {
+            registers.get(&r.meter_id)?;
+        }
+        let h = AccountHistory::build(reads, |m| registers.cached(m));
         f(account, &h)
     })
 }
@@ -267,8 +270,8 @@ pub fn ingest(
     store.write(|tx| ingest_in(tx, config, cycle_id, reads, now))
 }
 
-/// [`ingest`] inside a transaction (or savepoint) the caller owns: the sync daemon runs many uploads
-/// in one group commit (`store::Db::grouped`) and acknowledges them only after it committed.
+/// [`ingest`] inside a transaction (or savepoint) the caller owns: [`judge`] then [`store_judged`] on
+/// the same connection.
 pub fn ingest_in(
     tx: &rusqlite::Connection,
     config: &Config,
@@ -276,54 +279,106 @@ pub fn ingest_in(
     reads: &[FieldRead],
     now: NaiveDateTime,
 ) -> Result<Vec<ReadOutcome>> {
-    let cfg = &config.validation;
-    let cycle = sql::load_cycle(tx, cycle_id)?
-        .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
-    if cycle.status != CycleStatus::Open {
-        return Err(CycleError::Closed(cycle_id.to_string()));
+    let judged = judge(tx, config, cycle_id, reads.to_vec(), now)?;
+    store_judged(tx, judged, now)
+}
+
+/// A batch of reads judged against the district (meters, accounts, history, the cycle), not yet
+/// stored. Judging only reads, so the sync daemon does it on a read-only connection, in parallel with
+/// the writer, and hands the writer only [`store_judged`]; the writer judges again if the district
+/// changed in between (`store::Db::district_epoch`).
+#[derive(Debug, Clone)]
+pub struct Judged {
+    cycle: Cycle,
+    reads: Vec<FieldRead>,
+    /// Each read's meter (`None`: a meter the district does not know).
+    meters: Vec<Option<MeterRow>>,
+    /// A later read of the batch is for the same meter (duplicate detection must remember this one).
+    has_later: Vec<bool>,
+    /// The decision for each read, not yet knowing of reads already in the cycle.
+    decisions: Vec<vee::Decision>,
+}
+
+impl Judged {
+    pub fn reads(&self) -> &[FieldRead] {
+        &self.reads
     }
-    // Each meter of the batch gets a slot; a read with a later one of the same meter is remembered
-    // for duplicate detection, the others need not be.
+
+    /// The decision for each read, as judged (before duplicates within the cycle are known).
+    pub fn decisions(&self) -> &[vee::Decision] {
+        &self.decisions
+    }
+}
+
+/// Judges a batch of reads for cycle `cycle_id`: refuses an unknown or closed cycle, then validates
+/// each read against its meter, account and history. Reads nothing but the district; writes only temp
+/// tables.
+pub fn judge(
+    conn: &rusqlite::Connection,
+    config: &Config,
+    cycle_id: &str,
+    reads: Vec<FieldRead>,
+    now: NaiveDateTime,
+) -> Result<Judged> {
+    let meters = meters_of(conn, &reads)?;
+    judge_with_meters(conn, config, cycle_id, reads, meters, now)
+}
+
+/// The meter (with its account) of each read, `None` for a meter the district does not know (one
+/// query for the batch).
+pub fn meters_of(
+    conn: &rusqlite::Connection,
+    reads: &[FieldRead],
+) -> Result<Vec<Option<MeterRow>>> {
     let mut meter_ids: HashMap<&str, usize> = HashMap::with_capacity(reads.len());
-    let mut slot_of = Vec::with_capacity(reads.len());
-    let mut last_read: Vec<usize> = Vec::with_capacity(reads.len());
-    let mut has_later = vec![false; reads.len()];
-    for (i, r) in reads.iter().enumerate() {
-        let slot = *meter_ids
-            .entry(r.meter_id.as_str())
-            .or_insert(last_read.len());
-        match last_read.get_mut(slot) {
-            Some(last) => {
-                has_later[*last] = true;
-                *last = i;
-            }
-            None => last_read.push(i),
-        }
-        slot_of.push(slot);
-    }
-    let meters = sql::meters_by_id(tx, &meter_ids)?;
-    // Each read's meter (`None`: a meter the district does not know).
-    let meter_of: Vec<Option<&MeterRow>> = slot_of
+    let slot_of: Vec<usize> = reads
         .iter()
-        .map(|&slot| meters.get(slot).and_then(Option::as_ref))
+        .map(|r| {
+            let next = meter_ids.len();
+            *meter_ids.entry(r.meter_id.as_str()).or_insert(next)
+        })
         .collect();
+    let slots = sql::meters_by_id(conn, &meter_ids)?;
+    Ok(slot_of
+        .iter()
+        .map(|&slot| slots.get(slot).cloned().flatten())
+        .collect())
+}
+
+/// [`judge`] with each read's meter already loaded ([`meters_of`]).
+pub fn judge_with_meters(
+    conn: &rusqlite::Connection,
+    config: &Config,
+    cycle_id: &str,
+    reads: Vec<FieldRead>,
+    meters: Vec<Option<MeterRow>>,
+    now: NaiveDateTime,
+) -> Result<Judged> {
+    let cfg = &config.validation;
+    let cycle = open_cycle_named(conn, cycle_id)?;
+    // A read with a later one of the same meter is remembered for duplicate detection.
+    let mut has_later = vec![false; reads.len()];
+    let mut last_of: HashMap<&str, usize> = HashMap::with_capacity(reads.len());
+    for (i, r) in reads.iter().enumerate() {
+        if let Some(last) = last_of.insert(r.meter_id.as_str(), i) {
+            has_later[last] = true;
+        }
+    }
     // Reads of meters in service by account, in account order: history streams by in that order,
-    // so pass 1 walks this list alongside it instead of looking each account up.
-    let mut by_account: Vec<(&str, usize)> = meter_of
+    // so the pass walks this list alongside it instead of looking each account up.
+    let mut by_account: Vec<(&str, usize)> = meters
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
-            let m = m.filter(|m| in_service(m))?;
+            let m = m.as_ref().filter(|m| in_service(m))?;
             Some((m.account.as_ref()?.account_id.as_str(), i))
         })
         .collect();
     by_account.sort_unstable();
-    let scope = sql::Scope::new(tx, by_account.iter().map(|(a, _)| (*a).to_string()))?;
+    let scope = sql::Scope::new(conn, by_account.iter().map(|(a, _)| (*a).to_string()))?;
     let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
-    // Judges read `i` against its meter and `history`, not yet knowing of earlier reads.
-    let judge = |i: usize, history: &AccountHistory| -> vee::Decision {
-        let read = &reads[i];
-        let context = match meter_of[i] {
+    let judge_one = |i: usize, history: &AccountHistory| -> vee::Decision {
+        let context = match &meters[i] {
             None => MeterContext::Unknown,
             Some(m) => match (&m.account, in_service(m)) {
                 (Some(a), true) => MeterContext::InService(Service {
@@ -342,7 +397,7 @@ pub fn ingest_in(
             },
         };
         let input = ReadInput {
-            read,
+            read: &reads[i],
             meter: context,
             window_from: cycle.window_from,
             window_to: cycle.window_to,
@@ -351,20 +406,65 @@ pub fn ingest_in(
         };
         vee::validate(&input, cfg)
     };
-    // Pass 1, in history order: each account's reads are judged as its history streams by.
+    // In history order: each account's reads are judged as its history streams by.
     let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
     let mut next = 0;
-    for_each_account_history(tx, &scope, |account, history| {
+    for_each_account_history(conn, &scope, |account, history| {
         while next < by_account.len() && by_account[next].0 < account {
             next += 1;
         }
         while next < by_account.len() && by_account[next].0 == account {
             let i = by_account[next].1;
-            decisions[i] = Some(judge(i, history));
+            decisions[i] = Some(judge_one(i, history));
             next += 1;
         }
         Ok(())
     })?;
+    // No history (a new account), or not a meter in service.
+    let empty = AccountHistory::default();
+    let decisions = decisions
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| d.unwrap_or_else(|| judge_one(i, &empty)))
+        .collect();
+    drop(scope);
+    Ok(Judged {
+        cycle,
+        reads,
+        meters,
+        has_later,
+        decisions,
+    })
+}
+
+/// The cycle named `cycle_id`, refused unless it exists and is open.
+fn open_cycle_named(conn: &rusqlite::Connection, cycle_id: &str) -> Result<Cycle> {
+    let cycle = sql::load_cycle(conn, cycle_id)?
+        .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
+    if cycle.status != CycleStatus::Open {
+        return Err(CycleError::Closed(cycle_id.to_string()));
+    }
+    Ok(cycle)
+}
+
+/// Stores a judged batch, in arrival order: re-sent reads and same values are recognised against what
+/// the cycle holds now, a different second read of a meter is marked duplicate, the rest inserted with
+/// their decisions (and follow-ups for codes that require one).
+pub fn store_judged(
+    tx: &rusqlite::Connection,
+    judged: Judged,
+    now: NaiveDateTime,
+) -> Result<Vec<ReadOutcome>> {
+    let Judged {
+        cycle,
+        reads,
+        meters,
+        has_later,
+        decisions,
+    } = judged;
+    let cycle_id = open_cycle_named(tx, &cycle.id)?.id;
+    let cycle_id = cycle_id.as_str();
+    let meter_ids: HashMap<&str, ()> = reads.iter().map(|r| (r.meter_id.as_str(), ())).collect();
     let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
     // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
     // batch's as they are stored (borrowed, and only those a later read of the batch may repeat).
@@ -378,7 +478,6 @@ pub fn ingest_in(
         );
     }
     let follow_ups = sql::follow_up_codes(tx)?;
-    let empty = AccountHistory::default();
     // Reads already stored per handheld of the batch, by device sequence (re-sent reads).
     let mut seen_devices: HashMap<&str, HashMap<u64, i64>> = HashMap::new();
     for (device, _) in reads.iter().filter_map(|r| r.device.as_ref()) {
@@ -387,9 +486,7 @@ pub fn ingest_in(
         }
     }
     let mut out = Vec::with_capacity(reads.len());
-
-    // Pass 2, in arrival order: re-sent reads, duplicates, storage.
-    for (index, read) in reads.iter().enumerate() {
+    for ((index, read), mut d) in reads.iter().enumerate().zip(decisions) {
         let outcome = |read_id, disposition| ReadOutcome {
             index,
             meter_id: read.meter_id.clone(),
@@ -414,12 +511,6 @@ pub fn ingest_in(
             out.push(outcome(same, Disposition::SameAsEarlier));
             continue;
         }
-        let meter = meter_of[index];
-        let mut d = match decisions[index].take() {
-            Some(d) => d,
-            // No history (a new account), or not a meter in service.
-            None => judge(index, &empty),
-        };
         if let Some((_, first)) = before.and_then(|v| v.first()) {
             vee::mark_duplicate(&mut d, first);
         }
@@ -429,7 +520,7 @@ pub fn ingest_in(
             &sql::NewRead {
                 cycle_id,
                 meter_id: &read.meter_id,
-                account_id: meter.and_then(|m| m.account_id.as_deref()),
+                account_id: meters[index].as_ref().and_then(|m| m.account_id.as_deref()),
                 read_at: read.read_at,
                 raw_reading: &read.raw_reading,
                 reading: d.reading,

@@ -200,7 +200,7 @@ async fn post_reads(
     body: Result<Json<UploadJson>, JsonRejection>,
 ) -> Result<Json<ReceiptJson>, AppError> {
     let Json(upload) = body?;
-    let batch = upload.batch_id.trim();
+    let batch = upload.batch_id.trim().to_string();
     if batch.is_empty() || batch.len() > 64 || batch.chars().any(char::is_control) {
         return Err(AppError::BadRequest(
             "batch_id must be 1-64 characters without control characters".into(),
@@ -214,17 +214,20 @@ async fn post_reads(
         .iter()
         .map(ReadJson::to_protocol)
         .collect::<Result<Vec<_>, _>>()?;
+    // Only the protocol reads wait for the writer: with every handheld uploading at once, a second
+    // copy of each batch would double the daemon's memory.
+    drop(upload);
     let receipt: UploadReceipt = state
         .sync
-        .upload(&device.device_id, Some(batch), reads, now_local())
+        .upload(&device.device_id, Some(&batch), reads, now_local())
         .await
         .map_err(sync_error)?;
     tracing::info!(
-        device = %device.device_id, batch, stored = receipt.stored,
+        device = %device.device_id, batch = %batch, stored = receipt.stored,
         already = receipt.already_received, "reads received over HTTP"
     );
     Ok(Json(ReceiptJson {
-        batch_id: batch.to_string(),
+        batch_id: batch,
         up_to_seq: receipt.up_to_seq,
         stored: receipt.stored,
         flagged: receipt.flagged,

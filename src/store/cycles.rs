@@ -9,6 +9,7 @@ use crate::domain::{
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
@@ -223,6 +224,34 @@ pub(crate) fn routes_in_open_cycles(conn: &Connection) -> Result<Vec<(String, St
 
 // ---- scopes: which accounts a bulk read covers ------------------------------------------------------
 
+/// Meter registers by meter id, looked up in `meters` once each.
+pub(crate) struct Registers<'c> {
+    conn: &'c Connection,
+    /// `None`: not in the district.
+    known: RefCell<HashMap<String, Option<Register>>>,
+}
+
+impl Registers<'_> {
+    /// The register of `meter_id`; `None` for a meter the district does not know.
+    pub(crate) fn get(&self, meter_id: &str) -> Result<Option<Register>> {
+        if let Some(r) = self.known.borrow().get(meter_id) {
+            return Ok(*r);
+        }
+        let found = self
+            .conn
+            .prepare_cached("SELECT dials, multiplier, unit FROM meters WHERE meter_id = ?1")?
+            .query_row([meter_id], |row| register_at(row, 0))
+            .optional()?;
+        self.known.borrow_mut().insert(meter_id.to_string(), found);
+        Ok(found)
+    }
+
+    /// The register of a meter [`Registers::get`] has already answered for.
+    pub(crate) fn cached(&self, meter_id: &str) -> Option<Register> {
+        self.known.borrow().get(meter_id).copied().flatten()
+    }
+}
+
 /// Receives one account's history reads at a time.
 type HistorySink<'a, E> = dyn FnMut(&str, &[HistoryRead]) -> Result<(), E> + 'a;
 
@@ -262,22 +291,26 @@ impl Scope {
         })
     }
 
-    /// Registers of every meter the scope's history or accounts mention (pulled meters included).
-    pub(crate) fn registers(&self, conn: &Connection) -> Result<HashMap<String, Register>> {
+    /// Registers of the meters the scope's history mentions: every meter of the district for a full
+    /// scan, else the meters set at the scope's accounts, with any other (a meter a meter change took
+    /// away) looked up when first asked for.
+    pub(crate) fn registers<'c>(&self, conn: &'c Connection) -> Result<Registers<'c>> {
         let sql = if self.full_scan {
             "SELECT meter_id, dials, multiplier, unit FROM meters"
         } else {
-            "SELECT meter_id, dials, multiplier, unit FROM meters WHERE meter_id IN \
-             (SELECT h.meter_id FROM temp.scope_accounts s CROSS JOIN history h ON h.account_id = s.account_id \
-              UNION SELECT m.meter_id FROM temp.scope_accounts s CROSS JOIN meters m ON m.account_id = s.account_id)"
+            "SELECT m.meter_id, m.dials, m.multiplier, m.unit \
+             FROM temp.scope_accounts s CROSS JOIN meters m ON m.account_id = s.account_id"
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let mut rows = stmt.query([])?;
-        let mut out = HashMap::new();
+        let mut known = HashMap::new();
         while let Some(row) = rows.next()? {
-            out.insert(row.get(0)?, register_at(row, 1)?);
+            known.insert(row.get(0)?, Some(register_at(row, 1)?));
         }
-        Ok(out)
+        Ok(Registers {
+            conn,
+            known: RefCell::new(known),
+        })
     }
 
     /// Calls `f(account_id, reads)` once per account of the scope that has history, streaming
@@ -303,9 +336,11 @@ impl Scope {
         } else {
             // CROSS JOIN keeps the few scope accounts as the outer loop: with a plain JOIN SQLite may
             // pick a scan of all of `history` per batch (seen in the query plan under HTTP load).
+            // Ordering by `s.account_id` (the temp table's key, walked in order) lets SQLite see the
+            // rows already come out sorted; `h.account_id` made it sort them in a temp B-tree.
             "SELECT h.account_id, h.meter_id, h.read_on, h.reading, h.kind \
              FROM temp.scope_accounts s CROSS JOIN history h ON h.account_id = s.account_id \
-             ORDER BY h.account_id, h.meter_id, h.read_on, h.kind"
+             ORDER BY s.account_id, h.meter_id, h.read_on, h.kind"
         };
         let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;

@@ -201,23 +201,6 @@ impl Store {
 
 // ---- sync engine helpers (inside a caller's savepoint; see `crate::sync`) ------------------------
 
-/// The open cycle whose routes include the route of `meter_id`'s account, if any (one open cycle per
-/// route at a time is enforced by `cycles::open_cycle`).
-pub(crate) fn open_cycle_of_meter(
-    conn: &rusqlite::Connection,
-    meter_id: &str,
-) -> Result<Option<String>> {
-    let mut st = conn.prepare_cached(
-        "SELECT cr.cycle_id FROM meters m
-           JOIN accounts a ON a.account_id = m.account_id
-           JOIN cycle_routes cr ON cr.route_id = a.route_id
-           JOIN cycles c ON c.cycle_id = cr.cycle_id AND c.status = 'open'
-          WHERE m.meter_id = ?1
-          LIMIT 1",
-    )?;
-    Ok(st.query_row([meter_id], |r| r.get(0)).optional()?)
-}
-
 /// The open cycle a device works in: the one holding its latest route assignment, else the only open
 /// cycle. `None` when that is ambiguous or nothing is open.
 pub(crate) fn open_cycle_of_device(

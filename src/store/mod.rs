@@ -22,8 +22,8 @@ pub use backup::{backup_database, BackupError, BackupReport};
 pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
 pub use devices::Device;
 pub(crate) use devices::{
-    complete_field_order, open_cycle_ids, open_cycle_of_device, open_cycle_of_meter,
-    record_upload_batch, upload_batch_in,
+    complete_field_order, open_cycle_ids, open_cycle_of_device, record_upload_batch,
+    upload_batch_in,
 };
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};

@@ -10,10 +10,20 @@
 //! queued, runs each inside its own savepoint of ONE transaction, commits once, and only then answers
 //! them all. A job whose work fails rolls back its savepoint alone. No caller hears "stored" before the
 //! commit that stored it has returned, so an acknowledgement sent on that answer is durable.
+//!
+//! **Readers.** Work that only reads (judging an upload against the district) runs on read-only
+//! connections ([`Db::read`], [`Db::read_blocking`]), each in one read transaction, so it proceeds in
+//! parallel with the writer (WAL). What such work computed is only valid while the district it read
+//! is unchanged: the **district epoch** ([`Db::district_epoch`]) counts everything that may have
+//! changed it (every [`Db::call`] that changed rows, and commits by other processes); grouped work compares the epoch
+//! its read started under with the current one and recomputes on the writer when they differ.
+//! Grouped work itself (read uploads) must not change what readers judge with (meters, accounts,
+//! history, cycles).
 
 use super::{Store, StoreError};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -45,6 +55,67 @@ struct Inner {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
+    /// `None` for an in-memory database (nothing else can open it): reads go to the writer.
+    readers: Option<Readers>,
+    epoch: Arc<AtomicU64>,
+}
+
+/// Read-only connections, opened when first needed and kept for reuse.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Bounds async readers to the cores there are (more would only queue inside SQLite and the OS).
+    permits: tokio::sync::Semaphore,
+    keep: usize,
+}
+
+impl Readers {
+    fn new(path: PathBuf) -> Readers {
+        let keep = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(keep),
+            keep,
+        }
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        // Temp tables (a batch's accounts) live in memory; waits out a checkpoint's brief lock.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` in one read transaction on an idle (or new) connection, then keeps the connection.
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, DbError> {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let out = {
+            // A deferred transaction: the snapshot starts at the first read and holds to the end.
+            let tx = conn.transaction().map_err(StoreError::Sql)?;
+            let out = f(&tx);
+            drop(tx); // rolls back: nothing was written but temp tables
+            out
+        };
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < self.keep {
+                v.push(conn);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Cloneable handle on the writer thread.
@@ -62,10 +133,13 @@ impl Db {
     /// Starts the writer thread over an already open store (tests use an in-memory one).
     pub fn start(store: Store) -> Result<Db, StoreError> {
         let path = store.path().to_path_buf();
+        let readers = (path != Path::new(":memory:")).then(|| Readers::new(path.clone()));
+        let epoch = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel::<Job>();
+        let writer_epoch = epoch.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(store, receiver))
+            .spawn(move || writer_loop(store, receiver, &writer_epoch))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
@@ -74,12 +148,69 @@ impl Db {
                 sender: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
                 path,
+                readers,
+                epoch,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Counts changes that may invalidate what a reader judged: it moves after every [`Db::call`] that
+    /// changed rows and when another process committed. Read it before [`Db::read`]; compare inside grouped work, where
+    /// the value is exact (the writer has run everything queued before).
+    pub fn district_epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether [`Db::read`] runs off the writer (not for an in-memory database).
+    pub fn has_readers(&self) -> bool {
+        self.inner.readers.is_some()
+    }
+
+    /// Runs `f` on a read-only connection inside one read transaction (a consistent snapshot), on a
+    /// blocking thread, in parallel with the writer. An in-memory database has no readers: `f` then
+    /// runs on the writer.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        if self.inner.readers.is_none() {
+            return self.call(move |s| f(s.conn())).await;
+        }
+        let permit = {
+            let readers = self.inner.readers.as_ref().ok_or(DbError::Stopped)?;
+            readers
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| DbError::Stopped)?
+        };
+        let db = self.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            db.inner
+                .readers
+                .as_ref()
+                .ok_or(DbError::Stopped)
+                .and_then(|r| r.run(f))
+        })
+        .await
+        .map_err(|_| DbError::Stopped)?;
+        drop(permit);
+        out
+    }
+
+    /// [`Db::read`] for threads outside the async runtime.
+    pub fn read_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        match &self.inner.readers {
+            Some(r) => r.run(f),
+            None => self.call_blocking(move |s| f(s.conn())),
+        }
     }
 
     fn send(&self, job: Job) -> Result<(), DbError> {
@@ -198,11 +329,23 @@ pub enum GroupedError<E> {
     Db(DbError),
 }
 
-fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>) {
+fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>, epoch: &AtomicU64) {
+    let mut data_version = store
+        .conn()
+        .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+        .ok();
     let mut next = receiver.recv().ok();
     while let Some(job) = next.take() {
         match job {
-            Job::Call(f) => f(&mut store),
+            Job::Call(f) => {
+                let before = store.conn().total_changes();
+                f(&mut store);
+                // Whatever it changed, readers' work from before may be stale. (Rows of temp tables
+                // count too: a false alarm only costs judging again.)
+                if store.conn().total_changes() != before {
+                    epoch.fetch_add(1, Ordering::AcqRel);
+                }
+            }
             Job::Grouped(first) => {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
@@ -215,7 +358,7 @@ fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
-                run_group(&mut store, group);
+                run_group(&mut store, group, epoch, &mut data_version);
             }
         }
         if next.is_none() {
@@ -224,12 +367,24 @@ fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>) {
     }
 }
 
-fn run_group(store: &mut Store, group: Vec<GroupedWork>) {
+/// `data_version`: the writer connection's `PRAGMA data_version` at its last group.
+fn run_group(
+    store: &mut Store,
+    group: Vec<GroupedWork>,
+    epoch: &AtomicU64,
+    data_version: &mut Option<i64>,
+) {
     let mut answers = Vec::with_capacity(group.len());
     let committed = (|| -> rusqlite::Result<()> {
         let mut tx = store
             .conn_mut()
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process (a CLI command next to the daemon) may have committed since the last
+        // group: then readers' work is stale too. Holding the write lock now, nothing else can.
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if data_version.replace(version) != Some(version) {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
         let mut pending = group.into_iter();
         for work in pending.by_ref() {
             let sp = tx.savepoint()?;

@@ -1,7 +1,8 @@
 //! The sync engine: what happens when a handheld docks, shared by the serial and HTTP transports.
 //!
-//! [`SyncService`] is the one place reads from a handheld enter the store (through
-//! `cycles::ingest_in`, in a savepoint of a group commit) and routes and codes leave it. The serial
+//! [`SyncService`] is the one place reads from a handheld enter the store (judged by `cycles::judge`
+//! on a read-only connection, stored by `cycles::store_judged` in a savepoint of a group commit) and
+//! routes and codes leave it. The serial
 //! docks ([`serial`]) drive a [`dock::DockSession`] per cradle; the HTTP device API calls the service
 //! directly. [`handheld`] is the reference handheld, used by the tests, `examples/handheld.rs` and the
 //! benchmark.
@@ -14,7 +15,7 @@ pub mod serial;
 use crate::config::Config;
 use crate::cycles::{self, CycleError, Disposition, RouteCode, RouteFile};
 use crate::domain::{FieldRead, ReadMethod, ReadStatus, ReadType};
-use crate::store::{Db, DbError, GroupedError, StoreError};
+use crate::store::{Db, DbError, GroupedError, MeterRow, StoreError};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use firmware_protocol::message as msg;
 use serde::Serialize;
@@ -106,11 +107,22 @@ pub struct UploadReceipt {
 pub struct SyncService {
     db: Db,
     config: Arc<Config>,
+    /// Uploads between judging and their commit. Judging runs ahead of the one writer; without a
+    /// bound, judged batches of every handheld docked at once would wait in memory.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Uploads judged or being judged at once (each holds its judged batch until its group commits);
+/// enough to fill the writer's groups.
+const UPLOADS_IN_FLIGHT: usize = 16;
 
 impl SyncService {
     pub fn new(db: Db, config: Arc<Config>) -> Self {
-        Self { db, config }
+        Self {
+            db,
+            config,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -123,6 +135,9 @@ impl SyncService {
 
     /// Validates and durably stores a batch of reads from a device; returns only after the commit.
     /// Idempotent by (device, device_seq) and, when given, by batch id.
+    ///
+    /// The batch is judged on a read-only connection, in parallel with other uploads and the writer;
+    /// the writer only stores it (judging again itself if the district changed meanwhile).
     pub async fn upload(
         &self,
         device_id: &str,
@@ -130,8 +145,30 @@ impl SyncService {
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
-        let work = self.upload_work(device_id, batch_id, reads, now)?;
-        Ok(self.db.grouped(work).await?)
+        let _in_flight = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| DbError::Stopped)?;
+        let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
+        if self.db.has_readers() {
+            let epoch = self.db.district_epoch();
+            let (config, device, domain) = (
+                self.config.clone(),
+                upload.device.clone(),
+                upload.domain.clone(),
+            );
+            let parts = self
+                .db
+                .read(move |conn| judge_upload(conn, &config, &device, domain, now))
+                .await?;
+            upload.judged = Some((epoch, parts));
+        }
+        let db = self.db.clone();
+        Ok(self
+            .db
+            .grouped(move |conn| upload.store(conn, db.district_epoch()))
+            .await?)
     }
 
     /// [`SyncService::upload`] for serial threads (never call it on a runtime worker).
@@ -142,20 +179,32 @@ impl SyncService {
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
-        let work = self.upload_work(device_id, batch_id, reads, now)?;
-        Ok(self.db.grouped_blocking(work)?)
+        let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
+        if self.db.has_readers() {
+            let epoch = self.db.district_epoch();
+            let (config, device, domain) = (
+                self.config.clone(),
+                upload.device.clone(),
+                upload.domain.clone(),
+            );
+            let parts = self
+                .db
+                .read_blocking(move |conn| judge_upload(conn, &config, &device, domain, now))?;
+            upload.judged = Some((epoch, parts));
+        }
+        let db = self.db.clone();
+        Ok(self
+            .db
+            .grouped_blocking(move |conn| upload.store(conn, db.district_epoch()))?)
     }
 
-    fn upload_work(
+    fn upload_of(
         &self,
         device_id: &str,
         batch_id: Option<&str>,
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
-    ) -> Result<
-        impl FnOnce(&rusqlite::Connection) -> Result<UploadReceipt, SyncError> + Send + 'static,
-        SyncError,
-    > {
+    ) -> Result<Upload, SyncError> {
         if reads.len() > msg::limits::READS {
             return Err(SyncError::TooManyReads {
                 got: reads.len(),
@@ -166,19 +215,14 @@ impl SyncService {
             .iter()
             .map(|r| field_read(device_id, r))
             .collect::<Result<_, _>>()?;
-        let config = self.config.clone();
-        let device = device_id.to_string();
-        let batch = batch_id.map(str::to_string);
-        Ok(move |conn: &rusqlite::Connection| {
-            store_upload(
-                conn,
-                &config,
-                &device,
-                batch.as_deref(),
-                &reads,
-                domain,
-                now,
-            )
+        Ok(Upload {
+            config: self.config.clone(),
+            device: device_id.to_string(),
+            batch: batch_id.map(str::to_string),
+            reads,
+            domain,
+            now,
+            judged: None,
         })
     }
 
@@ -268,33 +312,45 @@ fn routes_for_in(
     Ok(Vec::new())
 }
 
-/// The upload's work inside its savepoint: resolve each read's cycle, ingest, complete orders,
-/// record the batch.
-fn store_upload(
+/// A batch of reads on its way to the writer.
+struct Upload {
+    config: Arc<Config>,
+    device: String,
+    batch: Option<String>,
+    reads: Vec<msg::Read>,
+    domain: Vec<FieldRead>,
+    now: NaiveDateTime,
+    /// Judged on a reader under this district epoch: the reads by cycle, each part with the
+    /// positions of its reads in the batch.
+    judged: Option<(u64, Result<Vec<UploadPart>, SyncError>)>,
+}
+
+type UploadPart = (Vec<usize>, cycles::Judged);
+
+/// Resolves each read's cycle (its meter's route's open cycle, else the device's) and judges the
+/// reads of each cycle.
+fn judge_upload(
     conn: &rusqlite::Connection,
     config: &Config,
     device: &str,
-    batch: Option<&str>,
-    reads: &[msg::Read],
     domain: Vec<FieldRead>,
     now: NaiveDateTime,
-) -> Result<UploadReceipt, SyncError> {
-    let up_to_seq = reads.iter().map(|r| r.device_seq).max();
-    if let Some(b) = batch {
-        if let Some((n, up_to)) = crate::store::upload_batch_in(conn, device, b)? {
-            return Ok(UploadReceipt {
-                up_to_seq: up_to,
-                stored: 0,
-                flagged: 0,
-                already_received: n as usize,
-            });
-        }
-    }
+) -> Result<Vec<UploadPart>, SyncError> {
+    let meters = cycles::meters_of(conn, &domain)?;
+    // A route is in one open cycle at most.
+    let cycle_of_route: HashMap<String, String> =
+        crate::store::cycles::routes_in_open_cycles(conn)?
+            .into_iter()
+            .collect();
     let mut fallback: Option<Option<String>> = None;
     let mut by_cycle: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, r) in domain.iter().enumerate() {
-        let cycle = match crate::store::open_cycle_of_meter(conn, &r.meter_id)? {
-            Some(c) => c,
+    for (i, m) in meters.iter().enumerate() {
+        let on_route = m
+            .as_ref()
+            .and_then(|m| m.account.as_ref())
+            .and_then(|a| cycle_of_route.get(&a.route_id));
+        let cycle = match on_route {
+            Some(c) => c.clone(),
             None => {
                 if fallback.is_none() {
                     fallback = Some(crate::store::open_cycle_of_device(conn, device)?);
@@ -307,16 +363,78 @@ fn store_upload(
         };
         by_cycle.entry(cycle).or_default().push(i);
     }
+    let mut domain: Vec<Option<(FieldRead, Option<MeterRow>)>> =
+        domain.into_iter().zip(meters).map(Some).collect();
+    by_cycle
+        .into_iter()
+        .map(|(cycle, indexes)| {
+            let (part, meters): (Vec<FieldRead>, Vec<Option<MeterRow>>) =
+                indexes.iter().filter_map(|&i| domain[i].take()).unzip();
+            let judged = cycles::judge_with_meters(conn, config, &cycle, part, meters, now)?;
+            Ok((indexes, judged))
+        })
+        .collect()
+}
+
+impl Upload {
+    /// The upload's work inside its savepoint: judge (unless a reader did, under the current district
+    /// epoch), store, complete orders, record the batch.
+    fn store(self, conn: &rusqlite::Connection, epoch: u64) -> Result<UploadReceipt, SyncError> {
+        let Upload {
+            config,
+            device,
+            batch,
+            reads,
+            domain,
+            now,
+            judged,
+        } = self;
+        let device = device.as_str();
+        let up_to_seq = reads.iter().map(|r| r.device_seq).max();
+        if let Some(b) = &batch {
+            if let Some((n, up_to)) = crate::store::upload_batch_in(conn, device, b)? {
+                return Ok(UploadReceipt {
+                    up_to_seq: up_to,
+                    stored: 0,
+                    flagged: 0,
+                    already_received: n as usize,
+                });
+            }
+        }
+        let parts = match judged {
+            Some((judged_under, parts)) if judged_under == epoch => parts?,
+            // Not judged, or the district changed since: judge here, on the writer.
+            _ => judge_upload(conn, &config, device, domain, now)?,
+        };
+        store_parts(
+            conn,
+            device,
+            batch.as_deref(),
+            &reads,
+            parts,
+            up_to_seq,
+            now,
+        )
+    }
+}
+
+fn store_parts(
+    conn: &rusqlite::Connection,
+    device: &str,
+    batch: Option<&str>,
+    reads: &[msg::Read],
+    parts: Vec<UploadPart>,
+    up_to_seq: Option<u64>,
+    now: NaiveDateTime,
+) -> Result<UploadReceipt, SyncError> {
     let mut receipt = UploadReceipt {
         up_to_seq,
         stored: 0,
         flagged: 0,
         already_received: 0,
     };
-    let mut domain: Vec<Option<FieldRead>> = domain.into_iter().map(Some).collect();
-    for (cycle, indexes) in by_cycle {
-        let part: Vec<FieldRead> = indexes.iter().filter_map(|&i| domain[i].take()).collect();
-        let outcomes = cycles::ingest_in(conn, config, &cycle, &part, now)?;
+    for (indexes, judged) in parts {
+        let outcomes = cycles::store_judged(conn, judged, now)?;
         for o in outcomes {
             let read = &reads[indexes[o.index]];
             match &o.disposition {
@@ -584,5 +702,138 @@ impl DockBoard {
     /// Takes the device's kept partial uploads.
     pub fn take_partials(&self, device: &str) -> Vec<HeldPartial> {
         self.with(|b| b.partials.remove(device).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{self, DemoParams};
+    use crate::domain::FlagKind;
+    use crate::store::Store;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    /// An upload judged on a reader, then the account closed by a clerk before the writer stored it:
+    /// the writer sees the district epoch moved and judges again, so the read is flagged as use on
+    /// an inactive account instead of passing on the stale judgement.
+    #[test]
+    fn an_upload_judged_before_a_district_change_is_judged_again_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("district.db");
+        let mut store = Store::open(&path).unwrap();
+        let d = demo::generate(&DemoParams {
+            accounts: 300,
+            seed: 5,
+            as_of: day(2026, 11, 5),
+        });
+        demo::load(&mut store, &d).unwrap();
+        let noon = day(2026, 11, 10).and_hms_opt(12, 0, 0).unwrap();
+        cycles::open_cycle(
+            &mut store,
+            &d.cycle.id,
+            d.cycle.window_from,
+            d.cycle.window_to,
+            &[],
+            noon,
+        )
+        .unwrap();
+        // An active account's meter and its last reading.
+        let (account, meter, last): (String, String, i64) = store
+            .conn()
+            .query_row(
+                "SELECT a.account_id, m.meter_id, (SELECT max(reading) FROM history h
+                   WHERE h.meter_id = m.meter_id AND h.read_on >= date(?1, '-40 days'))
+                   FROM accounts a JOIN meters m ON m.account_id = a.account_id AND m.status = 'active'
+                  WHERE a.status = 'active' AND a.rate_class = 'residential'
+                    AND EXISTS (SELECT 1 FROM history h WHERE h.meter_id = m.meter_id
+                                 AND h.read_on >= date(?1, '-40 days'))
+                  ORDER BY a.account_id LIMIT 1",
+                [d.cycle.window_from.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let db = Db::start(store).unwrap();
+        assert!(db.has_readers());
+        let sync = SyncService::new(db.clone(), Arc::new(Config::default()));
+        let read = msg::Read {
+            device_seq: 1,
+            meter_id: meter,
+            reading: last as u64 + 9,
+            read_time: protocol_time(d.cycle.window_from.and_hms_opt(10, 0, 0).unwrap()),
+            read_type: msg::ReadType::Regular,
+            method: msg::ReadMethod::Keyed,
+            message_codes: Vec::new(),
+            skip_code: None,
+            note: None,
+            reader_id: "T1".into(),
+            order: None,
+        };
+        let mut upload = sync.upload_of("HH-09", None, vec![read], noon).unwrap();
+        let epoch = db.district_epoch();
+        let (config, domain) = (upload.config.clone(), upload.domain.clone());
+        let parts = db
+            .read_blocking(move |c| judge_upload(c, &config, "HH-09", domain, noon))
+            .unwrap();
+        let judged_flags = parts.as_ref().unwrap()[0].1.decisions()[0].flags.clone();
+        assert!(
+            judged_flags
+                .iter()
+                .all(|f| f.kind != FlagKind::InactiveUsage),
+            "judged while the account was active: {judged_flags:?}"
+        );
+        upload.judged = Some((epoch, parts));
+        // A clerk closes the account meanwhile.
+        db.call_blocking(move |s| {
+            s.conn()
+                .execute(
+                    "UPDATE accounts SET status = 'inactive' WHERE account_id = ?1",
+                    [account],
+                )
+                .unwrap()
+        })
+        .unwrap();
+        assert_ne!(db.district_epoch(), epoch);
+        // A read-only call does not move the epoch (every HTTP request checks its token with one).
+        let now_epoch = db.district_epoch();
+        db.call_blocking(|s| s.routes().unwrap().len()).unwrap();
+        assert_eq!(db.district_epoch(), now_epoch);
+        let writer = db.clone();
+        let receipt = db
+            .grouped_blocking(move |c| upload.store(c, writer.district_epoch()))
+            .unwrap();
+        assert_eq!((receipt.stored, receipt.flagged), (1, 1));
+        let flags: Vec<String> = db
+            .call_blocking(|s| {
+                let mut st = s.conn().prepare("SELECT flag FROM flags").unwrap();
+                let rows = st.query_map([], |r| r.get(0)).unwrap();
+                rows.collect::<rusqlite::Result<Vec<String>>>().unwrap()
+            })
+            .unwrap();
+        assert!(flags.contains(&"inactive_usage".to_string()), "{flags:?}");
+        db.shutdown();
+    }
+
+    /// A commit by another process (a CLI command next to the daemon) moves the epoch at the
+    /// writer's next group.
+    #[test]
+    fn another_process_committing_moves_the_district_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let db = Db::start(Store::open(&path).unwrap()).unwrap();
+        db.grouped_blocking(|c| c.execute("INSERT INTO routes (route_id) VALUES ('R01')", []))
+            .unwrap();
+        let before = db.district_epoch();
+        let other = Store::open(&path).unwrap();
+        other
+            .conn()
+            .execute("INSERT INTO routes (route_id) VALUES ('R02')", [])
+            .unwrap();
+        db.grouped_blocking(|c| c.execute("INSERT INTO routes (route_id) VALUES ('R03')", []))
+            .unwrap();
+        assert_ne!(db.district_epoch(), before);
+        db.shutdown();
     }
 }
