@@ -187,14 +187,7 @@ fn main() -> anyhow::Result<()> {
     demo::load(&mut store, &district)?;
     let c = &district.cycle;
     let opened = c.window_from.and_hms_opt(7, 0, 0).context("time")?;
-    cycles::open_cycle(
-        &mut store,
-        &c.id,
-        c.window_from,
-        c.window_to,
-        &c.routes,
-        opened,
-    )?;
+    district.open_cycle(&mut store, opened)?;
     let received = c.window_to.and_hms_opt(18, 0, 0).context("time")?;
     cycles::ingest(&mut store, &config, &c.id, &district.field_reads, received)?;
     println!(

@@ -98,14 +98,7 @@ fn district(db: &Path) -> anyhow::Result<()> {
     let mut s = Store::open(db)?;
     demo::load(&mut s, &d)?;
     let now = d.cycle.window_from.and_hms_opt(8, 0, 0).context("time")?;
-    meter_gateway::cycles::open_cycle(
-        &mut s,
-        &d.cycle.id,
-        d.cycle.window_from,
-        d.cycle.window_to,
-        &[],
-        now,
-    )?;
+    d.open_cycle(&mut s, now)?;
     s.add_device(&DeviceToken::generate("HH-BENCH")?, now)?;
     s.assign_route(&d.cycle.id, &route, "HH-BENCH", now)?;
     Ok(())

@@ -133,14 +133,7 @@ fn run_validator(
     demo::load(&mut store, district)?;
     let c = &district.cycle;
     let opened = c.window_from.and_hms_opt(6, 0, 0).context("time")?;
-    cycles::open_cycle(
-        &mut store,
-        &c.id,
-        c.window_from,
-        c.window_to,
-        &c.routes,
-        opened,
-    )?;
+    district.open_cycle(&mut store, opened)?;
     let now = district
         .field_reads
         .iter()

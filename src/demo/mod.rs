@@ -14,7 +14,7 @@ use crate::domain::{
     Account, AccountStatus, Cycle, FieldRead, FlagKind, HistoryRead, MessageCode, Meter, Route,
 };
 use crate::store::{Store, StoreError};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use generate::{generate, HISTORY_MONTHS};
@@ -248,6 +248,16 @@ impl District {
             *counts.entry(p.problem).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// Opens the district's cycle (over all its routes) in `store`, where it was loaded.
+    pub fn open_cycle(
+        &self,
+        store: &mut Store,
+        at: NaiveDateTime,
+    ) -> Result<Cycle, crate::cycles::CycleError> {
+        let c = &self.cycle;
+        crate::cycles::open_cycle(store, &c.id, c.window_from, c.window_to, &c.routes, at)
     }
 }
 

@@ -218,7 +218,8 @@ fn build(path: &Path, args: &DemoArgs, now: chrono::NaiveDateTime) -> anyhow::Re
         started.elapsed().as_secs_f64()
     );
     let c = &district.cycle;
-    crate::cycles::open_cycle(&mut store, &c.id, c.window_from, c.window_to, &[], now)
+    district
+        .open_cycle(&mut store, now)
         .with_context(|| format!("opening cycle {}", c.id))?;
     println!(
         "Opened cycle {} ({} – {}) over every route.",

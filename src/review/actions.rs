@@ -83,6 +83,27 @@ fn actionable(conn: &Connection, read_id: i64) -> Result<ReviewRead> {
     Ok(r)
 }
 
+/// Refuses `action` on a read whose status is not one of `allowed` (`needs` says which, for the clerk).
+fn require_status(
+    r: &ReviewRead,
+    action: &'static str,
+    allowed: &[ReadStatus],
+    needs: &'static str,
+) -> Result<()> {
+    if allowed.contains(&r.status) {
+        return Ok(());
+    }
+    Err(ReviewError::WrongStatus {
+        read: r.read_id,
+        status: r.status,
+        action,
+        needs,
+    })
+}
+
+/// What a clerk's correction, estimate or re-read order applies to.
+const FLAGGED_OR_HELD: &[ReadStatus] = &[ReadStatus::Flagged, ReadStatus::Held];
+
 fn snapshot(r: &ReviewRead) -> serde_json::Value {
     json!({
         "read_id": r.read_id,
@@ -154,14 +175,7 @@ fn status_change(
     let reason = clean(reason, "reason", 500)?;
     store.write(|tx| {
         let r = actionable(tx, read_id)?;
-        if !from.contains(&r.status) {
-            return Err(ReviewError::WrongStatus {
-                read: read_id,
-                status: r.status,
-                action,
-                needs,
-            });
-        }
+        require_status(&r, action, from, needs)?;
         sql::set_read_status(tx, read_id, to)?;
         let mut after = snapshot(&r);
         after["status"] = json!(to.as_str());
@@ -181,7 +195,7 @@ pub fn accept(
         store,
         read_id,
         "accept",
-        &[ReadStatus::Flagged, ReadStatus::Held],
+        FLAGGED_OR_HELD,
         "flagged or held",
         ReadStatus::Resolved,
         actor,
@@ -241,14 +255,7 @@ pub fn correct(
     }
     store.write(|tx| {
         let r = actionable(tx, read_id)?;
-        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
-            return Err(ReviewError::WrongStatus {
-                read: read_id,
-                status: r.status,
-                action: "correct",
-                needs: "flagged or held",
-            });
-        }
+        require_status(&r, "correct", FLAGGED_OR_HELD, "flagged or held")?;
         let read = FieldRead {
             meter_id: r.meter_id.clone(),
             read_at: r.read_at,
@@ -369,14 +376,7 @@ pub fn estimate(
         .map_err(|_| ReviewError::Invalid(format!("estimate {} is too large", e.consumption)))?;
     store.write(|tx| {
         let r = actionable(tx, read_id)?;
-        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
-            return Err(ReviewError::WrongStatus {
-                read: read_id,
-                status: r.status,
-                action: "estimate",
-                needs: "flagged or held",
-            });
-        }
+        require_status(&r, "estimate", FLAGGED_OR_HELD, "flagged or held")?;
         let new_id = sql::insert_estimated_read(
             tx,
             &sql::EstimatedRead {
@@ -422,14 +422,7 @@ pub fn order_reread(
                 r.meter_id
             )));
         };
-        if !matches!(r.status, ReadStatus::Flagged | ReadStatus::Held) {
-            return Err(ReviewError::WrongStatus {
-                read: read_id,
-                status: r.status,
-                action: "a re-read",
-                needs: "flagged or held",
-            });
-        }
+        require_status(&r, "a re-read", FLAGGED_OR_HELD, "flagged or held")?;
         if sql::orders(tx, None, None, Some(read_id), 50)?
             .iter()
             .any(|o| o.kind == "reread" && matches!(o.status.as_str(), "open" | "sent"))
@@ -633,14 +626,12 @@ pub fn grant_leak_credit(
 ) -> Result<LeakComputation> {
     let proof = clean(repair_proof, "proof of repair", 300)?;
     let r = load(store.conn(), read_id)?;
-    if !matches!(r.status, ReadStatus::Accepted | ReadStatus::Resolved) {
-        return Err(ReviewError::WrongStatus {
-            read: read_id,
-            status: r.status,
-            action: "a leak credit",
-            needs: "accepted (accept the confirmed high read first)",
-        });
-    }
+    require_status(
+        &r,
+        "a leak credit",
+        &[ReadStatus::Accepted, ReadStatus::Resolved],
+        "accepted (accept the confirmed high read first)",
+    )?;
     let c = leak_preview(store, config, read_id, &proof)?;
     store.write(|tx| {
         let r = actionable(tx, read_id)?;

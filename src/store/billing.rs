@@ -1,16 +1,12 @@
 //! SQL for cycle close and the billing handoff: adjustments (leak credits and others), batch versions,
 //! the history rows a close writes, and the closing/reopening of a cycle.
 
-use super::cycles::{parse_time, time_text};
+use super::cycles::{conversion, time_at, time_text};
 use super::Result;
 use crate::billing::{Adjustment, AdjustmentKind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use rust_decimal::Decimal;
 use std::str::FromStr;
-
-fn conversion(idx: usize, what: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, what.into())
-}
 
 fn decimal_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Decimal> {
     let text: String = row.get(idx)?;
@@ -20,7 +16,6 @@ fn decimal_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Decimal> {
 fn adjustment_row(row: &Row<'_>) -> rusqlite::Result<(i64, Adjustment)> {
     let kind: String = row.get(4)?;
     let units: Option<String> = row.get(6)?;
-    let at: String = row.get(9)?;
     Ok((
         row.get(0)?,
         Adjustment {
@@ -39,7 +34,7 @@ fn adjustment_row(row: &Row<'_>) -> rusqlite::Result<(i64, Adjustment)> {
                 .transpose()?,
             note: row.get(7)?,
             created_by: row.get(8)?,
-            created_at: parse_time(&at).ok_or_else(|| conversion(9, format!("bad time `{at}`")))?,
+            created_at: time_at(row, 9)?,
         },
     ))
 }

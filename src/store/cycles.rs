@@ -4,8 +4,8 @@
 
 use super::{date_text, parse_date, Result, Store, StoreError};
 use crate::domain::{
-    AccountStatus, Cycle, CycleStatus, Flag, FlagKind, HistoryRead, MeterStatus, ReadKind,
-    ReadMethod, ReadStatus, ReadType, Register, Unit,
+    AccountStatus, Cycle, CycleStatus, Flag, HistoryRead, MeterStatus, ReadKind, ReadMethod,
+    ReadStatus, ReadType, Register, Unit,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -66,17 +66,69 @@ impl TimeText {
     }
 }
 
-pub(crate) fn parse_time(text: &str) -> Option<NaiveDateTime> {
+fn parse_time(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok()
 }
 
-fn bad(row: &Row<'_>, idx: usize, what: impl std::fmt::Display) -> rusqlite::Error {
-    let _ = row;
+/// A column value that does not convert, with what is wrong with it.
+pub(crate) fn conversion(idx: usize, what: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         idx,
         rusqlite::types::Type::Text,
         format!("{what}").into(),
     )
+}
+
+pub(crate) fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDateTime> {
+    let text = text_at(row, idx)?;
+    parse_time(text).ok_or_else(|| conversion(idx, format!("bad time `{text}`")))
+}
+
+pub(crate) fn opt_time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
+    match row.get_ref(idx)?.as_str_or_null()? {
+        None => Ok(None),
+        Some(_) => time_at(row, idx).map(Some),
+    }
+}
+
+pub(crate) fn opt_date_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDate>> {
+    row.get_ref(idx)?
+        .as_str_or_null()?
+        .map(|t| parse_date(t).map_err(|e| conversion(idx, e)))
+        .transpose()
+}
+
+/// Message codes stored `;`-separated.
+pub(crate) fn codes_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Vec<String>> {
+    Ok(text_at(row, idx)?
+        .split(';')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// A flag from three columns from `idx` on: flag, quality, explanation.
+pub(crate) fn flag_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Flag> {
+    Ok(Flag {
+        kind: parse_at(row, idx)?,
+        quality: row.get(idx + 1)?,
+        explanation: row.get(idx + 2)?,
+    })
+}
+
+/// Flags by read id, from `sql` run with `cycle_id` (columns: read_id, flag, quality, explanation).
+pub(crate) fn flags_by_read(
+    conn: &Connection,
+    sql: &str,
+    cycle_id: &str,
+) -> Result<HashMap<i64, Vec<Flag>>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([cycle_id])?;
+    let mut out: HashMap<i64, Vec<Flag>> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        out.entry(row.get(0)?).or_default().push(flag_at(row, 1)?);
+    }
+    Ok(out)
 }
 
 pub(crate) fn parse_at<T: FromStr>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
@@ -85,7 +137,7 @@ where
 {
     let r = row.get_ref(idx)?;
     let text = r.as_str()?;
-    text.parse().map_err(|e| bad(row, idx, e))
+    text.parse().map_err(|e| conversion(idx, e))
 }
 
 fn text_at<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
@@ -779,8 +831,6 @@ pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Store
          LEFT JOIN meters m ON m.meter_id = r.meter_id WHERE r.cycle_id = ?1 ORDER BY r.read_id",
     )?;
     let rows = stmt.query_map([cycle_id], |r| {
-        let at: String = r.get(4)?;
-        let codes: String = r.get(10)?;
         let device_id: Option<String> = r.get(11)?;
         let unit: Option<String> = r.get(20)?;
         Ok(StoredRead {
@@ -788,17 +838,13 @@ pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Store
             account_id: r.get(1)?,
             route_id: r.get(2)?,
             meter_id: r.get(3)?,
-            read_at: parse_time(&at).ok_or_else(|| bad(r, 4, format!("bad time `{at}`")))?,
+            read_at: time_at(r, 4)?,
             raw_reading: r.get(5)?,
             reading: opt_u64_at(r, 6)?,
             read_type: parse_at(r, 7)?,
             method: parse_at(r, 8)?,
             reader: r.get(9)?,
-            codes: codes
-                .split(';')
-                .filter(|c| !c.is_empty())
-                .map(str::to_string)
-                .collect(),
+            codes: codes_at(r, 10)?,
             device: match (device_id, opt_u64_at(r, 12)?) {
                 (Some(d), Some(s)) => Some((d, s)),
                 _ => None,
@@ -816,26 +862,14 @@ pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Store
         })
     })?;
     let mut reads = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare_cached(
+    let mut flags = flags_by_read(
+        conn,
         "SELECT f.read_id, f.flag, f.quality, f.explanation FROM flags f \
          JOIN field_reads r ON r.read_id = f.read_id WHERE r.cycle_id = ?1 ORDER BY f.read_id, f.flag",
+        cycle_id,
     )?;
-    let mut rows = stmt.query([cycle_id])?;
-    let index: HashMap<i64, usize> = reads
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.read_id, i))
-        .collect();
-    while let Some(row) = rows.next()? {
-        let read_id: i64 = row.get(0)?;
-        let kind: FlagKind = parse_at(row, 1)?;
-        if let Some(&i) = index.get(&read_id) {
-            reads[i].flags.push(Flag {
-                kind,
-                quality: row.get(2)?,
-                explanation: row.get(3)?,
-            });
-        }
+    for r in &mut reads {
+        r.flags = flags.remove(&r.read_id).unwrap_or_default();
     }
     Ok(reads)
 }
@@ -872,15 +906,13 @@ impl Store {
              WHERE r.cycle_id = ?1 AND f.status = 'open' ORDER BY f.follow_up_id",
         )?;
         let rows = stmt.query_map([cycle_id], |r| {
-            let opened: String = r.get(5)?;
             Ok(FollowUp {
                 follow_up_id: r.get(0)?,
                 read_id: r.get(1)?,
                 meter_id: r.get(2)?,
                 account_id: r.get(3)?,
                 code: r.get(4)?,
-                opened_at: parse_time(&opened)
-                    .ok_or_else(|| bad(r, 5, format!("bad time `{opened}`")))?,
+                opened_at: time_at(r, 5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
 pub use backup::{backup_database, BackupError, BackupReport};
+pub(crate) use cycles::routes_in_open_cycles;
 pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
 pub use devices::Device;
 pub(crate) use devices::{

@@ -1,33 +1,14 @@
 //! SQL for the clerk's desk: the exception queue, a read's detail, review actions and the audit log,
 //! message codes, field orders, meter changes, leak credits and the reports' aggregates.
 
-use super::cycles::{opt_u64_at, parse_at, parse_time, time_text};
+use super::cycles::{
+    codes_at, conversion, flag_at, flags_by_read, opt_date_at, opt_time_at, opt_u64_at, parse_at,
+    time_at, time_text,
+};
 use super::{date_text, Result, StoreError};
 use crate::domain::{Flag, FlagKind, MessageCode, ReadStatus, Unit};
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::HashMap;
-
-fn bad(idx: usize, what: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, what.into())
-}
-
-fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDateTime> {
-    let text: String = row.get(idx)?;
-    parse_time(&text).ok_or_else(|| bad(idx, format!("bad time `{text}`")))
-}
-
-fn opt_time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
-    let text: Option<String> = row.get(idx)?;
-    text.map(|t| parse_time(&t).ok_or_else(|| bad(idx, format!("bad time `{t}`"))))
-        .transpose()
-}
-
-fn opt_date_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<NaiveDate>> {
-    let text: Option<String> = row.get(idx)?;
-    text.map(|t| super::parse_date(&t).map_err(|e| bad(idx, e.to_string())))
-        .transpose()
-}
 
 // ---- reads -------------------------------------------------------------------------------------------
 
@@ -76,7 +57,6 @@ const READ_COLUMNS: &str = "r.read_id, r.cycle_id, c.status, r.meter_id, r.accou
      LEFT JOIN accounts a ON a.account_id = r.account_id LEFT JOIN meters m ON m.meter_id = r.meter_id";
 
 fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
-    let codes: String = r.get(15)?;
     let unit: Option<String> = r.get(27)?;
     let dials: Option<i64> = r.get(28)?;
     let multiplier: Option<i64> = r.get(29)?;
@@ -97,11 +77,7 @@ fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
         read_type: r.get(12)?,
         method: r.get(13)?,
         reader: r.get(14)?,
-        codes: codes
-            .split(';')
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect(),
+        codes: codes_at(r, 15)?,
         skip_code: r.get(16)?,
         note: r.get(17)?,
         device_id: r.get(18)?,
@@ -125,13 +101,7 @@ fn flags_of(conn: &Connection, read_id: i64) -> Result<Vec<Flag>> {
     let mut stmt = conn.prepare_cached(
         "SELECT flag, quality, explanation FROM flags WHERE read_id = ?1 ORDER BY flag",
     )?;
-    let rows = stmt.query_map([read_id], |r| {
-        Ok(Flag {
-            kind: parse_at::<FlagKind>(r, 0)?,
-            quality: r.get(1)?,
-            explanation: r.get(2)?,
-        })
-    })?;
+    let rows = stmt.query_map([read_id], |r| flag_at(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -160,25 +130,15 @@ pub fn cycle_review_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Revie
     let mut reads = stmt
         .query_map([cycle_id], review_read)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let index: HashMap<i64, usize> = reads
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.read_id, i))
-        .collect();
-    let mut stmt = conn.prepare_cached(
+    let mut flags = flags_by_read(
+        conn,
         "SELECT f.read_id, f.flag, f.quality, f.explanation FROM flags f \
          JOIN field_reads r ON r.read_id = f.read_id WHERE r.cycle_id = ?1 AND r.superseded_by IS NULL \
          ORDER BY f.read_id, f.flag",
+        cycle_id,
     )?;
-    let mut rows = stmt.query([cycle_id])?;
-    while let Some(row) = rows.next()? {
-        if let Some(&i) = index.get(&row.get::<_, i64>(0)?) {
-            reads[i].flags.push(Flag {
-                kind: parse_at(row, 1)?,
-                quality: row.get(2)?,
-                explanation: row.get(3)?,
-            });
-        }
+    for r in &mut reads {
+        r.flags = flags.remove(&r.read_id).unwrap_or_default();
     }
     Ok(reads)
 }
@@ -653,7 +613,7 @@ pub fn leak_credits_of(conn: &Connection, account_id: &str) -> Result<Vec<LeakCr
             account_id: r.get(1)?,
             read_id: r.get(2)?,
             cycle_id: r.get(3)?,
-            read_on: opt_date_at(r, 4)?.ok_or_else(|| bad(4, "missing date".into()))?,
+            read_on: opt_date_at(r, 4)?.ok_or_else(|| conversion(4, "missing date"))?,
             granted_at: time_at(r, 5)?,
             granted_by: r.get(6)?,
             excess_hcf: r.get(7)?,
@@ -788,7 +748,7 @@ pub fn service_events(
          AND o.kind IN ('turn_on', 'shut_off') AND o.completed_at >= ?1 AND o.completed_at < ?2",
     )?;
     let date = |r: &Row<'_>, i: usize| -> rusqlite::Result<NaiveDate> {
-        opt_date_at(r, i)?.ok_or_else(|| bad(i, "missing date".into()))
+        opt_date_at(r, i)?.ok_or_else(|| conversion(i, "missing date"))
     };
     for row in first.query_map([&f, &t], |r| Ok((r.get(0)?, r.get(1)?, date(r, 2)?)))? {
         let (route_id, account_id, on) = row?;

@@ -153,22 +153,9 @@ impl SyncService {
         let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
-            let (config, device, domain) = (
-                self.config.clone(),
-                upload.device.clone(),
-                upload.domain.clone(),
-            );
-            let parts = self
-                .db
-                .read(move |conn| judge_upload(conn, &config, &device, domain, now))
-                .await?;
-            upload.judged = Some((epoch, parts));
+            upload.judged = Some((epoch, self.db.read(upload.judging()).await?));
         }
-        let db = self.db.clone();
-        Ok(self
-            .db
-            .grouped(move |conn| upload.store(conn, db.district_epoch()))
-            .await?)
+        Ok(self.db.grouped(upload.storing(self.db.clone())).await?)
     }
 
     /// [`SyncService::upload`] for serial threads (never call it on a runtime worker).
@@ -182,20 +169,9 @@ impl SyncService {
         let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
-            let (config, device, domain) = (
-                self.config.clone(),
-                upload.device.clone(),
-                upload.domain.clone(),
-            );
-            let parts = self
-                .db
-                .read_blocking(move |conn| judge_upload(conn, &config, &device, domain, now))?;
-            upload.judged = Some((epoch, parts));
+            upload.judged = Some((epoch, self.db.read_blocking(upload.judging())?));
         }
-        let db = self.db.clone();
-        Ok(self
-            .db
-            .grouped_blocking(move |conn| upload.store(conn, db.district_epoch()))?)
+        Ok(self.db.grouped_blocking(upload.storing(self.db.clone()))?)
     }
 
     fn upload_of(
@@ -338,10 +314,9 @@ fn judge_upload(
 ) -> Result<Vec<UploadPart>, SyncError> {
     let meters = cycles::meters_of(conn, &domain)?;
     // A route is in one open cycle at most.
-    let cycle_of_route: HashMap<String, String> =
-        crate::store::cycles::routes_in_open_cycles(conn)?
-            .into_iter()
-            .collect();
+    let cycle_of_route: HashMap<String, String> = crate::store::routes_in_open_cycles(conn)?
+        .into_iter()
+        .collect();
     let mut fallback: Option<Option<String>> = None;
     let mut by_cycle: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, m) in meters.iter().enumerate() {
@@ -377,8 +352,31 @@ fn judge_upload(
 }
 
 impl Upload {
-    /// The upload's work inside its savepoint: judge (unless a reader did, under the current district
-    /// epoch), store, complete orders, record the batch.
+    /// The work a read-only connection does for the upload: its reads judged, by cycle.
+    fn judging(
+        &self,
+    ) -> impl FnOnce(&rusqlite::Connection) -> Result<Vec<UploadPart>, SyncError> + Send + 'static
+    {
+        let (config, device, domain, now) = (
+            self.config.clone(),
+            self.device.clone(),
+            self.domain.clone(),
+            self.now,
+        );
+        move |conn| judge_upload(conn, &config, &device, domain, now)
+    }
+
+    /// The upload's work inside its savepoint of a group commit on `db`'s writer.
+    fn storing(
+        self,
+        db: Db,
+    ) -> impl FnOnce(&rusqlite::Connection) -> Result<UploadReceipt, SyncError> + Send + 'static
+    {
+        move |conn| self.store(conn, db.district_epoch())
+    }
+
+    /// Judges (unless a reader did, under the current district epoch), stores, completes orders,
+    /// records the batch.
     fn store(self, conn: &rusqlite::Connection, epoch: u64) -> Result<UploadReceipt, SyncError> {
         let Upload {
             config,
@@ -731,15 +729,7 @@ mod tests {
         });
         demo::load(&mut store, &d).unwrap();
         let noon = day(2026, 11, 10).and_hms_opt(12, 0, 0).unwrap();
-        cycles::open_cycle(
-            &mut store,
-            &d.cycle.id,
-            d.cycle.window_from,
-            d.cycle.window_to,
-            &[],
-            noon,
-        )
-        .unwrap();
+        d.open_cycle(&mut store, noon).unwrap();
         // An active account's meter and its last reading.
         let (account, meter, last): (String, String, i64) = store
             .conn()
@@ -773,10 +763,7 @@ mod tests {
         };
         let mut upload = sync.upload_of("HH-09", None, vec![read], noon).unwrap();
         let epoch = db.district_epoch();
-        let (config, domain) = (upload.config.clone(), upload.domain.clone());
-        let parts = db
-            .read_blocking(move |c| judge_upload(c, &config, "HH-09", domain, noon))
-            .unwrap();
+        let parts = db.read_blocking(upload.judging()).unwrap();
         let judged_flags = parts.as_ref().unwrap()[0].1.decisions()[0].flags.clone();
         assert!(
             judged_flags
@@ -800,10 +787,7 @@ mod tests {
         let now_epoch = db.district_epoch();
         db.call_blocking(|s| s.routes().unwrap().len()).unwrap();
         assert_eq!(db.district_epoch(), now_epoch);
-        let writer = db.clone();
-        let receipt = db
-            .grouped_blocking(move |c| upload.store(c, writer.district_epoch()))
-            .unwrap();
+        let receipt = db.grouped_blocking(upload.storing(db.clone())).unwrap();
         assert_eq!((receipt.stored, receipt.flagged), (1, 1));
         let flags: Vec<String> = db
             .call_blocking(|s| {

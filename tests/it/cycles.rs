@@ -585,15 +585,7 @@ fn a_demo_cycle_flags_its_planted_problems_and_not_its_traps() {
     let mut s = Store::open_in_memory().unwrap();
     demo::load(&mut s, &d).unwrap();
     let c = &d.cycle;
-    cycles::open_cycle(
-        &mut s,
-        &c.id,
-        c.window_from,
-        c.window_to,
-        &c.routes,
-        at(c.window_from, 6),
-    )
-    .unwrap();
+    d.open_cycle(&mut s, at(c.window_from, 6)).unwrap();
     let last = d.field_reads.iter().map(|r| r.read_at).max().unwrap();
     let cfg = Config::default();
     let first = cycles::ingest(&mut s, &cfg, &c.id, &d.field_reads, last).unwrap();

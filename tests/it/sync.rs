@@ -6,7 +6,6 @@ use firmware_protocol::message::error_code;
 use firmware_protocol::sim::{Cut, LinkParams, Side, Sim};
 use meter_gateway::auth::DeviceToken;
 use meter_gateway::config::Config;
-use meter_gateway::cycles;
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::store::{Db, Store};
 use meter_gateway::sync::dock::{DockSession, Note, Phase};
@@ -39,15 +38,7 @@ fn district(path: Option<&Path>, accounts: u32) -> (Store, String) {
         as_of: day(2026, 11, 5),
     });
     demo::load(&mut s, &d).unwrap();
-    cycles::open_cycle(
-        &mut s,
-        &d.cycle.id,
-        d.cycle.window_from,
-        d.cycle.window_to,
-        &[],
-        noon(),
-    )
-    .unwrap();
+    d.open_cycle(&mut s, noon()).unwrap();
     let token = DeviceToken::generate("HH-01").unwrap();
     s.add_device(&token, noon()).unwrap();
     (s, d.cycle.id)
