@@ -436,16 +436,8 @@ impl Drop for Child {
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmHWM")?
-        .parse()
-        .context("VmHWM")
-}
+#[path = "support/peak_memory.rs"]
+mod peak_memory;
 
 fn serve_child(db: &Path, config: &Path) -> Result<(Child, SocketAddr)> {
     let mut child = Child(
@@ -560,7 +552,7 @@ fn main() -> Result<()> {
     std::fs::write(&config_file, LOAD_CONFIG)?;
     let (mut child, addr) = serve_child(&copy, &config_file)?;
     let in_child = runtime.block_on(run_load(addr, &tokens, o.reads));
-    let peak = peak_rss_kib(child.0.id())?;
+    let peak = peak_memory::peak_rss_kib(Some(child.0.id())).context("no VmHWM for the child")?;
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()?;

@@ -125,10 +125,11 @@ fn generate(dir: &Path, seed: u64, accounts: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[path = "support/peak_memory.rs"]
+mod peak_memory;
+
 fn peak_memory_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    peak_memory::peak_rss_kib(None)
 }
 
 fn mib(kib: Option<u64>) -> String {

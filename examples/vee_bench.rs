@@ -134,14 +134,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[path = "support/peak_memory.rs"]
+mod peak_memory;
+
 /// The process's peak resident memory (`VmHWM`), as `/proc/self/status` prints it.
 fn vm_hwm() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+    peak_memory::peak_rss_kib(None).map_or_else(|| "unknown".into(), |k| format!("{k} kB"))
 }

@@ -300,10 +300,6 @@ pub struct Judged {
 }
 
 impl Judged {
-    pub fn reads(&self) -> &[FieldRead] {
-        &self.reads
-    }
-
     /// The decision for each read, as judged (before duplicates within the cycle are known).
     pub fn decisions(&self) -> &[vee::Decision] {
         &self.decisions
@@ -427,7 +423,6 @@ pub fn judge_with_meters(
         .enumerate()
         .map(|(i, d)| d.unwrap_or_else(|| judge_one(i, &empty)))
         .collect();
-    drop(scope);
     Ok(Judged {
         cycle,
         reads,

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use chrono::{Months, NaiveDate, NaiveDateTime};
+use chrono::{Months, NaiveDateTime};
 use clap::Parser;
 use meter_gateway::billing::{
     self, Adjustment, AdjustmentKind, Batch, BillingError, BillingRecord, HoldSource, LineReadType,
@@ -13,8 +13,8 @@ use meter_gateway::cli::{BillingFormat, UserRole};
 use meter_gateway::config::Config;
 use meter_gateway::cycles::{self, CycleError};
 use meter_gateway::domain::{
-    Account, AccountStatus, FieldRead, HistoryRead, Meter, MeterStatus, ReadKind, ReadMethod,
-    ReadStatus, ReadType, Register, Route, Unit,
+    Account, AccountStatus, FieldRead, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadStatus,
+    ReadType, Register, Route, Unit,
 };
 use meter_gateway::review::actions as clerk;
 use meter_gateway::serve;
@@ -25,47 +25,12 @@ use std::path::Path;
 use std::str::FromStr;
 use tower::ServiceExt;
 
+use crate::support::{account, at, day, meter};
+
 const CYCLE: &str = "2026-11";
-
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
-
-fn at(d: NaiveDate, h: u32) -> NaiveDateTime {
-    d.and_hms_opt(h, 0, 0).unwrap()
-}
 
 fn money(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
-}
-
-fn account(id: &str, seq: u32) -> Account {
-    Account {
-        id: id.into(),
-        name: format!("Customer {id}"),
-        service_address: format!("{seq} Ocean Ave"),
-        status: AccountStatus::Active,
-        rate_class: "residential".into(),
-        route_id: "R01".into(),
-        sequence: seq,
-        apn: String::new(),
-        phone: String::new(),
-    }
-}
-
-fn meter(id: &str, account: Option<&str>, status: MeterStatus, dials: u8) -> Meter {
-    Meter {
-        id: id.into(),
-        account_id: account.map(str::to_string),
-        status,
-        register: Register {
-            dials,
-            multiplier: 1,
-            unit: Unit::Hcf,
-        },
-        installed_on: Some(day(2020, 1, 1)),
-        removed_on: None,
-    }
 }
 
 /// 24 monthly actual reads on the 5th up to 2026-10-05, 20 HCF a month, ending at `last`.
@@ -101,7 +66,9 @@ fn district(s: &mut Store) {
         name: "Harbor".into(),
     }])
     .unwrap();
-    let accounts: Vec<Account> = (1..=7).map(|i| account(&format!("A{i}"), i * 10)).collect();
+    let accounts: Vec<Account> = (1..=7)
+        .map(|i| account(&format!("A{i}"), "R01", i * 10, AccountStatus::Active))
+        .collect();
     s.upsert_accounts(&accounts).unwrap();
     let mut meters = vec![
         meter("M1", Some("A1"), MeterStatus::Active, 4),
@@ -264,7 +231,11 @@ fn record<'b>(b: &'b Batch, account: &str) -> &'b BillingRecord {
 }
 
 fn closed_store() -> Store {
-    let mut s = Store::open_in_memory().unwrap();
+    closed(Store::open_in_memory().unwrap())
+}
+
+/// `s` with the month's reads, the clerk's work, and the cycle closed (A6 held).
+fn closed(mut s: Store) -> Store {
     cycle_with_reads(&mut s);
     clerk_works(&mut s);
     billing::close_cycle(
@@ -545,17 +516,7 @@ fn a_closed_cycle_is_frozen_for_every_writer() {
 fn reopen_is_audited_and_closing_again_writes_version_2_with_the_correction() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("district.db");
-    let mut s = Store::open(&path).unwrap();
-    cycle_with_reads(&mut s);
-    clerk_works(&mut s);
-    billing::close_cycle(
-        &mut s,
-        &Config::default(),
-        CYCLE,
-        &["A6".into()],
-        close_time(),
-    )
-    .unwrap();
+    let mut s = closed(Store::open(&path).unwrap());
     let v1 = jsonl(&billing::open_batch(&s, CYCLE, None).unwrap());
     let history_before = s.history_of_account("A1").unwrap().len();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Integration tests: CIS imports and exports through the library API and the CLI.
 
+use crate::support::gateway;
 use meter_gateway::cis::{self, ImportError, ImportReport, Table};
 use meter_gateway::domain::{AccountStatus, MeterStatus, ReadKind, Route, Unit};
 use meter_gateway::store::Store;
@@ -453,14 +454,6 @@ fn an_export_replaces_the_target_only_when_complete() {
 }
 
 // ---- the CLI ---------------------------------------------------------------------------------
-
-fn gateway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meter-gateway"));
-    c.env_remove("METER_GATEWAY_DB")
-        .env_remove("METER_GATEWAY_CONFIG")
-        .env("RUST_LOG", "warn");
-    c
-}
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().unwrap();

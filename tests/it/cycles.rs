@@ -1,53 +1,18 @@
 //! Integration tests: cycles. Open a cycle, ingest reads through validation, import a reads CSV, list
 //! reads, cycle status and route files, over a real (in-memory or temp-file) store.
 
-use chrono::{Datelike, Months, NaiveDate, NaiveDateTime};
+use chrono::{Datelike, Months, NaiveDateTime};
 use clap::Parser;
 use meter_gateway::config::Config;
 use meter_gateway::cycles::{self, CycleError, Disposition};
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::domain::{
-    Account, AccountStatus, FieldRead, FlagKind, HistoryRead, MessageCode, Meter, MeterStatus,
-    ReadKind, ReadMethod, ReadStatus, ReadType, Register, Route, Unit,
+    AccountStatus, FieldRead, FlagKind, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadStatus,
+    ReadType, Route,
 };
 use meter_gateway::store::Store;
 
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
-
-fn at(d: NaiveDate, h: u32) -> NaiveDateTime {
-    d.and_hms_opt(h, 0, 0).unwrap()
-}
-
-fn account(id: &str, route: &str, seq: u32, status: AccountStatus) -> Account {
-    Account {
-        id: id.into(),
-        name: format!("Customer {id}"),
-        service_address: format!("{seq} Ocean Ave"),
-        status,
-        rate_class: "residential".into(),
-        route_id: route.into(),
-        sequence: seq,
-        apn: String::new(),
-        phone: String::new(),
-    }
-}
-
-fn meter(id: &str, account: Option<&str>, status: MeterStatus, dials: u8) -> Meter {
-    Meter {
-        id: id.into(),
-        account_id: account.map(str::to_string),
-        status,
-        register: Register {
-            dials,
-            multiplier: 1,
-            unit: Unit::Hcf,
-        },
-        installed_on: Some(day(2020, 1, 1)),
-        removed_on: None,
-    }
-}
+use crate::support::{account, at, day, message_codes, meter};
 
 /// 24 monthly reads on the 5th up to 2026-10-05, `per_month` HCF a month, ending at `last`.
 fn history(account: &str, meter: &str, last: u64, per_month: u64, dials: u8) -> Vec<HistoryRead> {
@@ -99,23 +64,7 @@ fn small_district() -> Store {
     h.extend(history("A2", "M2", 9_995, 10, 4));
     h.extend(history("A3", "M3", 700, 0, 5));
     s.upsert_history(&h).unwrap();
-    s.upsert_codes(&[
-        MessageCode {
-            code: "LK".into(),
-            category: "trouble".into(),
-            description: "Leak seen".into(),
-            requires_follow_up: true,
-            retired: false,
-        },
-        MessageCode {
-            code: "DG".into(),
-            category: "hazard".into(),
-            description: "Dog".into(),
-            requires_follow_up: false,
-            retired: false,
-        },
-    ])
-    .unwrap();
+    s.upsert_codes(&message_codes()).unwrap();
     s
 }
 

@@ -1,19 +1,11 @@
 //! Integration tests: demo. The generated district goes through the real store, and the `demo`
 //! command builds a fresh database (and refuses to touch an existing one).
 
+use crate::support::gateway;
 use chrono::NaiveDate;
 use meter_gateway::demo::{generate, load, DemoParams, Problem};
 use meter_gateway::domain::{AccountStatus, MeterStatus};
 use meter_gateway::store::Store;
-use std::process::Command;
-
-fn gateway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meter-gateway"));
-    c.env_remove("METER_GATEWAY_DB")
-        .env_remove("METER_GATEWAY_CONFIG")
-        .env("RUST_LOG", "warn");
-    c
-}
 
 fn params(accounts: u32) -> DemoParams {
     DemoParams {

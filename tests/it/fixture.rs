@@ -5,12 +5,14 @@ use chrono::{Local, Months, NaiveDate, NaiveDateTime};
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
 use meter_gateway::domain::{
-    Account, AccountStatus, FieldRead, HistoryRead, MessageCode, Meter, MeterStatus, ReadKind,
-    ReadMethod, ReadType, Register, Route, Unit,
+    Account, AccountStatus, FieldRead, HistoryRead, Meter, MeterStatus, ReadKind, ReadMethod,
+    ReadType, Route,
 };
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, Store};
 use std::path::PathBuf;
+
+use crate::support::{self, day, message_codes};
 
 pub const CYCLE: &str = "C-1";
 /// Signs in on the login page in the browser test.
@@ -31,36 +33,17 @@ pub struct District {
     pub last: [u64; 3],
 }
 
-pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
-
 fn account(id: &str, name: &str, route: &str, seq: u32) -> Account {
     Account {
-        id: id.into(),
         name: name.into(),
-        service_address: format!("{seq} Ocean Ave"),
-        status: AccountStatus::Active,
-        rate_class: "residential".into(),
-        route_id: route.into(),
-        sequence: seq,
-        apn: String::new(),
-        phone: String::new(),
+        ..support::account(id, route, seq, AccountStatus::Active)
     }
 }
 
 fn meter(id: &str, account: Option<&str>, status: MeterStatus) -> Meter {
     Meter {
-        id: id.into(),
-        account_id: account.map(str::to_string),
-        status,
-        register: Register {
-            dials: 5,
-            multiplier: 1,
-            unit: Unit::Hcf,
-        },
         installed_on: Some(day(2015, 1, 1)),
-        removed_on: None,
+        ..support::meter(id, account, status, 5)
     }
 }
 
@@ -146,23 +129,7 @@ pub fn district() -> District {
     h.extend(history("A2", "M2", last[1], 10, read_day));
     h.extend(history("A3", "M3", last[2], 8, read_day));
     s.upsert_history(&h).unwrap();
-    s.upsert_codes(&[
-        MessageCode {
-            code: "LK".into(),
-            category: "trouble".into(),
-            description: "Leak seen".into(),
-            requires_follow_up: true,
-            retired: false,
-        },
-        MessageCode {
-            code: "DG".into(),
-            category: "hazard".into(),
-            description: "Dog".into(),
-            requires_follow_up: false,
-            retired: false,
-        },
-    ])
-    .unwrap();
+    s.upsert_codes(&message_codes()).unwrap();
     let now = now();
     cycles::open_cycle(
         &mut s,

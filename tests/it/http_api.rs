@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use meter_gateway::cli::UserRole;
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::serve::{self, openapi, AppState};
@@ -455,9 +455,7 @@ async fn five_failures_lock_the_user_name_and_the_client_address_for_the_window(
 
 // ---- device API -----------------------------------------------------------------------------------
 
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
+use crate::support::day;
 
 /// A small demo district with cycle `2026-10` open; returns the state and its first route.
 async fn district() -> (AppState, String) {

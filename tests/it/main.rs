@@ -10,4 +10,5 @@ mod fixture;
 mod http_api;
 mod review;
 mod store;
+mod support;
 mod sync;

@@ -1,21 +1,13 @@
 //! Integration tests: store (schema versions, reopening, online backups) through the library and CLI.
 
+use crate::support::gateway;
 use meter_gateway::domain::{
     Account, AccountStatus, HistoryRead, Meter, MeterStatus, ReadKind, Register, Unit,
 };
 use meter_gateway::store::{Store, MIGRATIONS, SCHEMA_VERSION};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-
-fn gateway() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meter-gateway"));
-    c.env_remove("METER_GATEWAY_DB")
-        .env_remove("METER_GATEWAY_CONFIG")
-        .env("RUST_LOG", "warn");
-    c
-}
 
 /// Builds a database file exactly as schema version 1 left it, from the rows in the fixture.
 fn v1_database(path: &Path) {

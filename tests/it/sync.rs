@@ -1,7 +1,7 @@
 //! Integration tests: sync. A docking end to end, over the link simulator and over pseudo-terminals:
 //! reads stored once, routes and codes loaded, cuts resumed, bad frames and unknown devices refused.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use firmware_protocol::message::error_code;
 use firmware_protocol::sim::{Cut, LinkParams, Side, Sim};
 use meter_gateway::auth::DeviceToken;
@@ -15,11 +15,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-const BAUD: u32 = 115_200;
+use crate::support::day;
 
-fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
+const BAUD: u32 = 115_200;
 
 fn noon() -> NaiveDateTime {
     day(2026, 11, 10).and_hms_opt(12, 0, 0).unwrap()

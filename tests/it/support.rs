@@ -1,0 +1,76 @@
+//! What many test modules build: dates, district rows, message codes, the gateway binary.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use meter_gateway::domain::{
+    Account, AccountStatus, MessageCode, Meter, MeterStatus, Register, Unit,
+};
+use std::process::Command;
+
+pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// `d` at `h` o'clock.
+pub fn at(d: NaiveDate, h: u32) -> NaiveDateTime {
+    d.and_hms_opt(h, 0, 0).unwrap()
+}
+
+/// A residential account "Customer ID" at `seq` Ocean Ave.
+pub fn account(id: &str, route: &str, seq: u32, status: AccountStatus) -> Account {
+    Account {
+        id: id.into(),
+        name: format!("Customer {id}"),
+        service_address: format!("{seq} Ocean Ave"),
+        status,
+        rate_class: "residential".into(),
+        route_id: route.into(),
+        sequence: seq,
+        apn: String::new(),
+        phone: String::new(),
+    }
+}
+
+/// An HCF meter of `dials` dials, installed 2020-01-01.
+pub fn meter(id: &str, account: Option<&str>, status: MeterStatus, dials: u8) -> Meter {
+    Meter {
+        id: id.into(),
+        account_id: account.map(str::to_string),
+        status,
+        register: Register {
+            dials,
+            multiplier: 1,
+            unit: Unit::Hcf,
+        },
+        installed_on: Some(day(2020, 1, 1)),
+        removed_on: None,
+    }
+}
+
+/// `LK` (a leak: opens a follow-up) and `DG` (a dog).
+pub fn message_codes() -> Vec<MessageCode> {
+    vec![
+        MessageCode {
+            code: "LK".into(),
+            category: "trouble".into(),
+            description: "Leak seen".into(),
+            requires_follow_up: true,
+            retired: false,
+        },
+        MessageCode {
+            code: "DG".into(),
+            category: "hazard".into(),
+            description: "Dog".into(),
+            requires_follow_up: false,
+            retired: false,
+        },
+    ]
+}
+
+/// The `meter-gateway` binary, with the environment's database and config settings removed.
+pub fn gateway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_meter-gateway"));
+    c.env_remove("METER_GATEWAY_DB")
+        .env_remove("METER_GATEWAY_CONFIG")
+        .env("RUST_LOG", "warn");
+    c
+}
