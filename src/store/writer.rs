@@ -15,10 +15,10 @@
 //! connections ([`Db::read`], [`Db::read_blocking`]), each in one read transaction, so it proceeds in
 //! parallel with the writer (WAL). What such work computed is only valid while the district it read
 //! is unchanged: the **district epoch** ([`Db::district_epoch`]) counts everything that may have
-//! changed it (every [`Db::call`] that changed rows, and commits by other processes); grouped work compares the epoch
-//! its read started under with the current one and recomputes on the writer when they differ.
-//! Grouped work itself (read uploads) must not change what readers judge with (meters, accounts,
-//! history, cycles).
+//! changed it (every [`Db::call`] that committed to the database, and commits by other processes);
+//! grouped work compares the epoch its read started under with the current one and recomputes on
+//! the writer when they differ. Grouped work itself (read uploads) must not change what readers
+//! judge with (meters, accounts, history, cycles).
 
 use super::{Store, StoreError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -31,7 +31,10 @@ use tokio::sync::oneshot;
 /// Most grouped jobs committed together; bounds the latency a large group adds to its first member.
 const MAX_GROUP: usize = 128;
 
-type Call = Box<dyn FnOnce(&mut Store) + Send>;
+/// Runs on the writer and returns how to answer its caller; the writer answers once the district
+/// epoch accounts for the call, so a caller who reads the epoch afterwards sees it.
+type Call = Box<dyn FnOnce(&mut Store) -> Answer + Send>;
+type Answer = Box<dyn FnOnce() + Send>;
 /// Runs inside a savepoint; says whether its work succeeded and returns how to answer once the
 /// outcome of the commit is known.
 type GroupedWork = Box<dyn FnOnce(&Connection) -> (bool, Box<dyn FnOnce(bool) + Send>) + Send>;
@@ -134,12 +137,15 @@ impl Db {
     pub fn start(store: Store) -> Result<Db, StoreError> {
         let path = store.path().to_path_buf();
         let readers = (path != Path::new(":memory:")).then(|| Readers::new(path.clone()));
+        // A read-only connection of the writer's own: its `data_version` moves when the writer (or
+        // anyone) commits to the database, and not for the writer's temp tables.
+        let watch = readers.as_ref().map(Readers::open).transpose()?;
         let epoch = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer_epoch = epoch.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(store, receiver, &writer_epoch))
+            .spawn(move || writer_loop(store, watch, receiver, &writer_epoch))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
@@ -159,8 +165,9 @@ impl Db {
     }
 
     /// Counts changes that may invalidate what a reader judged: it moves after every [`Db::call`] that
-    /// changed rows and when another process committed. Read it before [`Db::read`]; compare inside grouped work, where
-    /// the value is exact (the writer has run everything queued before).
+    /// committed to the database and when another process committed. Read it before [`Db::read`];
+    /// compare inside grouped work, where the value is exact (the writer has run everything queued
+    /// before).
     pub fn district_epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
     }
@@ -228,7 +235,10 @@ impl Db {
     ) -> Result<oneshot::Receiver<T>, DbError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Call(Box::new(move |store| {
-            let _ = tx.send(f(store));
+            let out = f(store);
+            Box::new(move || {
+                let _ = tx.send(out);
+            })
         })))?;
         Ok(rx)
     }
@@ -329,22 +339,30 @@ pub enum GroupedError<E> {
     Db(DbError),
 }
 
-fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>, epoch: &AtomicU64) {
-    let mut data_version = store
-        .conn()
-        .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-        .ok();
+fn data_version(conn: &Connection) -> Option<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+}
+
+/// `watch`: a read-only connection on the same file (`None` in memory, where there are no readers).
+fn writer_loop(
+    mut store: Store,
+    watch: Option<Connection>,
+    receiver: mpsc::Receiver<Job>,
+    epoch: &AtomicU64,
+) {
+    let mut writer_version = data_version(store.conn());
     let mut next = receiver.recv().ok();
     while let Some(job) = next.take() {
         match job {
             Job::Call(f) => {
-                let before = store.conn().total_changes();
-                f(&mut store);
-                // Whatever it changed, readers' work from before may be stale. (Rows of temp tables
-                // count too: a false alarm only costs judging again.)
-                if store.conn().total_changes() != before {
+                let before = watch.as_ref().and_then(data_version);
+                let answer = f(&mut store);
+                // If it committed anything, readers' work from before may be stale. (Its temp
+                // tables, a route file's scope, leave the database file alone.)
+                if watch.as_ref().and_then(data_version) != before {
                     epoch.fetch_add(1, Ordering::AcqRel);
                 }
+                answer();
             }
             Job::Grouped(first) => {
                 let mut group = vec![first];
@@ -358,7 +376,7 @@ fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>, epoch: &AtomicU6
                         Err(_) => break,
                     }
                 }
-                run_group(&mut store, group, epoch, &mut data_version);
+                run_group(&mut store, group, epoch, &mut writer_version);
             }
         }
         if next.is_none() {
@@ -367,12 +385,13 @@ fn writer_loop(mut store: Store, receiver: mpsc::Receiver<Job>, epoch: &AtomicU6
     }
 }
 
-/// `data_version`: the writer connection's `PRAGMA data_version` at its last group.
+/// `writer_version`: the writer connection's `PRAGMA data_version` at its last group (it moves only
+/// for other processes' commits).
 fn run_group(
     store: &mut Store,
     group: Vec<GroupedWork>,
     epoch: &AtomicU64,
-    data_version: &mut Option<i64>,
+    writer_version: &mut Option<i64>,
 ) {
     let mut answers = Vec::with_capacity(group.len());
     let committed = (|| -> rusqlite::Result<()> {
@@ -382,7 +401,7 @@ fn run_group(
         // Another process (a CLI command next to the daemon) may have committed since the last
         // group: then readers' work is stale too. Holding the write lock now, nothing else can.
         let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if data_version.replace(version) != Some(version) {
+        if writer_version.replace(version) != Some(version) {
             epoch.fetch_add(1, Ordering::AcqRel);
         }
         let mut pending = group.into_iter();
@@ -471,5 +490,28 @@ mod tests {
         db.shutdown();
         assert_eq!(rx.unwrap().blocking_recv().unwrap(), 1);
         assert!(matches!(db.call_blocking(|_| ()), Err(DbError::Stopped)));
+    }
+
+    #[test]
+    fn only_calls_that_commit_to_the_database_move_the_district_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::start(Store::open(&dir.path().join("d.db")).unwrap()).unwrap();
+        let start = db.district_epoch();
+        // Temp tables (what a route file's scope writes) leave the database alone.
+        db.call_blocking(|s| {
+            s.conn()
+                .execute_batch("CREATE TEMP TABLE t (x); INSERT INTO t VALUES (1);")
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(db.district_epoch(), start);
+        db.call_blocking(|s| {
+            s.conn()
+                .execute("INSERT INTO routes (route_id) VALUES ('R01')", [])
+        })
+        .unwrap()
+        .unwrap();
+        assert_ne!(db.district_epoch(), start);
+        db.shutdown();
     }
 }

@@ -107,8 +107,9 @@ pub struct UploadReceipt {
 pub struct SyncService {
     db: Db,
     config: Arc<Config>,
-    /// Uploads between judging and their commit. Judging runs ahead of the one writer; without a
-    /// bound, judged batches of every handheld docked at once would wait in memory.
+    /// HTTP uploads between judging and their commit. Judging runs ahead of the one writer; without
+    /// a bound, judged batches of every handheld syncing at once would wait in memory. (Serial docks
+    /// upload one batch at a time each, from their own threads.)
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
