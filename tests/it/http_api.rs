@@ -483,6 +483,13 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+fn route_request(token: &str) -> Request<Body> {
+    get("/api/v1/device/route")
+        .header(header::AUTHORIZATION, bearer(token))
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn upload(token: &str, body: &Value) -> Request<Body> {
     request(Method::POST, "/api/v1/device/reads")
         .header(header::AUTHORIZATION, bearer(token))
@@ -517,14 +524,7 @@ async fn a_handheld_syncs_over_http_and_a_reposted_batch_is_not_stored_twice() {
         .unwrap()
         .unwrap();
 
-    let r = send(
-        &app,
-        get("/api/v1/device/route")
-            .header(header::AUTHORIZATION, bearer(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let r = send(&app, route_request(&token)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let routes = r.json()["routes"].as_array().cloned().unwrap();
     assert_eq!(routes.len(), 1);
@@ -592,24 +592,10 @@ async fn an_unknown_device_or_a_wrong_secret_is_refused() {
         .to_string();
     let wrong = format!("HH-02.{}", "0".repeat(64));
     for t in [unknown.as_str(), wrong.as_str(), "HH-02", "garbage"] {
-        let r = send(
-            &app,
-            get("/api/v1/device/route")
-                .header(header::AUTHORIZATION, bearer(t))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let r = send(&app, route_request(t)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{t}");
     }
-    let r = send(
-        &app,
-        get("/api/v1/device/route")
-            .header(header::AUTHORIZATION, bearer(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let r = send(&app, route_request(&token)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 

@@ -142,6 +142,21 @@ impl Desk {
             .flat_map(|s| s.field_orders.iter().map(|o| (o.order_id, o.kind.clone())))
             .collect()
     }
+
+    /// The reader re-reads M1 at the next dock, an hour ago (what sync does): `last[0] + delta`.
+    async fn reread_m1(&self, delta: u64) -> Vec<cycles::ReadOutcome> {
+        let at = now() - chrono::Duration::hours(1);
+        let reading = (self.d.last[0] + delta).to_string();
+        self.d
+            .state
+            .db
+            .call(move |s| {
+                let read = field_read("M1", at, &reading, ReadType::Regular, "pat");
+                cycles::ingest(s, &Config::default(), CYCLE, &[read], at).unwrap()
+            })
+            .await
+            .unwrap()
+    }
 }
 
 fn done(r: &Reply) -> bool {
@@ -558,18 +573,7 @@ async fn a_reread_goes_down_in_the_route_file_and_its_result_comes_back_into_the
     ));
 
     // The reader re-reads at the next dock (what sync does): a new read, and the order completed.
-    let at = now() - chrono::Duration::hours(1);
-    let reading = (desk.d.last[0] + 13).to_string();
-    let out = desk
-        .d
-        .state
-        .db
-        .call(move |s| {
-            let read = field_read("M1", at, &reading, ReadType::Regular, "pat");
-            cycles::ingest(s, &Config::default(), CYCLE, &[read], at).unwrap()
-        })
-        .await
-        .unwrap();
+    let out = desk.reread_m1(13).await;
     let result_read = out[0].read_id;
     assert_eq!(
         out[0]
@@ -997,18 +1001,7 @@ async fn a_reread_that_finds_the_same_reading_leaves_the_read_confirmed_for_the_
             .post(&format!("/review/reads/{high}/reread"), &[])
             .await
     ));
-    let at = now() - chrono::Duration::hours(1);
-    let reading = (desk.d.last[0] + 60).to_string();
-    let out = desk
-        .d
-        .state
-        .db
-        .call(move |s| {
-            let read = field_read("M1", at, &reading, ReadType::Regular, "pat");
-            cycles::ingest(s, &Config::default(), CYCLE, &[read], at).unwrap()
-        })
-        .await
-        .unwrap();
+    let out = desk.reread_m1(60).await;
     assert_eq!(out[0].read_id, high, "the same value is the same read");
     sql(&desk.d)
         .execute(
