@@ -15,6 +15,7 @@ pub use route_file::{
 use crate::cli::{CycleAction, ReadsArgs, ReadsFormat, RouteArgs};
 use crate::config::Config;
 use crate::domain::{Cycle, CycleStatus, FieldRead, Flag, FlagKind, ReadStatus, ReadType};
+use crate::store::basis::{self, MeterBasis};
 use crate::store::cycles as sql;
 use crate::store::{MeterRow, Store, StoreError, StoredRead};
 use crate::vee::{self, AccountHistory, MeterContext, ReadInput, Service};
@@ -119,8 +120,50 @@ pub fn open_cycle(
             status: CycleStatus::Open,
         };
         sql::insert_cycle(tx, &cycle, now)?;
+        prepare_judging(tx, &cycle.routes)?;
         Ok(cycle)
     })
+}
+
+/// Writes the judging basis (`store::basis`) of every meter in service on `routes`, so that reads
+/// docked during the cycle are judged from one row each. Returns how many meters have one.
+pub fn prepare_judging(conn: &rusqlite::Connection, routes: &[String]) -> Result<usize> {
+    let routes: HashSet<&str> = routes.iter().map(String::as_str).collect();
+    let meters = sql::meters_in_service(conn, &routes)?;
+    let scope = sql::Scope::new(
+        conn,
+        meters
+            .iter()
+            .filter_map(|m| m.account_id.clone())
+            .collect::<Vec<_>>(),
+    )?;
+    let empty = AccountHistory::default();
+    // Meters are in account order, as history streams by: walked alongside it.
+    let mut next = 0;
+    let mut written = 0;
+    let mut write_until = |account: Option<&str>, history: &AccountHistory| -> Result<()> {
+        let before = |m: &MeterRow| match (m.account_id.as_deref(), account) {
+            (Some(a), Some(b)) => a < b,
+            _ => true,
+        };
+        let start = next;
+        while next < meters.len() && before(&meters[next]) {
+            next += 1;
+        }
+        // Accounts passed without history: their meters are judged on no history.
+        written += basis::write_bases(conn, meters[start..next].iter().map(|m| (m, &empty)))?;
+        let start = next;
+        while next < meters.len() && meters[next].account_id.as_deref() == account {
+            next += 1;
+        }
+        written += basis::write_bases(conn, meters[start..next].iter().map(|m| (m, history)))?;
+        Ok(())
+    };
+    for_each_account_history(conn, &scope, |account, history| {
+        write_until(Some(account), history)
+    })?;
+    write_until(None, &empty)?;
+    Ok(written)
 }
 
 /// Where one route of a cycle stands.
@@ -316,16 +359,32 @@ pub fn judge(
     reads: Vec<FieldRead>,
     now: NaiveDateTime,
 ) -> Result<Judged> {
-    let meters = meters_of(conn, &reads)?;
-    judge_with_meters(conn, config, cycle_id, reads, meters, now)
+    let ReadMeters { meters, histories } = meters_of(conn, &reads, &[])?;
+    judge_with_meters(conn, config, cycle_id, reads, meters, &histories, now)
 }
 
-/// The meter (with its account) of each read, `None` for a meter the district does not know (one
-/// query for the batch).
+/// Each read's meter (with its account), and the history of those accounts that have a judging basis.
+#[derive(Debug, Default)]
+pub struct ReadMeters {
+    /// By read; `None` for a meter the district does not know.
+    pub meters: Vec<Option<MeterRow>>,
+    /// Account histories already built (from the judging basis), by account id. Accounts not here
+    /// are read from `history` when judged.
+    pub histories: HashMap<String, AccountHistory>,
+}
+
+/// Fewest reads in a batch for which [`meters_of`] reads the bases of the handheld's routes as ranges.
+const ROUTE_RANGE_MIN: usize = 64;
+
+/// The meter (with its account) of each read, `None` for a meter the district does not know. A small
+/// batch (a handheld's upload) takes each meter's judging basis (`store::basis`) where it has one,
+/// with its account's history: first from the ranges of `routes` (the handheld's routes, where most
+/// of its reads are), then meter by meter; the rest comes from the tables in one query.
 pub fn meters_of(
     conn: &rusqlite::Connection,
     reads: &[FieldRead],
-) -> Result<Vec<Option<MeterRow>>> {
+    routes: &[String],
+) -> Result<ReadMeters> {
     let mut meter_ids: HashMap<&str, usize> = HashMap::with_capacity(reads.len());
     let slot_of: Vec<usize> = reads
         .iter()
@@ -334,20 +393,75 @@ pub fn meters_of(
             *meter_ids.entry(r.meter_id.as_str()).or_insert(next)
         })
         .collect();
-    let slots = sql::meters_by_id(conn, &meter_ids)?;
-    Ok(slot_of
+    let mut slots: Vec<Option<MeterRow>> = vec![None; meter_ids.len()];
+    let mut histories = HashMap::new();
+    let mut missing: HashMap<&str, usize> = HashMap::new();
+    if meter_ids.len() < sql::ALWAYS_SEEK {
+        let mut found = |slots: &mut Vec<Option<MeterRow>>, slot: usize, b: MeterBasis| {
+            if let Some(a) = &b.meter.account_id {
+                histories.insert(a.clone(), b.history);
+            }
+            slots[slot] = Some(b.meter);
+        };
+        // A range costs the whole route: worth it for a day's upload, not for a few reads.
+        let ranges = if meter_ids.len() >= ROUTE_RANGE_MIN {
+            routes
+        } else {
+            &[]
+        };
+        for route in ranges {
+            for (slot, b) in basis::bases_on_route(conn, route, &meter_ids)? {
+                found(&mut slots, slot, b);
+            }
+        }
+        for (&id, &slot) in &meter_ids {
+            if slots[slot].is_some() {
+                continue;
+            }
+            match basis::basis_of(conn, id)? {
+                Some(b) => found(&mut slots, slot, b),
+                None => {
+                    let next = missing.len();
+                    missing.insert(id, next);
+                }
+            }
+        }
+    } else {
+        missing = meter_ids.clone();
+    }
+    if !missing.is_empty() {
+        let mut found = sql::meters_by_id(conn, &missing)?;
+        for (id, at) in missing {
+            slots[meter_ids[id]] = found.get_mut(at).and_then(Option::take);
+        }
+    }
+    // Moved to the meter's last read, cloned only for a meter read more than once.
+    let mut uses = vec![0u32; slots.len()];
+    for &slot in &slot_of {
+        uses[slot] += 1;
+    }
+    let meters = slot_of
         .iter()
-        .map(|&slot| slots.get(slot).cloned().flatten())
-        .collect())
+        .map(|&slot| {
+            uses[slot] -= 1;
+            if uses[slot] == 0 {
+                slots[slot].take()
+            } else {
+                slots[slot].clone()
+            }
+        })
+        .collect();
+    Ok(ReadMeters { meters, histories })
 }
 
-/// [`judge`] with each read's meter already loaded ([`meters_of`]).
+/// [`judge`] with each read's meter already loaded ([`meters_of`]), and the histories it found.
 pub fn judge_with_meters(
     conn: &rusqlite::Connection,
     config: &Config,
     cycle_id: &str,
     reads: Vec<FieldRead>,
     meters: Vec<Option<MeterRow>>,
+    histories: &HashMap<String, AccountHistory>,
     now: NaiveDateTime,
 ) -> Result<Judged> {
     let cfg = &config.validation;
@@ -360,14 +474,16 @@ pub fn judge_with_meters(
             has_later[last] = true;
         }
     }
-    // Reads of meters in service by account, in account order: history streams by in that order,
-    // so the pass walks this list alongside it instead of looking each account up.
+    // Reads of meters in service whose history is still to read, by account, in account order:
+    // history streams by in that order, so the pass walks this list alongside it instead of looking
+    // each account up.
     let mut by_account: Vec<(&str, usize)> = meters
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
             let m = m.as_ref().filter(|m| in_service(m))?;
-            Some((m.account.as_ref()?.account_id.as_str(), i))
+            let account = m.account.as_ref()?.account_id.as_str();
+            (!histories.contains_key(account)).then_some((account, i))
         })
         .collect();
     by_account.sort_unstable();
@@ -402,8 +518,19 @@ pub fn judge_with_meters(
         };
         vee::validate(&input, cfg)
     };
-    // In history order: each account's reads are judged as its history streams by.
     let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
+    // Accounts whose history came with their meter's judging basis.
+    for (i, m) in meters.iter().enumerate() {
+        let known = m
+            .as_ref()
+            .filter(|m| in_service(m))
+            .and_then(|m| m.account.as_ref())
+            .and_then(|a| histories.get(&a.account_id));
+        if let Some(history) = known {
+            decisions[i] = Some(judge_one(i, history));
+        }
+    }
+    // The others in history order: each account's reads are judged as its history streams by.
     let mut next = 0;
     for_each_account_history(conn, &scope, |account, history| {
         while next < by_account.len() && by_account[next].0 < account {

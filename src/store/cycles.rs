@@ -304,6 +304,22 @@ impl Registers<'_> {
     }
 }
 
+/// Below this many rows a bulk read always seeks them one by one, whatever the table's size.
+pub(crate) const ALWAYS_SEEK: usize = 2_000;
+
+/// Whether `n` rows are at least half of `table` (`accounts` or `meters`): then one pass over the table
+/// beats a seek per row. Small scopes (a handheld's upload) are answered without counting, since a
+/// count walks a whole index: hundreds of pages per batch.
+fn most_of(conn: &Connection, table: &str, n: usize) -> Result<bool> {
+    if n < ALWAYS_SEEK {
+        return Ok(false);
+    }
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM {table}"))?
+        .query_row([], |r| r.get(0))?;
+    Ok(total > 0 && n as i64 * 2 >= total)
+}
+
 /// Receives one account's history reads at a time.
 type HistorySink<'a, E> = dyn FnMut(&str, &[HistoryRead]) -> Result<(), E> + 'a;
 
@@ -328,8 +344,7 @@ impl Scope {
             "CREATE TEMP TABLE IF NOT EXISTS scope_accounts (account_id TEXT PRIMARY KEY) WITHOUT ROWID;
              DELETE FROM temp.scope_accounts;",
         )?;
-        let total: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
-        let full_scan = accounts.len() as i64 * 2 >= total && total > 0;
+        let full_scan = most_of(conn, "accounts", accounts.len())?;
         if !full_scan {
             let mut stmt =
                 conn.prepare_cached("INSERT INTO temp.scope_accounts (account_id) VALUES (?1)")?;
@@ -531,8 +546,7 @@ pub(crate) fn meters_by_id(
             *slot = Some(m);
         }
     };
-    let total: i64 = conn.query_row("SELECT count(*) FROM meters", [], |r| r.get(0))?;
-    if meter_ids.len() as i64 * 2 >= total {
+    if most_of(conn, "meters", meter_ids.len())? {
         // Most of the district (a full cycle's upload): one pass over meters beats a seek per id.
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM meters m LEFT JOIN accounts a ON a.account_id = m.account_id"
@@ -566,6 +580,26 @@ pub(crate) fn meters_by_id(
         put(r?);
     }
     conn.execute_batch("DELETE FROM temp.scope_meters;")?;
+    Ok(out)
+}
+
+/// Meters in service (active, set at an account) on `routes`, with their accounts, in account order
+/// (name and address left empty).
+pub(crate) fn meters_in_service(
+    conn: &Connection,
+    routes: &HashSet<&str>,
+) -> Result<Vec<MeterRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM accounts a CROSS JOIN meters m ON m.account_id = a.account_id \
+         WHERE m.status = 'active' ORDER BY a.account_id"
+    ))?;
+    let mut out = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        if routes.contains(text_at(r, 11)?) {
+            out.push(meter_row(r)?);
+        }
+    }
     Ok(out)
 }
 

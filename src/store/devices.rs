@@ -226,6 +226,19 @@ pub(crate) fn open_cycle_of_device(
     })
 }
 
+/// Routes assigned to a device in open cycles.
+pub(crate) fn routes_of_device(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT DISTINCT ra.route_id FROM route_assignments ra JOIN cycles c USING (cycle_id)
+          WHERE ra.device_id = ?1 AND c.status = 'open' ORDER BY ra.route_id",
+    )?;
+    let ids = st.query_map([device_id], |r| r.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Ids of the open cycles, oldest first.
 pub(crate) fn open_cycle_ids(conn: &rusqlite::Connection) -> Result<Vec<String>> {
     let mut st = conn.prepare_cached(

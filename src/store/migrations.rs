@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_users.sql"),
     include_str!("migrations/0004_review.sql"),
     include_str!("migrations/0005_billing.sql"),
+    include_str!("migrations/0006_judging_basis.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

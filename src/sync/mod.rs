@@ -313,7 +313,8 @@ fn judge_upload(
     domain: Vec<FieldRead>,
     now: NaiveDateTime,
 ) -> Result<Vec<UploadPart>, SyncError> {
-    let meters = cycles::meters_of(conn, &domain)?;
+    let routes = crate::store::routes_of_device(conn, device)?;
+    let cycles::ReadMeters { meters, histories } = cycles::meters_of(conn, &domain, &routes)?;
     // A route is in one open cycle at most.
     let cycle_of_route: HashMap<String, String> = crate::store::routes_in_open_cycles(conn)?
         .into_iter()
@@ -346,7 +347,8 @@ fn judge_upload(
         .map(|(cycle, indexes)| {
             let (part, meters): (Vec<FieldRead>, Vec<Option<MeterRow>>) =
                 indexes.iter().filter_map(|&i| domain[i].take()).unzip();
-            let judged = cycles::judge_with_meters(conn, config, &cycle, part, meters, now)?;
+            let judged =
+                cycles::judge_with_meters(conn, config, &cycle, part, meters, &histories, now)?;
             Ok((indexes, judged))
         })
         .collect()
