@@ -286,8 +286,13 @@ pub(crate) fn for_each_account_history(
 ) -> Result<()> {
     let registers = scope.registers(conn)?;
     scope.for_each_history(conn, |account, reads| -> Result<()> {
+        // Reads come by meter: each meter's register once.
+        let mut previous: Option<&str> = None;
         for r in reads {
-            registers.get(&r.meter_id)?;
+            if previous != Some(r.meter_id.as_str()) {
+                registers.get(&r.meter_id)?;
+                previous = Some(&r.meter_id);
+            }
         }
         let h = AccountHistory::build(reads, |m| registers.cached(m));
         f(account, &h)
@@ -303,6 +308,11 @@ pub(crate) fn for_each_account_history(
 ///   id), and the clerk needs it in the exception list to send a re-read or fix the inventory; a
 ///   refused read would be lost with the handheld's next reset.
 /// - Message codes that require a follow-up open a `follow_ups` row.
+///
+/// A large batch (a whole cycle's reads) on a database file is judged first, before the write
+/// transaction, on two read-only connections in parallel (each half of the accounts, each one pass
+/// over its half of `history`); the write transaction then stores it, or judges it again if another
+/// connection committed meanwhile.
 pub fn ingest(
     store: &mut Store,
     config: &Config,
@@ -310,7 +320,138 @@ pub fn ingest(
     reads: &[FieldRead],
     now: NaiveDateTime,
 ) -> Result<Vec<ReadOutcome>> {
-    store.write(|tx| ingest_in(tx, config, cycle_id, reads, now))
+    ingest_judged_apart(store, config, cycle_id, reads, now, PARALLEL_MIN, || {})
+}
+
+/// Fewest reads [`ingest`] judges in parallel, before its write transaction.
+const PARALLEL_MIN: usize = 4 * sql::ALWAYS_SEEK;
+
+fn ingest_judged_apart(
+    store: &mut Store,
+    config: &Config,
+    cycle_id: &str,
+    reads: &[FieldRead],
+    now: NaiveDateTime,
+    parallel_min: usize,
+    // Runs between judging and storing (tests commit from another connection there).
+    between: impl FnOnce(),
+) -> Result<Vec<ReadOutcome>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if reads.len() < parallel_min || cores < 2 || store.in_memory() {
+        return store.write(|tx| ingest_in(tx, config, cycle_id, reads, now));
+    }
+    // Moves when another connection commits: then what was judged may be stale.
+    let data_version = |c: &rusqlite::Connection| -> rusqlite::Result<i64> {
+        c.query_row("PRAGMA data_version", [], |r| r.get(0))
+    };
+    let before = data_version(store.conn())?;
+    let judged = judge_in_halves(store, config, cycle_id, reads, now)?;
+    between();
+    store.write(|tx| {
+        let judged = if data_version(tx)? == before {
+            judged
+        } else {
+            judge(tx, config, cycle_id, reads.to_vec(), now)?
+        };
+        store_judged(tx, judged, now)
+    })
+}
+
+/// [`judge`] on two read-only connections at once, each taking the reads of half the accounts (a
+/// meter's reads all go to the half of its account, so duplicates within the batch are seen there).
+fn judge_in_halves(
+    store: &Store,
+    config: &Config,
+    cycle_id: &str,
+    reads: &[FieldRead],
+    now: NaiveDateTime,
+) -> Result<Judged> {
+    let ReadMeters { mut meters, .. } = meters_of(store.conn(), reads, &[])?;
+    let mut accounts: Vec<&str> = meters.iter().filter_map(account_in_service).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let split = accounts.get(accounts.len() / 2).map(|a| a.to_string());
+    // Reads of meters not in service go with the first half: they are judged without history.
+    let second_half = |m: &Option<MeterRow>| matches!((account_in_service(m), &split), (Some(a), Some(s)) if a >= s.as_str());
+    let mut halves: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    for (i, m) in meters.iter().enumerate() {
+        halves[usize::from(second_half(m))].push(i);
+    }
+    let parts: Vec<(Vec<FieldRead>, Vec<Option<MeterRow>>)> = halves
+        .iter()
+        .map(|indexes| {
+            let part = indexes.iter().map(|&i| reads[i].clone()).collect();
+            let part_meters = indexes.iter().map(|&i| meters[i].take()).collect();
+            (part, part_meters)
+        })
+        .collect();
+    let path = store.path();
+    let judge_half = |(part, part_meters): (Vec<FieldRead>, Vec<Option<MeterRow>>)| {
+        let conn = crate::store::open_read_only(path)?;
+        // One snapshot for the half.
+        conn.execute_batch("BEGIN")?;
+        judge_with_meters(
+            &conn,
+            config,
+            cycle_id,
+            part,
+            part_meters,
+            &HashMap::new(),
+            now,
+        )
+    };
+    let mut parts = parts.into_iter();
+    let (first, second) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| judge_half(second));
+        (judge_half(first), second.join())
+    });
+    let second = second.map_err(|_| {
+        CycleError::Store(StoreError::Invalid("judging half a batch panicked".into()))
+    })??;
+    // Back in arrival order.
+    /// A read as judged: the read, its meter, whether a later read of the batch has its meter, and
+    /// the decision.
+    type JudgedRead = (FieldRead, Option<MeterRow>, bool, vee::Decision);
+    let mut slots: Vec<Option<JudgedRead>> = vec![None; reads.len()];
+    for (indexes, judged) in halves.iter().zip([first?, second]) {
+        let Judged {
+            reads,
+            meters,
+            has_later,
+            decisions,
+            ..
+        } = judged;
+        let judged = reads.into_iter().zip(meters).zip(has_later).zip(decisions);
+        for (&i, (((r, m), later), d)) in indexes.iter().zip(judged) {
+            slots[i] = Some((r, m, later, d));
+        }
+    }
+    let mut judged = Judged {
+        cycle: open_cycle_named(store.conn(), cycle_id)?,
+        reads: Vec::with_capacity(reads.len()),
+        meters: Vec::with_capacity(reads.len()),
+        has_later: Vec::with_capacity(reads.len()),
+        decisions: Vec::with_capacity(reads.len()),
+    };
+    for slot in slots {
+        let (r, m, later, d) =
+            slot.ok_or_else(|| StoreError::Invalid("a read judged in neither half".into()))?;
+        judged.reads.push(r);
+        judged.meters.push(m);
+        judged.has_later.push(later);
+        judged.decisions.push(d);
+    }
+    Ok(judged)
+}
+
+/// The account of a meter in service.
+fn account_in_service(m: &Option<MeterRow>) -> Option<&str> {
+    let m = m.as_ref().filter(|m| in_service(m))?;
+    Some(m.account.as_ref()?.account_id.as_str())
 }
 
 /// [`ingest`] inside a transaction (or savepoint) the caller owns: [`judge`] then [`store_judged`] on
@@ -1021,4 +1162,117 @@ pub fn cli_route(db: &Path, config: &Config, args: &RouteArgs) -> anyhow::Result
     writeln!(out)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{self, DemoParams};
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// A demo district in a file of its own (read-only connections need one), its cycle open; and its
+    /// reads, with a second read of some meters (the same value, and a different one).
+    fn demo_district(dir: &Path, name: &str) -> (Store, demo::District, Vec<FieldRead>) {
+        let district = demo::generate(&DemoParams {
+            accounts: 600,
+            seed: 5,
+            as_of: d("2026-10-20"),
+        });
+        let mut store = Store::open(&dir.join(name)).unwrap();
+        demo::load(&mut store, &district).unwrap();
+        district
+            .open_cycle(&mut store, d("2026-10-01").and_hms_opt(7, 0, 0).unwrap())
+            .unwrap();
+        let mut reads = district.field_reads.clone();
+        for (i, r) in district.field_reads.iter().take(40).enumerate() {
+            let mut again = r.clone();
+            again.device = None; // keyed again at the office, not re-sent by the handheld
+            if i % 2 == 0 {
+                again.raw_reading.push('1');
+            }
+            reads.push(again);
+        }
+        (store, district, reads)
+    }
+
+    fn now() -> NaiveDateTime {
+        d("2026-10-25").and_hms_opt(9, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_cycle_judged_in_halves_is_stored_as_if_judged_on_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let (mut halves, district, reads) = demo_district(dir.path(), "halves.db");
+        let (mut writer, ..) = demo_district(dir.path(), "writer.db");
+        let id = &district.cycle.id;
+        let a = ingest_judged_apart(&mut halves, &cfg, id, &reads, now(), 1, || {}).unwrap();
+        let b =
+            ingest_judged_apart(&mut writer, &cfg, id, &reads, now(), usize::MAX, || {}).unwrap();
+        assert_eq!(a, b);
+        let same = a
+            .iter()
+            .filter(|o| matches!(o.disposition, Disposition::SameAsEarlier))
+            .count();
+        assert!(same >= 20, "the same values again are not stored: {same}");
+        let (a, b) = (
+            halves.cycle_reads(id).unwrap(),
+            writer.cycle_reads(id).unwrap(),
+        );
+        assert!(a
+            .iter()
+            .any(|r| r.flags.iter().any(|f| f.kind == FlagKind::Duplicate)));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_cycle_judged_before_another_connection_committed_is_judged_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let (mut store, district, reads) = demo_district(dir.path(), "stale.db");
+        // An account whose read was judged normal...
+        let (read_meter, account) = district
+            .field_reads
+            .iter()
+            .find_map(|r| {
+                let m = district.meters.iter().find(|m| m.id == r.meter_id)?;
+                let a = district
+                    .accounts
+                    .iter()
+                    .find(|a| Some(&a.id) == m.account_id.as_ref())?;
+                (a.status == crate::domain::AccountStatus::Active
+                    && !district.planted_meters().contains(m.id.as_str()))
+                .then(|| (m.id.clone(), a.id.clone()))
+            })
+            .unwrap();
+        let path = store.path().to_path_buf();
+        // ...is closed by another process between judging and storing.
+        let out = ingest_judged_apart(
+            &mut store,
+            &cfg,
+            &district.cycle.id,
+            &reads,
+            now(),
+            1,
+            || {
+                rusqlite::Connection::open(&path)
+                    .unwrap()
+                    .execute(
+                        "UPDATE accounts SET status = 'closed' WHERE account_id = ?1",
+                        [&account],
+                    )
+                    .unwrap();
+            },
+        )
+        .unwrap();
+        let flags = out
+            .iter()
+            .find(|o| o.meter_id == read_meter)
+            .map(|o| o.flags().iter().map(|f| f.kind).collect::<Vec<_>>())
+            .unwrap();
+        assert!(flags.contains(&FlagKind::InactiveUsage), "{flags:?}");
+    }
 }

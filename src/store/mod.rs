@@ -70,6 +70,22 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// A read-only connection on the database at `path` (work judged off the writer): temp tables (a
+/// batch's accounts) in memory, and a busy timeout to wait out a checkpoint's brief lock.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
@@ -84,6 +100,11 @@ impl Store {
             source,
         })?;
         Self::init(conn, path.to_path_buf())
+    }
+
+    /// Whether this is a private in-memory database (no other connection can open it).
+    pub fn in_memory(&self) -> bool {
+        self.path == Path::new(":memory:")
     }
 
     /// A private in-memory database (tests, benchmarks).

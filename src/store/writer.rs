@@ -21,7 +21,7 @@
 //! judge with (meters, accounts, history, cycles).
 
 use super::{Store, StoreError};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -87,18 +87,7 @@ impl Readers {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: self.path.clone(),
-            source,
-        })?;
-        // Temp tables (a batch's accounts) live in memory; waits out a checkpoint's brief lock.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
+        super::open_read_only(&self.path)
     }
 
     /// Runs `f` in one read transaction on an idle (or new) connection, then keeps the connection.
@@ -139,7 +128,7 @@ impl Db {
     /// Starts the writer thread over an already open store (tests use an in-memory one).
     pub fn start(store: Store) -> Result<Db, StoreError> {
         let path = store.path().to_path_buf();
-        let readers = (path != Path::new(":memory:")).then(|| Readers::new(path.clone()));
+        let readers = (!store.in_memory()).then(|| Readers::new(path.clone()));
         // A read-only connection of the writer's own: its `data_version` moves when the writer (or
         // anyone) commits to the database, and not for the writer's temp tables.
         let watch = readers.as_ref().map(Readers::open).transpose()?;
