@@ -2,7 +2,8 @@
 //!
 //! - [`close_cycle`] estimates the missing reads, refuses while exceptions are open (listing them),
 //!   and writes batch version 1, 2... of the cycle; [`reopen_cycle`] reopens it for corrections
-//!   (audited). A closed cycle is frozen for every writer (triggers in migration 0005).
+//!   (audited). A closed cycle is frozen for every writer (triggers in migration 0005; new reads are refused
+//!   where they are inserted, see migration 0006).
 //! - [`open_batch`] hands a billing core a verified batch: [`Batch::header`] (schema version, cycle,
 //!   batch version, counts, totals, checksum) and [`Batch::records`] (one per account).
 //! - [`record_adjustment`] records a leak credit or another adjustment for the batch, in exact money.
