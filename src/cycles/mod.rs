@@ -412,34 +412,30 @@ fn judge_in_halves(
     let second = second.map_err(|_| {
         CycleError::Store(StoreError::Invalid("judging half a batch panicked".into()))
     })??;
-    // Back in arrival order.
-    /// A read as judged: the read, its meter, whether a later read of the batch has its meter, and
-    /// the decision.
-    type JudgedRead = (FieldRead, Option<MeterRow>, bool, vee::Decision);
-    let mut slots: Vec<Option<JudgedRead>> = vec![None; reads.len()];
-    for (indexes, judged) in halves.iter().zip([first?, second]) {
-        let Judged {
-            reads,
-            meters,
-            has_later,
-            decisions,
-            ..
-        } = judged;
-        let judged = reads.into_iter().zip(meters).zip(has_later).zip(decisions);
-        for (&i, (((r, m), later), d)) in indexes.iter().zip(judged) {
-            slots[i] = Some((r, m, later, d));
-        }
-    }
+    // Back in arrival order: each half is in arrival order, so a merge by read index.
+    let n = reads.len();
     let mut judged = Judged {
         cycle: open_cycle_named(store.conn(), cycle_id)?,
-        reads: Vec::with_capacity(reads.len()),
-        meters: Vec::with_capacity(reads.len()),
-        has_later: Vec::with_capacity(reads.len()),
-        decisions: Vec::with_capacity(reads.len()),
+        reads: Vec::with_capacity(n),
+        meters: Vec::with_capacity(n),
+        has_later: Vec::with_capacity(n),
+        decisions: Vec::with_capacity(n),
     };
-    for slot in slots {
-        let (r, m, later, d) =
-            slot.ok_or_else(|| StoreError::Invalid("a read judged in neither half".into()))?;
+    let mut halves_judged = [first?, second].map(|j| {
+        j.reads
+            .into_iter()
+            .zip(j.meters)
+            .zip(j.has_later)
+            .zip(j.decisions)
+    });
+    let mut next = [halves[0].iter().peekable(), halves[1].iter().peekable()];
+    for i in 0..n {
+        let half = usize::from(next[0].peek() != Some(&&i));
+        let (((r, m), later), d) = next[half]
+            .next()
+            .filter(|&&at| at == i)
+            .and(halves_judged[half].next())
+            .ok_or_else(|| StoreError::Invalid("a read judged in neither half".into()))?;
         judged.reads.push(r);
         judged.meters.push(m);
         judged.has_later.push(later);
