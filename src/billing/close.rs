@@ -412,6 +412,8 @@ pub fn reopen_cycle(
         let version = sql::batch_version(tx, cycle_id)?;
         let history_removed = sql::remove_closing_history(tx, cycle_id)?;
         sql::mark_open(tx, cycle_id)?;
+        // Its accounts' history changed: their judging basis is written again.
+        crate::cycles::prepare_judging(tx, &cycle.routes)?;
         let before = serde_json::json!({"status": "closed", "batch_version": version});
         let after = serde_json::json!({"status": "open", "history_removed": history_removed});
         sql::audit(

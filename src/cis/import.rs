@@ -112,6 +112,9 @@ pub(crate) fn run(
         if errors.total > 0 || !duplicates.is_empty() {
             return Err(errors.into_error(duplicates));
         }
+        // Rows the import changed lost their judging basis (triggers): written again for the open
+        // cycles, in the same transaction.
+        crate::cycles::prepare_judging_for_open_cycles(tx)?;
         Ok(())
     });
     outcome?;

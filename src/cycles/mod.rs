@@ -125,11 +125,15 @@ pub fn open_cycle(
     })
 }
 
-/// Writes the judging basis (`store::basis`) of every meter in service on `routes`, so that reads
-/// docked during the cycle are judged from one row each. Returns how many meters have one.
+/// Writes the judging basis (`store::basis`) of every meter in service on `routes` that has none (a
+/// row that exists is current), so that reads docked during the cycle are judged from one row each.
+/// Returns how many it wrote.
 pub fn prepare_judging(conn: &rusqlite::Connection, routes: &[String]) -> Result<usize> {
     let routes: HashSet<&str> = routes.iter().map(String::as_str).collect();
-    let meters = sql::meters_in_service(conn, &routes)?;
+    let meters = sql::meters_without_basis(conn, &routes)?;
+    if meters.is_empty() {
+        return Ok(0);
+    }
     let scope = sql::Scope::new(
         conn,
         meters
@@ -164,6 +168,19 @@ pub fn prepare_judging(conn: &rusqlite::Connection, routes: &[String]) -> Result
     })?;
     write_until(None, &empty)?;
     Ok(written)
+}
+
+/// [`prepare_judging`] for the routes of every open cycle: after a change to the district (a CIS
+/// import, a reopened cycle) took some rows away. A store error.
+pub fn prepare_judging_for_open_cycles(conn: &rusqlite::Connection) -> Result<usize, StoreError> {
+    let routes: Vec<String> = sql::routes_in_open_cycles(conn)?
+        .into_iter()
+        .map(|(route, _)| route)
+        .collect();
+    prepare_judging(conn, &routes).map_err(|e| match e {
+        CycleError::Store(e) => e,
+        other => StoreError::Invalid(other.to_string()),
+    })
 }
 
 /// Where one route of a cycle stands.

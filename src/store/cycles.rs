@@ -593,15 +593,17 @@ pub(crate) fn meters_by_id(
     Ok(out)
 }
 
-/// Meters in service (active, set at an account) on `routes`, with their accounts, in account order
-/// (name and address left empty).
-pub(crate) fn meters_in_service(
+/// Meters in service (active, set at an account) on `routes` that have no judging basis, with their
+/// accounts, in account order (name and address left empty).
+pub(crate) fn meters_without_basis(
     conn: &Connection,
     routes: &HashSet<&str>,
 ) -> Result<Vec<MeterRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {METER_ACCOUNT_COLUMNS_LEAN} FROM accounts a CROSS JOIN meters m ON m.account_id = a.account_id \
-         WHERE m.status = 'active' ORDER BY a.account_id"
+         WHERE m.status = 'active' \
+           AND NOT EXISTS (SELECT 1 FROM judging_basis b WHERE b.meter_id = m.meter_id) \
+         ORDER BY a.account_id"
     ))?;
     let mut out = Vec::new();
     let mut rows = stmt.query([])?;

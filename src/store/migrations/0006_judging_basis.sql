@@ -27,7 +27,12 @@ BEGIN DELETE FROM judging_basis WHERE account_id IN (OLD.account_id, NEW.account
 CREATE TRIGGER judging_basis_history_delete AFTER DELETE ON history
 BEGIN DELETE FROM judging_basis WHERE account_id = OLD.account_id; END;
 
+-- Only a change to a column judging reads (a CIS import that changes a customer's phone keeps the row;
+-- `UPDATE OF` would not do: the import's UPDATE names every column).
 CREATE TRIGGER judging_basis_account_update AFTER UPDATE ON accounts
+WHEN OLD.account_id IS NOT NEW.account_id OR OLD.status IS NOT NEW.status
+  OR OLD.rate_class IS NOT NEW.rate_class OR OLD.route_id IS NOT NEW.route_id
+  OR OLD.sequence IS NOT NEW.sequence
 BEGIN DELETE FROM judging_basis WHERE account_id IN (OLD.account_id, NEW.account_id); END;
 CREATE TRIGGER judging_basis_account_delete AFTER DELETE ON accounts
 BEGIN DELETE FROM judging_basis WHERE account_id = OLD.account_id; END;
@@ -37,13 +42,15 @@ BEGIN DELETE FROM judging_basis WHERE meter_id = NEW.meter_id OR account_id = NE
 CREATE TRIGGER judging_basis_meter_delete AFTER DELETE ON meters
 BEGIN DELETE FROM judging_basis WHERE meter_id = OLD.meter_id OR account_id = OLD.account_id; END;
 CREATE TRIGGER judging_basis_meter_update AFTER UPDATE ON meters
+WHEN OLD.meter_id IS NOT NEW.meter_id OR OLD.account_id IS NOT NEW.account_id
+  OR OLD.status IS NOT NEW.status
 BEGIN
     DELETE FROM judging_basis WHERE meter_id IN (OLD.meter_id, NEW.meter_id)
         OR account_id IN (OLD.account_id, NEW.account_id);
 END;
 -- A register changed: history anywhere may be read through it (a pulled meter's reads stay with the
 -- account that had it), so every row goes.
-CREATE TRIGGER judging_basis_register_update AFTER UPDATE OF dials, multiplier, unit ON meters
+CREATE TRIGGER judging_basis_register_update AFTER UPDATE ON meters
 WHEN OLD.dials IS NOT NEW.dials OR OLD.multiplier IS NOT NEW.multiplier OR OLD.unit IS NOT NEW.unit
 BEGIN DELETE FROM judging_basis; END;
 
