@@ -311,6 +311,8 @@ pub fn apply_meter_change(
             c.initial_reading,
             c.on,
         )?;
+        // The account's judging basis went with the change: written again for the open cycles.
+        crate::cycles::prepare_judging_for_open_cycles(tx)?;
         let result = json!({
             "completed_by": actor, "note": note, "old_meter_id": old_meter, "final_reading": c.final_reading,
             "new_meter_id": new_id, "initial_reading": c.initial_reading, "on": c.on.to_string(),

@@ -900,7 +900,16 @@ async fn a_meter_change_moves_the_meters_and_the_cycles_use_spans_both() {
         ),
         2
     );
-    // The new meter's read: 6 on it plus 4 on the old one.
+    // The change's judging basis is written again at once: the new meter has one, the old one none.
+    assert_eq!(
+        desk.count("SELECT count(*) FROM judging_basis WHERE meter_id = 'M9'"),
+        1
+    );
+    assert_eq!(
+        desk.count("SELECT count(*) FROM judging_basis WHERE meter_id = 'M2'"),
+        0
+    );
+    // The new meter's read (judged from that basis): 6 on it plus 4 on the old one.
     let at = now() - chrono::Duration::hours(1);
     let out = desk
         .d
