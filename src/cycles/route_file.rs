@@ -4,6 +4,7 @@
 use super::{for_each_account_history, CycleError, Result};
 use crate::config::Config;
 use crate::domain::{AccountStatus, MessageCode};
+use crate::store::basis;
 use crate::store::cycles as sql;
 use crate::store::Store;
 use crate::vee::{self, AccountHistory};
@@ -122,7 +123,6 @@ fn build(
         }
     }
     let stops = sql::route_stops(conn, cycle_id, only)?;
-    let scope = sql::Scope::new(conn, stops.iter().filter_map(|s| s.account_id.clone()))?;
     // Previous reading and limits per stop, computed as each account's history streams by.
     type Judged = (Option<(u64, NaiveDate)>, Option<StopLimits>);
     let judge = |s: &sql::MeterRow, history: &AccountHistory| -> Judged {
@@ -155,9 +155,35 @@ fn build(
         }
     }
     let mut judged: Vec<Judged> = vec![(None, None); stops.len()];
+    // One route (a handheld's download): its meters' judging basis, one range, where they have one.
+    let mut from_basis = vec![false; stops.len()];
+    if let Some(route) = only {
+        let wanted: HashMap<&str, usize> = stops
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.meter_id.as_str(), i))
+            .collect();
+        for (i, b) in basis::bases_on_route(conn, route, &wanted)? {
+            // An account with no history has nothing to set a previous reading or limits from.
+            if b.history != AccountHistory::default() {
+                judged[i] = judge(&stops[i], &b.history);
+            }
+            from_basis[i] = true;
+        }
+    }
+    let scope = sql::Scope::new(
+        conn,
+        stops
+            .iter()
+            .zip(&from_basis)
+            .filter(|(_, done)| !**done)
+            .filter_map(|(s, _)| s.account_id.clone()),
+    )?;
     for_each_account_history(conn, &scope, |account, history| {
         for &i in by_account.get(account).into_iter().flatten() {
-            judged[i] = judge(&stops[i], history);
+            if !from_basis[i] {
+                judged[i] = judge(&stops[i], history);
+            }
         }
         Ok(())
     })?;

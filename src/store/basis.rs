@@ -432,6 +432,30 @@ mod tests {
     }
 
     #[test]
+    fn a_route_file_built_from_the_basis_is_the_one_built_from_the_tables() {
+        let (store, d) = demo_store();
+        let cfg = Config::default();
+        let files = |store: &Store| -> Vec<cycles::RouteFile> {
+            d.cycle
+                .routes
+                .iter()
+                .map(|r| cycles::route_file(store, &cfg, &d.cycle.id, r).unwrap())
+                .collect()
+        };
+        let from_basis = files(&store);
+        let with_limits: usize = from_basis
+            .iter()
+            .map(|f| f.stops.iter().filter(|s| s.limits.is_some()).count())
+            .sum();
+        assert!(with_limits > 300, "{with_limits}");
+        store
+            .conn()
+            .execute("DELETE FROM judging_basis", [])
+            .unwrap();
+        assert_eq!(from_basis, files(&store));
+    }
+
+    #[test]
     fn a_change_to_an_accounts_history_account_or_meters_takes_its_rows_away() {
         let (mut store, d) = demo_store();
         let all = rows(&store, None);
