@@ -24,11 +24,9 @@ pub enum AuthError {
 impl DeviceToken {
     /// A fresh token for `device_id` from the operating system's random generator.
     pub fn generate(device_id: &str) -> Result<DeviceToken, AuthError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(e.to_string()))?;
         Ok(DeviceToken {
             device_id: device_id.to_string(),
-            secret: hex(&bytes),
+            secret: random_hex(32)?,
         })
     }
 
@@ -55,6 +53,13 @@ impl std::fmt::Display for DeviceToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.device_id, self.secret)
     }
+}
+
+/// `n` bytes from the operating system's random generator, as lower-case hex.
+pub fn random_hex(n: usize) -> Result<String, AuthError> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(hex(&bytes))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -12,7 +12,6 @@ use crate::store::Store;
 use chrono::{NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -187,16 +186,6 @@ pub struct Batch {
     body: String,
 }
 
-/// Hex SHA-256.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
 impl Batch {
     /// Builds a batch from its parts: sorts them into canonical order, computes totals and checksum.
     pub(crate) fn build(
@@ -231,7 +220,7 @@ impl Batch {
             consumption_by_unit: by_unit,
             consumption_hcf: records.iter().map(|r| r.consumption_hcf).sum(),
             adjustments_total: records.iter().map(|r| r.adjustments_total).sum(),
-            checksum: sha256_hex(body.as_bytes()),
+            checksum: crate::auth::sha256_hex(body.as_bytes()),
         };
         Ok(Batch {
             header,
@@ -252,7 +241,7 @@ impl Batch {
             what: format!("cycle {} batch {}", header.cycle_id, header.batch_version),
             reason,
         };
-        let found = sha256_hex(body.as_bytes());
+        let found = crate::auth::sha256_hex(body.as_bytes());
         if found != header.checksum {
             return Err(corrupt(format!(
                 "body checksum {found} differs from the header's {}",

@@ -463,22 +463,12 @@ pub(crate) struct Replay {
     pub period_start: Option<NaiveDate>,
 }
 
-/// Same-day order as validation uses: the old meter's final, then closing reads, then the new
-/// meter's initial.
-fn kind_rank(kind: ReadKind) -> u8 {
-    match kind {
-        ReadKind::Final => 0,
-        ReadKind::Actual | ReadKind::Estimated => 1,
-        ReadKind::Initial => 2,
-    }
-}
-
 /// Replays history rows dated up to `upto` (inclusive). A billed (actual or estimated) reading starts a
 /// new period and settles the meters pulled before it; a final reading removes its meter from service
 /// and leaves `final − previous` to bill; an initial reading sets a new meter's base.
 pub(crate) fn replay(reads: &[HistoryRead], upto: NaiveDate) -> Replay {
     let mut order: Vec<&HistoryRead> = reads.iter().filter(|r| r.read_on <= upto).collect();
-    order.sort_by_key(|r| (r.read_on, kind_rank(r.kind)));
+    order.sort_by_key(|r| (r.read_on, r.kind.same_day_rank()));
     let mut out = Replay::default();
     for r in order {
         let base = Base {

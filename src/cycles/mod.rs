@@ -358,9 +358,7 @@ fn ingest_judged_apart(
         return store.write(|tx| ingest_in(tx, config, cycle_id, reads, now));
     }
     // Moves when another connection commits: then what was judged may be stale.
-    let data_version = |c: &rusqlite::Connection| -> rusqlite::Result<i64> {
-        c.query_row("PRAGMA data_version", [], |r| r.get(0))
-    };
+    use crate::store::data_version;
     let before = data_version(store.conn())?;
     let judged = judge_in_halves(store, config, cycle_id, reads, now)?;
     between();
@@ -394,21 +392,19 @@ fn judge_in_halves(
     for (i, m) in meters.iter().enumerate() {
         halves[usize::from(second_half(m))].push(i);
     }
-    let parts: Vec<(Vec<FieldRead>, Vec<Option<MeterRow>>)> = halves
-        .iter()
-        .map(|indexes| {
-            let part = indexes.iter().map(|&i| reads[i].clone()).collect();
-            let part_meters = indexes.iter().map(|&i| meters[i].take()).collect();
-            (part, part_meters)
-        })
-        .collect();
+    let [first, second] = halves.each_ref().map(|indexes| {
+        let part: Vec<FieldRead> = indexes.iter().map(|&i| reads[i].clone()).collect();
+        let part_meters: Vec<Option<MeterRow>> =
+            indexes.iter().map(|&i| meters[i].take()).collect();
+        (part, part_meters)
+    });
     let path = store.path();
     let judge_half = |(part, part_meters): (Vec<FieldRead>, Vec<Option<MeterRow>>)| {
-        let conn = crate::store::open_read_only(path)?;
-        // One snapshot for the half.
-        conn.execute_batch("BEGIN")?;
+        let mut conn = crate::store::open_read_only(path)?;
+        // One snapshot for the half (rolled back when dropped: only temp tables were written).
+        let snapshot = conn.transaction()?;
         judge_with_meters(
-            &conn,
+            &snapshot,
             config,
             cycle_id,
             part,
@@ -417,11 +413,6 @@ fn judge_in_halves(
             now,
         )
     };
-    let mut parts = parts.into_iter();
-    let (first, second) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
     let (first, second) = std::thread::scope(|s| {
         let second = s.spawn(|| judge_half(second));
         (judge_half(first), second.join())
@@ -432,7 +423,7 @@ fn judge_in_halves(
     // Back in arrival order: each half is in arrival order, so a merge by read index.
     let n = reads.len();
     let mut judged = Judged {
-        cycle: open_cycle_named(store.conn(), cycle_id)?,
+        cycle_id: cycle_id.to_string(),
         reads: Vec::with_capacity(n),
         meters: Vec::with_capacity(n),
         has_later: Vec::with_capacity(n),
@@ -486,7 +477,8 @@ pub fn ingest_in(
 /// changed in between (`store::Db::district_epoch`).
 #[derive(Debug, Clone)]
 pub struct Judged {
-    cycle: Cycle,
+    /// Checked open again when the batch is stored.
+    cycle_id: String,
     reads: Vec<FieldRead>,
     /// Each read's meter (`None`: a meter the district does not know).
     meters: Vec<Option<MeterRow>>,
@@ -635,8 +627,7 @@ pub fn judge_with_meters(
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
-            let m = m.as_ref().filter(|m| in_service(m))?;
-            let account = m.account.as_ref()?.account_id.as_str();
+            let account = account_in_service(m)?;
             (!histories.contains_key(account)).then_some((account, i))
         })
         .collect();
@@ -675,11 +666,7 @@ pub fn judge_with_meters(
     let mut decisions: Vec<Option<vee::Decision>> = vec![None; reads.len()];
     // Accounts whose history came with their meter's judging basis.
     for (i, m) in meters.iter().enumerate() {
-        let known = m
-            .as_ref()
-            .filter(|m| in_service(m))
-            .and_then(|m| m.account.as_ref())
-            .and_then(|a| histories.get(&a.account_id));
+        let known = account_in_service(m).and_then(|a| histories.get(a));
         if let Some(history) = known {
             decisions[i] = Some(judge_one(i, history));
         }
@@ -705,7 +692,7 @@ pub fn judge_with_meters(
         .map(|(i, d)| d.unwrap_or_else(|| judge_one(i, &empty)))
         .collect();
     Ok(Judged {
-        cycle,
+        cycle_id: cycle.id,
         reads,
         meters,
         has_later,
@@ -732,15 +719,15 @@ pub fn store_judged(
     now: NaiveDateTime,
 ) -> Result<Vec<ReadOutcome>> {
     let Judged {
-        cycle,
+        cycle_id,
         reads,
         meters,
         has_later,
         decisions,
     } = judged;
-    let cycle_id = open_cycle_named(tx, &cycle.id)?.id;
+    let cycle_id = open_cycle_named(tx, &cycle_id)?.id;
     let cycle_id = cycle_id.as_str();
-    let meter_ids: HashMap<&str, ()> = reads.iter().map(|r| (r.meter_id.as_str(), ())).collect();
+    let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
     let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
     // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
     // batch's as they are stored (borrowed, and only those a later read of the batch may repeat).

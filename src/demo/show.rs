@@ -60,7 +60,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     if fresh {
         let d = build(&path, args, now)?;
         let mut store = Store::open(&path)?;
-        let password = random_hex(6)?;
+        let password = crate::auth::random_hex(6)?;
         let hash =
             crate::serve::auth::hash_password(&password).context("hashing the clerk's password")?;
         store.add_user(
@@ -362,11 +362,4 @@ fn protocol_read(r: &FieldRead) -> Option<msg::Read> {
         reader_id: r.reader.clone(),
         order: None,
     })
-}
-
-fn random_hex(bytes: usize) -> anyhow::Result<String> {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b)
-        .map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }

@@ -77,6 +77,18 @@ pub enum ReadKind {
 }
 spelled_enum!(ReadKind, "read kind", { Actual => "actual", Estimated => "estimated", Initial => "initial", Final => "final" });
 
+impl ReadKind {
+    /// Order of an account's reads on one day: the old meter's final before the new meter's initial,
+    /// closing reads in between.
+    pub fn same_day_rank(self) -> u8 {
+        match self {
+            ReadKind::Final => 0,
+            ReadKind::Actual | ReadKind::Estimated => 1,
+            ReadKind::Initial => 2,
+        }
+    }
+}
+
 /// A customer account at a service address: what gets billed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {

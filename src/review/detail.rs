@@ -51,15 +51,7 @@ fn gather(
     actions::apply_completed_rereads(store, now)?;
     let read =
         sql::review_read_by_id(store.conn(), read_id)?.ok_or(ReviewError::UnknownRead(read_id))?;
-    let replaces: Vec<i64> = {
-        let mut stmt = store.conn().prepare_cached(
-            "SELECT read_id FROM field_reads WHERE superseded_by = ?1 AND read_id <> ?1",
-        )?;
-        let ids = stmt
-            .query_map([read_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        ids
-    };
+    let replaces = sql::reads_superseded_by(store.conn(), read_id)?;
     let mut ids = replaces.clone();
     ids.push(read_id);
     let actions_list = sql::review_actions_of(store.conn(), &ids)?;

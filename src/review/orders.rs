@@ -72,14 +72,7 @@ pub fn create_order(
             .map(|m| m.id),
     };
     store.write(|tx| {
-        let cycle: Option<String> = tx
-            .query_row(
-                "SELECT c.cycle_id FROM cycles c JOIN cycle_routes cr ON cr.cycle_id = c.cycle_id \
-                 WHERE c.status = 'open' AND cr.route_id = ?1",
-                [&account.route_id],
-                |r| r.get(0),
-            )
-            .ok();
+        let cycle = crate::store::open_cycle_of_route(tx, &account.route_id)?;
         let id = sql::insert_order(
             tx,
             &NewOrder {
@@ -218,15 +211,7 @@ pub fn complete_order(
             _ => None,
         };
         if let Some(status) = account_status {
-            let before: String = tx.query_row(
-                "SELECT status FROM accounts WHERE account_id = ?1",
-                [&o.account_id],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "UPDATE accounts SET status = ?2 WHERE account_id = ?1",
-                [&o.account_id, status],
-            )?;
+            let before = sql::set_account_status(tx, &o.account_id, status)?;
             sql::insert_audit(
                 tx,
                 &AuditEntry {
@@ -335,10 +320,9 @@ pub fn apply_meter_change(
                 },
             )?;
         }
-        let before: String =
-            tx.query_row("SELECT status FROM field_orders WHERE order_id = ?1", [order_id], |r| {
-                r.get(0)
-            })?;
+        let before = sql::order_by_id(tx, order_id)?
+            .ok_or(ReviewError::UnknownOrder(order_id))?
+            .status;
         sql::set_order_status(
             tx,
             order_id,

@@ -9,6 +9,7 @@
 
 use super::error::AppError;
 use super::AppState;
+pub use crate::auth::random_hex;
 use crate::auth::{constant_time_eq, sha256_hex, AuthError, DeviceToken};
 use crate::cli::UserRole;
 use crate::store::NewUserSecret;
@@ -73,13 +74,6 @@ pub enum PasswordError {
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Bounds the work an attacker can ask argon2 to do per attempt.
 pub const MAX_PASSWORD_CHARS: usize = 256;
-
-/// `n` random bytes from the operating system, hex-encoded.
-pub fn random_hex(n: usize) -> Result<String, AuthError> {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// Hashes a password with argon2id (the crate's defaults: 19 MiB, 2 passes), as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, PasswordError> {

@@ -12,6 +12,7 @@ use super::auth::{
 use super::error::AppError;
 use super::AppState;
 use crate::auth::sha256_hex;
+use crate::review::html::esc;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -50,22 +51,6 @@ pub struct LogoutForm {
     csrf: String,
 }
 
-/// Escapes text for HTML content and quoted attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Only a local path may be a redirect target after sign-in (no `//host`, no scheme): no open redirect.
 fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/')
@@ -81,7 +66,7 @@ fn safe_next(next: &str) -> &str {
 
 fn login_html(csrf: &str, next: &str, name: &str, message: Option<&str>) -> String {
     let message = message
-        .map(|m| format!("<p role=\"alert\" class=\"error\">{}</p>", html_escape(m)))
+        .map(|m| format!("<p role=\"alert\" class=\"error\">{}</p>", esc(m)))
         .unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -99,9 +84,9 @@ button{{margin-top:1.5rem;padding:.5rem 1.5rem;font-size:1rem}}.error{{color:#a0
 <label for=\"password\">Password</label>\n\
 <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
 <button type=\"submit\">Sign in</button>\n</form>\n</main></body></html>\n",
-        csrf = html_escape(csrf),
-        next = html_escape(next),
-        name = html_escape(name),
+        csrf = esc(csrf),
+        next = esc(next),
+        name = esc(name),
     )
 }
 

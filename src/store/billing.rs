@@ -309,8 +309,7 @@ pub(crate) fn write_closing_history(
     reading: u64,
     kind: crate::domain::ReadKind,
 ) -> Result<bool> {
-    let reading = i64::try_from(reading)
-        .map_err(|_| super::StoreError::Invalid(format!("{reading} is too large to store")))?;
+    let reading = super::cycles::store_int(reading)?;
     let day = super::date_text(read_on);
     let inserted = conn
         .prepare_cached(

@@ -167,7 +167,8 @@ fn register_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Register> {
     })
 }
 
-fn store_int(v: u64) -> Result<i64> {
+/// A reading or count as SQLite's signed integer, refused (not wrapped) above `i64::MAX`.
+pub(crate) fn store_int(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is too large to store")))
 }
 
@@ -272,6 +273,17 @@ pub(crate) fn routes_in_open_cycles(conn: &Connection) -> Result<Vec<(String, St
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// The open cycle that reads `route_id`, if any (a route is in one open cycle at most).
+pub(crate) fn open_cycle_of_route(conn: &Connection, route_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT c.cycle_id FROM cycles c JOIN cycle_routes cr ON cr.cycle_id = c.cycle_id \
+             WHERE c.status = 'open' AND cr.route_id = ?1",
+        )?
+        .query_row([route_id], |r| r.get(0))
+        .optional()?)
 }
 
 // ---- scopes: which accounts a bulk read covers ------------------------------------------------------
@@ -685,13 +697,13 @@ pub struct EarlierRead {
 }
 
 /// Reads already in the cycle for the given meters (not superseded), oldest first.
-pub(crate) fn earlier_reads<V>(
+pub(crate) fn earlier_reads(
     conn: &Connection,
     cycle_id: &str,
-    meter_ids: &HashMap<&str, V>,
+    meter_ids: &HashSet<&str>,
 ) -> Result<HashMap<String, Vec<EarlierRead>>> {
     let mut out: HashMap<String, Vec<EarlierRead>> = HashMap::new();
-    if meter_ids.len() > 2_000 {
+    if meter_ids.len() > ALWAYS_SEEK {
         // A big batch (a whole route file, a CSV import): one pass over the cycle's reads.
         let mut stmt = conn.prepare_cached(
             "SELECT meter_id, read_id, raw_reading FROM field_reads \
@@ -700,7 +712,7 @@ pub(crate) fn earlier_reads<V>(
         let mut rows = stmt.query([cycle_id])?;
         while let Some(r) = rows.next()? {
             let meter = text_at(r, 0)?;
-            if meter_ids.contains_key(meter) {
+            if meter_ids.contains(meter) {
                 out.entry(meter.to_string()).or_default().push(EarlierRead {
                     read_id: r.get(1)?,
                     raw_reading: r.get(2)?,
@@ -713,7 +725,7 @@ pub(crate) fn earlier_reads<V>(
         "SELECT read_id, raw_reading FROM field_reads \
          WHERE cycle_id = ?1 AND meter_id = ?2 AND superseded_by IS NULL ORDER BY read_id",
     )?;
-    for m in meter_ids.keys() {
+    for m in meter_ids {
         // An index seek per meter of the batch on (cycle_id, meter_id): cheap, and most find nothing.
         let rows = stmt.query_map(params![cycle_id, m], |r| {
             Ok(EarlierRead {

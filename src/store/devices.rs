@@ -181,22 +181,6 @@ impl Store {
             Ok(vec![route])
         })
     }
-
-    /// The answer already given to an upload batch, if this (device, batch id) was seen before.
-    pub fn upload_batch(
-        &self,
-        device_id: &str,
-        batch_id: &str,
-    ) -> Result<Option<(u64, Option<u64>)>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT reads, up_to_seq FROM upload_batches WHERE device_id = ?1 AND batch_id = ?2",
-                params![device_id, batch_id],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?.map(|v| v as u64))),
-            )
-            .optional()?)
-    }
 }
 
 // ---- sync engine helpers (inside a caller's savepoint; see `crate::sync`) ------------------------
@@ -288,7 +272,8 @@ pub(crate) fn record_upload_batch(
     Ok(())
 }
 
-/// [`Store::upload_batch`] inside a savepoint.
+/// The answer already given to an upload batch, if this (device, batch id) was seen before (inside the
+/// upload's savepoint).
 pub(crate) fn upload_batch_in(
     conn: &rusqlite::Connection,
     device_id: &str,

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
 pub use backup::{backup_database, BackupError, BackupReport};
-pub(crate) use cycles::routes_in_open_cycles;
+pub(crate) use cycles::{open_cycle_of_route, routes_in_open_cycles};
 pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
 pub use devices::Device;
 pub(crate) use devices::{
@@ -68,6 +68,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+}
+
+/// `PRAGMA data_version` of `conn`: it moves when another connection commits to the database (not for
+/// this connection's own commits, nor for temp tables).
+pub(crate) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
 
 /// A read-only connection on the database at `path` (work judged off the writer): temp tables (a

@@ -5,7 +5,7 @@ use super::cycles::{
     codes_at, conversion, flag_at, flags_by_read, opt_date_at, opt_time_at, opt_u64_at, parse_at,
     time_at, time_text,
 };
-use super::{date_text, Result, StoreError};
+use super::{date_text, Result};
 use crate::domain::{Flag, FlagKind, MessageCode, ReadStatus, Unit};
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -203,9 +203,7 @@ pub struct EstimatedRead<'a> {
 /// field read superseded by it. Returns the new read id.
 pub fn insert_estimated_read(conn: &Connection, e: &EstimatedRead<'_>) -> Result<i64> {
     let r = e.replaces;
-    let int = |v: u64| {
-        i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is too large to store")))
-    };
+    let int = super::cycles::store_int;
     conn.execute(
         "INSERT INTO field_reads (cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, method, \
          reader, codes, note, received_at, status, previous_reading, previous_read_on, consumption, expected_use, \
@@ -487,6 +485,31 @@ pub fn orders(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Reads that `read_id` replaced (superseded by it).
+pub fn reads_superseded_by(conn: &Connection, read_id: i64) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT read_id FROM field_reads WHERE superseded_by = ?1 AND read_id <> ?1",
+    )?;
+    let ids = stmt
+        .query_map([read_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+/// Sets an account's status (a shut-off or turn-on order); returns the status it had.
+pub fn set_account_status(conn: &Connection, account_id: &str, status: &str) -> Result<String> {
+    let before: String = conn.query_row(
+        "SELECT status FROM accounts WHERE account_id = ?1",
+        [account_id],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "UPDATE accounts SET status = ?2 WHERE account_id = ?1",
+        [account_id, status],
+    )?;
+    Ok(before)
+}
+
 pub fn set_order_status(
     conn: &Connection,
     order_id: i64,
@@ -558,9 +581,7 @@ pub fn change_meter(
     on: NaiveDate,
 ) -> Result<()> {
     let day = date_text(on);
-    let int = |v: u64| {
-        i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{v} is too large to store")))
-    };
+    let int = super::cycles::store_int;
     conn.execute(
         "UPDATE meters SET status = 'inventory', account_id = NULL, removed_on = ?2 WHERE meter_id = ?1",
         params![old, day],

@@ -332,7 +332,7 @@ pub enum GroupedError<E> {
 }
 
 fn data_version(conn: &Connection) -> Option<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+    super::data_version(conn).ok()
 }
 
 /// `watch`: a read-only connection on the same file (`None` in memory, where there are no readers).
@@ -392,7 +392,7 @@ fn run_group(
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process (a CLI command next to the daemon) may have committed since the last
         // group: then readers' work is stale too. Holding the write lock now, nothing else can.
-        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = super::data_version(&tx)?;
         if writer_version.replace(version) != Some(version) {
             epoch.fetch_add(1, Ordering::AcqRel);
         }

@@ -83,7 +83,7 @@ impl AccountHistory {
     /// otherwise the history is broken there (a data error) and the next period starts afresh.
     pub fn build(reads: &[HistoryRead], register_of: impl Fn(&str) -> Option<Register>) -> Self {
         let mut order: Vec<&HistoryRead> = reads.iter().collect();
-        order.sort_by_key(|r| (r.read_on, kind_rank(r.kind)));
+        order.sort_by_key(|r| (r.read_on, r.kind.same_day_rank()));
         let mut h = AccountHistory {
             periods: Vec::with_capacity(reads.len()),
             ..AccountHistory::default()
@@ -193,15 +193,6 @@ impl AccountHistory {
             .iter()
             .map(|p| if p.estimated { estimated_weight } else { 1.0 })
             .sum()
-    }
-}
-
-/// Same-day order: the old meter's final before the new meter's initial, closing reads in between.
-fn kind_rank(kind: ReadKind) -> u8 {
-    match kind {
-        ReadKind::Final => 0,
-        ReadKind::Actual | ReadKind::Estimated => 1,
-        ReadKind::Initial => 2,
     }
 }
 

@@ -56,9 +56,10 @@ BEGIN DELETE FROM judging_basis; END;
 
 -- Inserting a read runs no trigger any more: any INSERT trigger on a table makes SQLite open a
 -- statement journal for every row inserted, which cost a third of storing a handheld's upload on a
--- district-sized database (measured with `examples/http_load.rs`). New reads are written in two places
--- only, each in the transaction that refuses a closed cycle: `cycles::store_judged` (every read from a
--- CSV, a handheld or a clerk's correction), and a clerk's estimate, which also marks the read it
--- replaces, an update `field_reads_frozen_update` refuses on a closed cycle. Updates and deletes of a
+-- district-sized database (measured with `examples/http_load.rs`). New reads are written in three
+-- places only, each in the transaction that refuses a closed cycle: `cycles::store_judged` (every read
+-- from a CSV, a handheld or a clerk's correction), a clerk's estimate (which also marks the read it
+-- replaces, an update `field_reads_frozen_update` refuses on a closed cycle), and the estimates written
+-- by the close itself before it marks the cycle closed. Updates and deletes of a
 -- closed cycle's reads, flags and adjustments stay refused by the store itself.
 DROP TRIGGER field_reads_frozen_insert;
