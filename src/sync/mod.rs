@@ -188,10 +188,7 @@ impl SyncService {
                 max: msg::limits::READS,
             });
         }
-        let domain: Vec<FieldRead> = reads
-            .iter()
-            .map(|r| field_read(device_id, r))
-            .collect::<Result<_, _>>()?;
+        let domain = field_reads(device_id, &reads)?;
         Ok(Upload {
             config: self.config.clone(),
             device: device_id.to_string(),
@@ -295,6 +292,7 @@ struct Upload {
     device: String,
     batch: Option<String>,
     reads: Vec<msg::Read>,
+    /// `reads` as the domain sees them, until a reader takes them to judge ([`Upload::judging`]).
     domain: Vec<FieldRead>,
     now: NaiveDateTime,
     /// Judged on a reader under this district epoch: the reads by cycle, each part with the
@@ -355,15 +353,16 @@ fn judge_upload(
 }
 
 impl Upload {
-    /// The work a read-only connection does for the upload: its reads judged, by cycle.
+    /// The work a read-only connection does for the upload: its reads judged, by cycle. It takes the
+    /// domain reads along (the writer rebuilds them only if it must judge again).
     fn judging(
-        &self,
+        &mut self,
     ) -> impl FnOnce(&rusqlite::Connection) -> Result<Vec<UploadPart>, SyncError> + Send + 'static
     {
         let (config, device, domain, now) = (
             self.config.clone(),
             self.device.clone(),
-            self.domain.clone(),
+            std::mem::take(&mut self.domain),
             self.now,
         );
         move |conn| judge_upload(conn, &config, &device, domain, now)
@@ -405,7 +404,8 @@ impl Upload {
         let parts = match judged {
             Some((judged_under, parts)) if judged_under == epoch => parts?,
             // Not judged, or the district changed since: judge here, on the writer.
-            _ => judge_upload(conn, &config, device, domain, now)?,
+            Some(_) => judge_upload(conn, &config, device, field_reads(device, &reads)?, now)?,
+            None => judge_upload(conn, &config, device, domain, now)?,
         };
         store_parts(
             conn,
@@ -505,6 +505,11 @@ pub fn protocol_day(d: NaiveDate) -> u32 {
 }
 
 /// A protocol `Read` from a device as the domain's field read.
+/// [`field_read`] of every read of an upload.
+fn field_reads(device_id: &str, reads: &[msg::Read]) -> Result<Vec<FieldRead>, SyncError> {
+    reads.iter().map(|r| field_read(device_id, r)).collect()
+}
+
 pub fn field_read(device_id: &str, r: &msg::Read) -> Result<FieldRead, SyncError> {
     let read_at = local_time(r.read_time).ok_or(SyncError::BadTime {
         device_seq: r.device_seq,
