@@ -234,6 +234,9 @@ pub(crate) fn open_cycle_ids(conn: &rusqlite::Connection) -> Result<Vec<String>>
 
 /// Marks an open (or sent) field order completed by a read. Returns false when there is no such order
 /// still to do (unknown id, already completed or cancelled): a re-sent completion changes nothing.
+///
+/// An order that already names a read keeps it: a re-read's is the read to re-read, and the result
+/// (`result_json`'s `read_id`) is folded into it by `review::apply_completed_rereads`.
 pub(crate) fn complete_field_order(
     conn: &rusqlite::Connection,
     order_id: i64,
@@ -242,7 +245,7 @@ pub(crate) fn complete_field_order(
     now: NaiveDateTime,
 ) -> Result<bool> {
     let n = conn.execute(
-        "UPDATE field_orders SET status = 'completed', read_id = ?2, result = ?3, completed_at = ?4
+        "UPDATE field_orders SET status = 'completed', read_id = COALESCE(read_id, ?2), result = ?3, completed_at = ?4
           WHERE order_id = ?1 AND status IN ('open', 'sent')",
         params![order_id, read_id, result_json, time_text(now)],
     )?;

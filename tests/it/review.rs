@@ -614,6 +614,71 @@ async fn a_reread_goes_down_in_the_route_file_and_its_result_comes_back_into_the
     assert_eq!(desk.count("SELECT count(*) FROM reread_results"), 1);
 }
 
+/// The same, through the sync engine: the handheld's read names the order it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reread_completed_by_a_handheld_folds_back_into_the_read() {
+    use firmware_protocol::message as msg;
+    let desk = Desk::new(UserRole::Clerk).await;
+    let high = desk.d.high;
+    let r = desk
+        .post(&format!("/review/reads/{high}/reread"), &[])
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let order: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT order_id FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
+            [high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let at = now() - chrono::Duration::hours(1);
+    let read = msg::Read {
+        device_seq: 1,
+        meter_id: "M1".into(),
+        reading: desk.d.last[0] + 13,
+        read_time: meter_gateway::sync::protocol_time(at),
+        read_type: msg::ReadType::Regular,
+        method: msg::ReadMethod::Keyed,
+        message_codes: Vec::new(),
+        skip_code: None,
+        note: None,
+        reader_id: "pat".into(),
+        order: Some(msg::OrderCompletion {
+            order_id: order as u64,
+            new_meter_id: None,
+            new_meter_initial: None,
+        }),
+    };
+    let sync = meter_gateway::sync::SyncService::new(
+        desk.d.state.db.clone(),
+        std::sync::Arc::new(Config::default()),
+    );
+    let receipt = sync.upload("HH-01", None, vec![read], at).await.unwrap();
+    assert_eq!(receipt.stored, 1);
+    let result_read: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT read_id FROM field_reads WHERE device_id = 'HH-01' AND device_seq = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let page = desk.get(&format!("/review/reads/{high}")).await;
+    assert!(
+        page.body.contains(&format!(
+            "replaced by <a href=\"/review/reads/{result_read}\""
+        )),
+        "folded back"
+    );
+    let superseded: i64 = sql(&desk.d)
+        .query_row(
+            "SELECT superseded_by FROM field_reads WHERE read_id = ?1",
+            [high],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(superseded, result_read);
+}
+
 // ---- leak credits -----------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
