@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use crate::store::billing as sql;
 use crate::store::cycles as reads_sql;
+use crate::store::review as audit;
 use crate::store::{Store, StoredRead};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -344,16 +345,18 @@ fn close_in(
         "estimated": estimated,
         "checksum": h.checksum,
     });
-    sql::audit(
+    audit::insert_audit(
         conn,
-        now,
-        actor,
-        "cycle",
-        cycle_id,
-        "close",
-        Some(r#"{"status":"open"}"#),
-        Some(&after.to_string()),
-        "",
+        &audit::AuditEntry {
+            at: now,
+            actor,
+            entity: "cycle",
+            entity_id: cycle_id,
+            action: "close",
+            before: Some(serde_json::json!({ "status": "open" })),
+            after: Some(after),
+            reason: "",
+        },
     )?;
     Ok(CloseReport {
         cycle_id: cycle_id.to_string(),
@@ -416,16 +419,18 @@ pub fn reopen_cycle(
         crate::cycles::prepare_judging(tx, &cycle.routes)?;
         let before = serde_json::json!({"status": "closed", "batch_version": version});
         let after = serde_json::json!({"status": "open", "history_removed": history_removed});
-        sql::audit(
+        audit::insert_audit(
             tx,
-            now,
-            actor,
-            "cycle",
-            cycle_id,
-            "reopen",
-            Some(&before.to_string()),
-            Some(&after.to_string()),
-            reason,
+            &audit::AuditEntry {
+                at: now,
+                actor,
+                entity: "cycle",
+                entity_id: cycle_id,
+                action: "reopen",
+                before: Some(before),
+                after: Some(after),
+                reason,
+            },
         )?;
         Ok(ReopenReport {
             cycle_id: cycle_id.to_string(),

@@ -224,35 +224,6 @@ pub(crate) fn mark_open(conn: &Connection, cycle_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Appends to the audit log.
-pub(crate) fn audit(
-    conn: &Connection,
-    at: chrono::NaiveDateTime,
-    actor: &str,
-    entity: &str,
-    entity_id: &str,
-    action: &str,
-    before: Option<&str>,
-    after: Option<&str>,
-    reason: &str,
-) -> Result<()> {
-    conn.execute(
-        "INSERT INTO audit_log (at, actor, entity, entity_id, action, before, after, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            time_text(at),
-            actor,
-            entity,
-            entity_id,
-            action,
-            before,
-            after,
-            reason
-        ],
-    )?;
-    Ok(())
-}
-
 // ---- what a close reads and writes -----------------------------------------------------------------
 
 /// An account on one of the cycle's routes.
