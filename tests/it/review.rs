@@ -143,6 +143,42 @@ impl Desk {
             .collect()
     }
 
+    /// Orders a re-read of `read` from its page; returns the order's id.
+    async fn order_reread(&self, read: i64, instructions: &str) -> i64 {
+        let r = self
+            .post(
+                &format!("/review/reads/{read}/reread"),
+                &[("instructions", instructions)],
+            )
+            .await;
+        assert!(done(&r), "{}", r.location);
+        sql(&self.d)
+            .query_row(
+                "SELECT order_id FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
+                [read],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// `original`'s page says it was replaced by `result`, and the store agrees.
+    async fn assert_folded(&self, original: i64, result: i64) {
+        let page = self.get(&format!("/review/reads/{original}")).await;
+        assert!(
+            page.body
+                .contains(&format!("replaced by <a href=\"/review/reads/{result}\"")),
+            "folded back"
+        );
+        let superseded: i64 = sql(&self.d)
+            .query_row(
+                "SELECT superseded_by FROM field_reads WHERE read_id = ?1",
+                [original],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(superseded, result);
+    }
+
     /// The reader re-reads M1 at the next dock, an hour ago (what sync does): `last[0] + delta`.
     async fn reread_m1(&self, delta: u64) -> Vec<cycles::ReadOutcome> {
         let at = now() - chrono::Duration::hours(1);
@@ -542,20 +578,7 @@ async fn an_estimate_replaces_the_read_and_records_its_method() {
 async fn a_reread_goes_down_in_the_route_file_and_its_result_comes_back_into_the_read() {
     let desk = Desk::new(UserRole::Clerk).await;
     let high = desk.d.high;
-    let r = desk
-        .post(
-            &format!("/review/reads/{high}/reread"),
-            &[("instructions", "check for leak at hose bib")],
-        )
-        .await;
-    assert!(done(&r), "{}", r.location);
-    let order: i64 = sql(&desk.d)
-        .query_row(
-            "SELECT order_id FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
-            [high],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let order = desk.order_reread(high, "check for leak at hose bib").await;
     assert!(desk
         .route_file_orders("R01")
         .await
@@ -589,26 +612,12 @@ async fn a_reread_goes_down_in_the_route_file_and_its_result_comes_back_into_the
             rusqlite::params![order, "2026-01-01T00:00:00", format!("{{\"read_id\":{result_read}}}")],
         )
         .unwrap();
-    let page = desk.get(&format!("/review/reads/{high}")).await;
-    assert!(
-        page.body.contains(&format!(
-            "replaced by <a href=\"/review/reads/{result_read}\""
-        )),
-        "folded back"
-    );
+    desk.assert_folded(high, result_read).await;
     assert_eq!(
         desk.status_of(result_read),
         "accepted",
         "the duplicate flag went with the original"
     );
-    let superseded: i64 = sql(&desk.d)
-        .query_row(
-            "SELECT superseded_by FROM field_reads WHERE read_id = ?1",
-            [high],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(superseded, result_read);
     // Folding is done once.
     desk.get(&format!("/review/cycles/{CYCLE}")).await;
     assert_eq!(desk.count("SELECT count(*) FROM reread_results"), 1);
@@ -620,17 +629,7 @@ async fn a_reread_completed_by_a_handheld_folds_back_into_the_read() {
     use firmware_protocol::message as msg;
     let desk = Desk::new(UserRole::Clerk).await;
     let high = desk.d.high;
-    let r = desk
-        .post(&format!("/review/reads/{high}/reread"), &[])
-        .await;
-    assert!(done(&r), "{}", r.location);
-    let order: i64 = sql(&desk.d)
-        .query_row(
-            "SELECT order_id FROM field_orders WHERE kind = 'reread' AND read_id = ?1",
-            [high],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let order = desk.order_reread(high, "").await;
     let at = now() - chrono::Duration::hours(1);
     let read = msg::Read {
         device_seq: 1,
@@ -662,21 +661,7 @@ async fn a_reread_completed_by_a_handheld_folds_back_into_the_read() {
             |r| r.get(0),
         )
         .unwrap();
-    let page = desk.get(&format!("/review/reads/{high}")).await;
-    assert!(
-        page.body.contains(&format!(
-            "replaced by <a href=\"/review/reads/{result_read}\""
-        )),
-        "folded back"
-    );
-    let superseded: i64 = sql(&desk.d)
-        .query_row(
-            "SELECT superseded_by FROM field_reads WHERE read_id = ?1",
-            [high],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(superseded, result_read);
+    desk.assert_folded(high, result_read).await;
 }
 
 // ---- leak credits -----------------------------------------------------------------------------------------
