@@ -16,11 +16,13 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::{NaiveDate, NaiveDateTime};
+use firmware_protocol::message as msg;
 use meter_gateway::auth::DeviceToken;
 use meter_gateway::config::Config;
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, Store};
+use meter_gateway::sync::api::RoutesJson;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -202,25 +204,26 @@ async fn download(addr: SocketAddr, token: &str, reads: usize) -> Result<Value> 
         "route: HTTP {status}: {}",
         String::from_utf8_lossy(&body)
     );
-    let routes: Value = serde_json::from_slice(&body)?;
-    let stops = routes["routes"][0]["stops"]
-        .as_array()
-        .context("no stops in the route")?;
+    let routes: RoutesJson = serde_json::from_slice(&body)?;
+    let file = routes.routes.first().context("no route for the handheld")?;
+    let route = meter_gateway::sync::route_data(file);
     ensure!(
-        stops.len() >= reads,
+        route.stops.len() >= reads,
         "route has {} stops, fewer than {reads}",
-        stops.len()
+        route.stops.len()
     );
-    let batch: Vec<Value> = stops
+    let read_day = meter_gateway::sync::protocol_day(READ_DAY);
+    let batch: Vec<Value> = route
+        .stops
         .iter()
         .take(reads)
         .enumerate()
         .map(|(i, s)| {
             json!({
                 "device_seq": i + 1,
-                "meter_id": s["meter_id"],
-                "reading": reading_for(s),
-                "read_time": format!("2026-10-16T{:02}:{:02}:00", 8 + i / 60 % 9, i % 60),
+                "meter_id": s.meter_id,
+                "reading": reading_for(s, (route.window_from, route.window_to), read_day),
+                "read_time": format!("{READ_DAY}T{:02}:{:02}:00", 8 + i / 60 % 9, i % 60),
                 "read_type": "regular",
                 "method": "keyed",
                 "reader_id": "LD",
@@ -228,19 +231,31 @@ async fn download(addr: SocketAddr, token: &str, reads: usize) -> Result<Value> 
         })
         .collect();
     let device = token.split('.').next().unwrap_or_default();
-    Ok(json!({ "batch_id": format!("{device}-1"), "reads": batch }))
+    // One state id per handheld (its number in the token's device id, as hex).
+    let state: u64 = device
+        .bytes()
+        .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    Ok(json!({
+        "state_id": format!("{:016x}", state.max(1)),
+        "batch_id": format!("{device}-1"),
+        "reads": batch,
+    }))
 }
 
-/// What a reader keys in at a stop on a normal day: the middle of the stop's hi/lo limits (which span
-/// the cycle's window, so mid-window reads are read on 2026-10-16), else the previous reading plus a
-/// little. Most reads of a real day are normal; the few the gateway still flags are counted.
-fn reading_for(stop: &Value) -> u64 {
-    let dials = stop["dials"].as_u64().unwrap_or(6).min(12) as u32;
-    let previous = stop["previous_reading"].as_u64().unwrap_or(0);
-    let limits = &stop["limits"];
-    match (limits["low"].as_u64(), limits["high"].as_u64()) {
-        (Some(low), Some(high)) if low <= high => low + (high - low) / 2,
-        _ => (previous + 7) % 10u64.pow(dials),
+/// The day every handheld of the load reads its route (mid-window).
+const READ_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 10, 16) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
+/// What a reader keys in at a stop on a normal day: the middle of the stop's limits for that day
+/// (as a handheld computes them), else the previous reading plus a little. Most reads of a real day
+/// are normal; the few the gateway still flags are counted.
+fn reading_for(stop: &msg::RouteStop, window: (u32, u32), day: u32) -> u64 {
+    let modulus = 10u64.pow(u32::from(stop.dials.clamp(1, 12)));
+    match stop.limits_on(window, day) {
+        msg::DayLimits::Range { low, high } if low <= high => low + (high - low) / 2,
+        _ => (stop.previous_reading + 7) % modulus,
     }
 }
 
@@ -357,13 +372,20 @@ fn engine_sequential(db: &Path, batches: &[(String, Value)]) -> Result<(usize, D
             .map(|r| r.to_protocol().map_err(|e| anyhow::anyhow!("{e}")))
             .collect::<Result<Vec<_>>>()?;
         let device = token.split('.').next().unwrap_or_default().to_string();
-        prepared.push((device, upload.batch_id, reads));
+        let state_id = serve::device_api::parse_state_id(upload.state_id.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        prepared.push((device, state_id, upload.batch_id, reads));
     }
     let started = Instant::now();
     let mut stored = 0;
-    for (device, batch, reads) in prepared {
+    for (device, state_id, batch, reads) in prepared {
+        let from = meter_gateway::sync::Uploader {
+            device_id: &device,
+            state_id,
+            via: meter_gateway::sync::Via::Http,
+        };
         stored += sync
-            .upload_blocking(&device, Some(&batch), reads, now())?
+            .upload_blocking(from, Some(&batch), reads, now())?
             .stored;
     }
     let took = started.elapsed();

@@ -8,6 +8,8 @@ use std::path::Path;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub validation: ValidationConfig,
+    /// Which reads are taken at all: read-time bounds, off-route policy (owned by `cycles`).
+    pub reads: crate::cycles::ReadsConfig,
     /// The daemon: HTTP limits, sessions (owned by `serve`).
     pub serve: crate::serve::ServeConfig,
     /// Serial docks: cradles found by USB VID/PID, timings (owned by `sync`).

@@ -21,8 +21,25 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// The body version this implementation writes and fully understands, for every message type.
-pub const MESSAGE_VERSION: u8 = 1;
+/// The session protocol version this implementation speaks (`Hello.protocol_versions`,
+/// `Welcome.protocol_version`). Not the frame header's `version` byte, which is the framing
+/// version and is 1 in every session protocol version so far.
+pub const SESSION_PROTOCOL_VERSION: u8 = 2;
+
+/// The body version this implementation writes and fully understands, per message type. Protocol 2
+/// appended fields to `Hello` (`state_id`), `Welcome` (`held_seq`), `ReadAck` (`refused`) and
+/// `RouteData` (the limits for the last day of the window); every other type is still at version 1.
+/// A decoder reads a lower version of a type without the fields appended since (they take their
+/// documented defaults).
+pub const fn message_version(message_type: u8) -> u8 {
+    match message_type {
+        message_type::HELLO
+        | message_type::WELCOME
+        | message_type::READ_ACK
+        | message_type::ROUTE_DATA => 2,
+        _ => 1,
+    }
+}
 
 /// Maximum sizes, in bytes for strings and in items for lists. A decoder rejects anything larger,
 /// so a hostile length costs at most one bounded allocation.
@@ -85,6 +102,9 @@ pub mod error_code {
     pub const NO_SPACE: u16 = 8;
     /// Anything else on the sender's side.
     pub const INTERNAL: u16 = 9;
+    /// The session made no progress within the deadline of the state it was in (PROTOCOL.md §3.8);
+    /// the sender ends it with `Bye { error }`. Nothing unacknowledged was acknowledged.
+    pub const TIMEOUT: u16 = 10;
 }
 
 /// Why a message could not be decoded. `at` is a byte offset into the message.
@@ -271,6 +291,32 @@ code_enum!(
     }
 );
 
+code_enum!(
+    /// Why the dock refused a read of a `ReadBatch` (`ReadAck.refused`, version 2). The dock keeps
+    /// the refused read's content in its refused-reads log, where a clerk sees it; only
+    /// `SeqConflict` asks the handheld to send the read again (under a new sequence number).
+    RefusalReason {
+        /// The dock holds a different read under this (device, state id, `device_seq`): give the
+        /// read a new sequence number and send it again.
+        SeqConflict = 1 => "seq_conflict",
+        /// `read_time` is not a time the dock accepts (far before the cycle's window, after the
+        /// read reached the dock by more than the allowed clock drift, or not a calendar time).
+        BadTime = 2 => "bad_time",
+        /// A meter on a route assigned to another handheld, and the District refuses off-route
+        /// reads.
+        OffRoute = 3 => "off_route",
+        /// A field outside its range (`device_seq` 0 or above 2^63 − 1).
+        BadRead = 4 => "bad_read",
+    }
+);
+
+/// One read of a batch that the dock did not store, and why (`ReadAck.refused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedRead {
+    pub device_seq: u64,
+    pub reason: RefusalReason,
+}
+
 /// Compression methods, as a bit set: what a side supports (Hello) or what the dock will use (Welcome).
 /// Unknown bits are kept so they can be passed on and intersected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -306,8 +352,13 @@ pub struct Hello {
     /// Largest number of unacknowledged data frames the handheld can buffer.
     pub window: u8,
     pub compression: Compression,
-    /// Reads stored on the handheld that the dock has not acknowledged.
+    /// Reads the handheld will send in this session (every read it holds that was not acknowledged):
+    /// the dock waits for that many before it sends routes.
     pub pending_reads: u32,
+    /// The handheld's state identity (version 2): a random non-zero 64-bit number made when its read
+    /// storage was initialised (first boot, factory reset, wipe, a replacement unit). Sequence
+    /// numbers are unique per (device, state id). 0 when absent (a version-1 `Hello`).
+    pub state_id: u64,
 }
 
 /// The dock's answer to Hello (dock → handheld): the session's parameters.
@@ -322,6 +373,9 @@ pub struct Welcome {
     /// Seconds since 1970-01-01 00:00 in District local time (not UTC): the handheld sets its clock.
     pub server_time: i64,
     pub assigned_routes: Vec<String>,
+    /// The highest `device_seq` the dock holds (stored or refused) from this device under the
+    /// `Hello`'s state id, 0 for none (version 2): the handheld numbers new reads above it.
+    pub held_seq: u64,
 }
 
 /// The dock proposes to send a route (dock → handheld).
@@ -378,16 +432,97 @@ pub struct RouteStop {
     /// zero: a reading is in range when it is ≥ low_limit or ≤ high_limit.
     pub high_limit: u64,
     pub field_orders: Vec<FieldOrder>,
+    /// `low_limit` and `high_limit` are the limits for a read on the window's first day; these two
+    /// are for a read on its last day (version 2; equal to the first-day limits in version 1).
+    /// Between the two the limits move linearly with the day ([`RouteStop::limits_on`]).
+    pub low_limit_last: u64,
+    pub high_limit_last: u64,
+}
+
+/// A stop's hi/lo limits for one read day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayLimits {
+    /// The stop has no limits: every reading of the register is accepted.
+    Any,
+    /// Register readings; when `high < low` the range wraps through zero.
+    Range { low: u64, high: u64 },
+}
+
+impl DayLimits {
+    /// Whether `reading` is inside, honouring a range that wraps through zero.
+    pub fn contains(self, reading: u64) -> bool {
+        match self {
+            DayLimits::Any => true,
+            DayLimits::Range { low, high } if low <= high => (low..=high).contains(&reading),
+            DayLimits::Range { low, high } => reading >= low || reading <= high,
+        }
+    }
+}
+
+/// The limits of a stop for a read on `day`, from its limits on the window's first day
+/// (`first = (low, high)`) and last day (`last`), as PROTOCOL.md §3.6 defines them: with `M` =
+/// 10^dials, each pair becomes an offset from the previous reading `o_low = (low − prev) mod M`
+/// taken in `(−M/2, M/2]`, and a span `(high − low) mod M`; a span of `M − 1` at either end means no
+/// limits. For `k = clamp(day − from, 0, n)`, `n = to − from`, the day's offsets are
+/// `o_low(first) + ⌊(o_low(last) − o_low(first))·k / n⌋` and, for the high end (`o_low + span`),
+/// the same with `⌈ ⌉`; the limits are `prev + offset` mod `M`. `n = 0` gives the first-day limits.
+/// The gateway judges a read's high/low with this same function, so a reading the handheld takes
+/// without a prompt is never flagged high or low at the office for that day, and one outside is.
+pub fn limits_on(
+    dials: u8,
+    previous_reading: u64,
+    first: (u64, u64),
+    last: (u64, u64),
+    window: (u32, u32),
+    day: u32,
+) -> DayLimits {
+    let m: i128 = 10i128.pow(u32::from(dials.clamp(1, 19)));
+    let prev = i128::from(previous_reading) % m;
+    let ends = |(low, high): (u64, u64)| -> Option<(i128, i128)> {
+        let (low, high) = (i128::from(low) % m, i128::from(high) % m);
+        let span = (high - low).rem_euclid(m);
+        if span == m - 1 {
+            return None;
+        }
+        let mut o_low = (low - prev).rem_euclid(m);
+        if o_low > m / 2 {
+            o_low -= m;
+        }
+        Some((o_low, o_low + span))
+    };
+    let (Some((lo1, hi1)), Some((lo2, hi2))) = (ends(first), ends(last)) else {
+        return DayLimits::Any;
+    };
+    let (from, to) = window;
+    let n = i128::from(to.saturating_sub(from));
+    let k = i128::from(day.clamp(from, to.max(from)) - from);
+    let (lo, hi) = if n == 0 {
+        (lo1, hi1)
+    } else {
+        (
+            lo1 + ((lo2 - lo1) * k).div_euclid(n),
+            hi1 - ((hi1 - hi2) * k).div_euclid(n),
+        )
+    };
+    let at = |o: i128| (prev + o).rem_euclid(m) as u64;
+    DayLimits::Range {
+        low: at(lo),
+        high: at(hi.max(lo)),
+    }
 }
 
 impl RouteStop {
-    /// Whether `reading` is inside the hi/lo limits, honouring a range that wraps through zero.
-    pub fn in_limits(&self, reading: u64) -> bool {
-        if self.low_limit <= self.high_limit {
-            (self.low_limit..=self.high_limit).contains(&reading)
-        } else {
-            reading >= self.low_limit || reading <= self.high_limit
-        }
+    /// The stop's limits for a read on `day` (days since 1970) of a route whose window is
+    /// `window = (window_from, window_to)`: see [`limits_on`].
+    pub fn limits_on(&self, window: (u32, u32), day: u32) -> DayLimits {
+        limits_on(
+            self.dials,
+            self.previous_reading,
+            (self.low_limit, self.high_limit),
+            (self.low_limit_last, self.high_limit_last),
+            window,
+            day,
+        )
     }
 }
 
@@ -474,9 +609,11 @@ pub enum Message {
     ReadBatch {
         reads: Vec<Read>,
     },
-    /// Dock → handheld, only after every read with `device_seq ≤ up_to_seq` is durably stored.
+    /// Dock → handheld, only after every read of the batch with `device_seq ≤ up_to_seq` is durably
+    /// stored or durably recorded as refused; `refused` (version 2) lists the latter.
     ReadAck {
         up_to_seq: u64,
+        refused: Vec<RefusedRead>,
     },
     Error {
         code: u16,
@@ -541,7 +678,7 @@ impl Message {
             w.out.extend_from_slice(body);
             return;
         }
-        w.u8(MESSAGE_VERSION);
+        w.u8(message_version(self.message_type()));
         match self {
             Message::Hello(h) => {
                 w.str(&h.device_id);
@@ -552,6 +689,7 @@ impl Message {
                 w.u8(h.window);
                 w.u8(h.compression.0);
                 w.varint(u64::from(h.pending_reads));
+                w.varint(h.state_id);
             }
             Message::Welcome(m) => {
                 w.u8(m.protocol_version);
@@ -560,6 +698,7 @@ impl Message {
                 w.u8(m.compression.0);
                 w.i64(m.server_time);
                 w.list(&m.assigned_routes, |w, r| w.str(r));
+                w.varint(m.held_seq);
             }
             Message::ClockSync { server_time } => w.i64(*server_time),
             Message::RouteOffer(o) => {
@@ -594,7 +733,15 @@ impl Message {
                 })
             }),
             Message::ReadBatch { reads } => w.list(reads, |w, r| w.record(|w| write_read(w, r))),
-            Message::ReadAck { up_to_seq } => w.varint(*up_to_seq),
+            Message::ReadAck { up_to_seq, refused } => {
+                w.varint(*up_to_seq);
+                w.list(refused, |w, r| {
+                    w.record(|w| {
+                        w.varint(r.device_seq);
+                        w.u8(r.reason.to_u8());
+                    })
+                });
+            }
             Message::Error { code, text } => {
                 w.varint(u64::from(*code));
                 w.str(text);
@@ -664,7 +811,7 @@ impl Message {
                 version,
             });
         }
-        r.lenient = version > MESSAGE_VERSION;
+        r.lenient = version > message_version(message_type);
         let m = match message_type {
             message_type::HELLO => Message::Hello(Hello {
                 device_id: r.str("device_id", limits::ID)?,
@@ -677,6 +824,11 @@ impl Message {
                 window: r.u8("window")?,
                 compression: Compression(r.u8("compression")?),
                 pending_reads: r.u32("pending_reads")?,
+                state_id: if version >= 2 {
+                    r.varint("state_id")?
+                } else {
+                    0
+                },
             }),
             message_type::WELCOME => Message::Welcome(Welcome {
                 protocol_version: r.u8("protocol_version")?,
@@ -687,6 +839,11 @@ impl Message {
                 assigned_routes: r.list("assigned_routes", limits::ASSIGNED_ROUTES, |r| {
                     r.str("assigned_routes", limits::ID)
                 })?,
+                held_seq: if version >= 2 {
+                    r.varint("held_seq")?
+                } else {
+                    0
+                },
             }),
             message_type::CLOCK_SYNC => Message::ClockSync {
                 server_time: r.i64("server_time")?,
@@ -703,7 +860,7 @@ impl Message {
                 transfer_id: r.u32("transfer_id")?,
                 resume_from: r.u32("resume_from")?,
             },
-            message_type::ROUTE_DATA => Message::RouteData(read_route(&mut r)?),
+            message_type::ROUTE_DATA => Message::RouteData(read_route(&mut r, version)?),
             message_type::MESSAGE_CODE_TABLE => Message::MessageCodeTable {
                 codes: r.list("codes", limits::CODES, |r| {
                     r.record("code", |r| {
@@ -732,6 +889,18 @@ impl Message {
             },
             message_type::READ_ACK => Message::ReadAck {
                 up_to_seq: r.varint("up_to_seq")?,
+                refused: if version >= 2 {
+                    r.list("refused", limits::READS, |r| {
+                        r.record("refused", |r| {
+                            Ok(RefusedRead {
+                                device_seq: r.varint("device_seq")?,
+                                reason: RefusalReason::from_u8(r.u8("reason")?),
+                            })
+                        })
+                    })?
+                } else {
+                    Vec::new()
+                },
             },
             message_type::ERROR => Message::Error {
                 code: r.u16("code")?,
@@ -838,11 +1007,18 @@ fn write_route(w: &mut Writer<'_>, r: &Route) {
             });
         }
     }
+    // Version 2: the limits for a read on the window's last day, coded as the first-day ones.
+    for s in stops {
+        w.i64(s.low_limit_last.wrapping_sub(s.previous_reading) as i64);
+    }
+    for s in stops {
+        w.i64(s.high_limit_last.wrapping_sub(s.previous_reading) as i64);
+    }
 }
 
-/// The fewest bytes one stop can take in RouteData: six front-coded strings of two bytes, nine
-/// one-byte numbers.
-const MIN_STOP_BYTES: usize = 6 * 2 + 9;
+/// The fewest bytes one stop can take in RouteData version 2: six front-coded strings of two bytes,
+/// eleven one-byte numbers (nine in version 1).
+const MIN_STOP_BYTES: usize = 6 * 2 + 11;
 
 /// The text columns of RouteData, in wire order, with their limits.
 struct TextField {
@@ -897,7 +1073,7 @@ const STOP_TEXT: [TextField; 6] = [
     },
 ];
 
-fn read_route(r: &mut Reader<'_>) -> Result<Route, MessageError> {
+fn read_route(r: &mut Reader<'_>, version: u8) -> Result<Route, MessageError> {
     let route_id = r.str("route_id", limits::ID)?;
     let cycle_id = r.str("cycle_id", limits::ID)?;
     let window_from = r.u32("window_from")?;
@@ -907,7 +1083,12 @@ fn read_route(r: &mut Reader<'_>) -> Result<Route, MessageError> {
     let n = r.count("stops", limits::STOPS)?;
     // Tighter still: a stop takes at least one byte in each of its 15 columns (two in the six text
     // columns), so a count the message cannot hold is refused before the stops are allocated.
-    if n.saturating_mul(MIN_STOP_BYTES) > r.remaining() {
+    let min_stop = if version >= 2 {
+        MIN_STOP_BYTES
+    } else {
+        MIN_STOP_BYTES - 2
+    };
+    if n.saturating_mul(min_stop) > r.remaining() {
         return Err(MessageError::Truncated {
             field: "stops",
             at: r.at(),
@@ -975,6 +1156,23 @@ fn read_route(r: &mut Reader<'_>) -> Result<Route, MessageError> {
         }
         stop.field_orders.push(order);
     }
+    if version >= 2 {
+        for s in &mut stops {
+            s.low_limit_last = s
+                .previous_reading
+                .wrapping_add(r.i64("low_limit_last")? as u64);
+        }
+        for s in &mut stops {
+            s.high_limit_last = s
+                .previous_reading
+                .wrapping_add(r.i64("high_limit_last")? as u64);
+        }
+    } else {
+        for s in &mut stops {
+            s.low_limit_last = s.low_limit;
+            s.high_limit_last = s.high_limit;
+        }
+    }
     Ok(Route {
         route_id,
         cycle_id,
@@ -1013,8 +1211,16 @@ impl RouteStop {
             low_limit: 0,
             high_limit: 0,
             field_orders: Vec::new(),
+            low_limit_last: 0,
+            high_limit_last: 0,
         }
     }
+}
+
+/// Appends the fields of one `Read` record as `ReadBatch` carries it (without the record's length
+/// prefix): the bytes whose SHA-256 identifies a read's content (PROTOCOL.md §3.5).
+pub fn encode_read(read: &Read, out: &mut Vec<u8>) {
+    write_read(&mut Writer { out }, read);
 }
 
 fn write_read(w: &mut Writer<'_>, r: &Read) {
@@ -1392,6 +1598,8 @@ mod tests {
                 kind: FieldOrderKind::Reread,
                 instructions: "customer disputes last bill".into(),
             }],
+            low_limit_last: 4_524,
+            high_limit_last: 4_575,
         }
     }
 
@@ -1420,19 +1628,21 @@ mod tests {
             Message::Hello(Hello {
                 device_id: "HH-0042".into(),
                 firmware_version: "3.1.4".into(),
-                protocol_versions: vec![1],
+                protocol_versions: vec![2],
                 max_payload: 1024,
                 window: 8,
                 compression: Compression::DEFLATE,
                 pending_reads: 312,
+                state_id: u64::MAX,
             }),
             Message::Welcome(Welcome {
-                protocol_version: 1,
+                protocol_version: 2,
                 max_payload: 512,
                 window: 4,
                 compression: Compression::NONE,
                 server_time: -1,
                 assigned_routes: vec!["R07".into(), "R12".into()],
+                held_seq: 1_000,
             }),
             Message::ClockSync {
                 server_time: i64::MIN,
@@ -1480,6 +1690,16 @@ mod tests {
             },
             Message::ReadAck {
                 up_to_seq: u64::MAX,
+                refused: vec![
+                    RefusedRead {
+                        device_seq: 17,
+                        reason: RefusalReason::SeqConflict,
+                    },
+                    RefusedRead {
+                        device_seq: 18,
+                        reason: RefusalReason::Unknown(200),
+                    },
+                ],
             },
             Message::Error {
                 code: error_code::BUSY,
@@ -1697,7 +1917,7 @@ mod tests {
 
     #[test]
     fn a_route_claiming_more_stops_than_its_bytes_can_hold_is_refused() {
-        let mut bytes = vec![message_type::ROUTE_DATA, 1, 1, b'R', 1, b'C', 0, 0];
+        let mut bytes = vec![message_type::ROUTE_DATA, 2, 1, b'R', 1, b'C', 0, 0];
         write_varint(&mut bytes, 10);
         bytes.extend_from_slice(&[0u8; 10 * MIN_STOP_BYTES - 1]);
         assert!(matches!(
@@ -1729,16 +1949,144 @@ mod tests {
     #[test]
     fn limits_that_wrap_through_zero_accept_readings_on_both_sides_of_the_rollover() {
         let mut s = stop();
-        s.low_limit = 999_950;
-        s.high_limit = 30;
-        assert!(s.in_limits(999_990));
-        assert!(s.in_limits(0));
-        assert!(s.in_limits(30));
-        assert!(!s.in_limits(31));
-        assert!(!s.in_limits(500_000));
-        s.low_limit = 100;
-        s.high_limit = 200;
-        assert!(s.in_limits(100) && s.in_limits(200) && !s.in_limits(99) && !s.in_limits(201));
+        s.previous_reading = 999_940;
+        (s.low_limit, s.high_limit) = (999_950, 30);
+        (s.low_limit_last, s.high_limit_last) = (999_950, 30);
+        let l = s.limits_on((100, 130), 110);
+        assert!(l.contains(999_990));
+        assert!(l.contains(0));
+        assert!(l.contains(30));
+        assert!(!l.contains(31));
+        assert!(!l.contains(500_000));
+        (s.low_limit, s.high_limit) = (100, 200);
+        (s.low_limit_last, s.high_limit_last) = (100, 200);
+        s.previous_reading = 90;
+        let l = s.limits_on((100, 130), 110);
+        assert!(l.contains(100) && l.contains(200) && !l.contains(99) && !l.contains(201));
+    }
+
+    #[test]
+    fn limits_move_linearly_from_the_first_day_to_the_last() {
+        let mut s = stop();
+        s.previous_reading = 1_000;
+        (s.low_limit, s.high_limit) = (1_010, 1_040);
+        (s.low_limit_last, s.high_limit_last) = (1_020, 1_071);
+        let w = (20_000, 20_030);
+        assert_eq!(
+            s.limits_on(w, 20_000),
+            DayLimits::Range {
+                low: 1_010,
+                high: 1_040
+            }
+        );
+        assert_eq!(
+            s.limits_on(w, 20_030),
+            DayLimits::Range {
+                low: 1_020,
+                high: 1_071
+            }
+        );
+        // Day 10 of 30: low 1010 + ⌊10·10/30⌋ = 1013, high 1040 + ⌈31·10/30⌉ = 1051.
+        assert_eq!(
+            s.limits_on(w, 20_010),
+            DayLimits::Range {
+                low: 1_013,
+                high: 1_051
+            }
+        );
+        // Days outside the window take the nearest end.
+        assert_eq!(s.limits_on(w, 19_000), s.limits_on(w, 20_000));
+        assert_eq!(s.limits_on(w, 21_000), s.limits_on(w, 20_030));
+        // A one-day window, or a reversed one, gives the first-day limits.
+        assert_eq!(
+            s.limits_on((20_000, 20_000), 20_000),
+            s.limits_on(w, 20_000)
+        );
+    }
+
+    #[test]
+    fn limits_crossing_the_rollover_between_the_two_ends_wrap_on_the_days_between() {
+        let mut s = stop();
+        s.dials = 4;
+        s.previous_reading = 9_950;
+        // First day 9960–9990; last day 9980–0030 (the range wraps by then).
+        (s.low_limit, s.high_limit) = (9_960, 9_990);
+        (s.low_limit_last, s.high_limit_last) = (9_980, 30);
+        let l = s.limits_on((0, 20), 20);
+        assert_eq!(
+            l,
+            DayLimits::Range {
+                low: 9_980,
+                high: 30
+            }
+        );
+        assert!(l.contains(9_999) && l.contains(0) && l.contains(30) && !l.contains(31));
+        // Half way: offsets from 9950 go low 10 → 30 and high 40 → 80, so the limits are 9970 and
+        // 9950 + 60 = 10010, which wraps to 10.
+        assert_eq!(
+            s.limits_on((0, 20), 10),
+            DayLimits::Range {
+                low: 9_970,
+                high: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_stop_without_limits_accepts_every_reading_on_every_day() {
+        let mut s = stop();
+        s.dials = 5;
+        s.previous_reading = 123;
+        (s.low_limit, s.high_limit) = (0, 99_999);
+        (s.low_limit_last, s.high_limit_last) = (0, 99_999);
+        assert_eq!(s.limits_on((0, 30), 15), DayLimits::Any);
+        assert!(DayLimits::Any.contains(u64::MAX));
+        // An inactive account: no movement at all is expected.
+        (s.low_limit, s.high_limit) = (123, 123);
+        (s.low_limit_last, s.high_limit_last) = (123, 123);
+        let l = s.limits_on((0, 30), 15);
+        assert!(l.contains(123) && !l.contains(124) && !l.contains(122));
+    }
+
+    #[test]
+    fn version_one_bodies_decode_with_the_fields_version_two_appended_at_their_defaults() {
+        // Hello v1: no state id.
+        let hello = Message::Hello(Hello {
+            device_id: "HH-1".into(),
+            firmware_version: "1".into(),
+            protocol_versions: vec![1],
+            max_payload: 1024,
+            window: 8,
+            compression: Compression::NONE,
+            pending_reads: 0,
+            state_id: 0,
+        });
+        let mut bytes = hello.to_vec();
+        bytes.pop(); // the state id (0: one byte)
+        bytes[1] = 1;
+        assert_eq!(Message::decode(&bytes), Ok(hello));
+        // ReadAck v1: no refusals.
+        assert_eq!(
+            Message::decode(&[message_type::READ_ACK, 1, 5]),
+            Ok(Message::ReadAck {
+                up_to_seq: 5,
+                refused: Vec::new()
+            })
+        );
+        // RouteData v1: the last-day limits are the first-day ones.
+        let mut one = stop();
+        (one.low_limit_last, one.high_limit_last) = (one.low_limit, one.high_limit);
+        let route = Route {
+            route_id: "R".into(),
+            cycle_id: "C".into(),
+            window_from: 1,
+            window_to: 2,
+            stops: vec![one],
+        };
+        let mut bytes = Message::RouteData(route.clone()).to_vec();
+        bytes.truncate(bytes.len() - 2);
+        bytes[1] = 1;
+        assert_eq!(Message::decode(&bytes), Ok(Message::RouteData(route)));
     }
 
     #[test]

@@ -49,6 +49,10 @@ use recv::{InTransfer, Placement, Receiver};
 use send::{Item, OutState, OutTransfer, Sender, Slot, FRAME_OVERHEAD};
 use wire::{Ack, Control, ResetInfo, CONTROL_MAX_LEN, FLAG_CONTROL, SACK_BITS};
 
+/// The smallest `max_payload` a `Reset` may announce (PROTOCOL.md §2.1): the smallest chunk the
+/// sender's adaptive sizing uses. A `Reset` announcing less is ignored and reported.
+pub const MIN_LINK_PAYLOAD: usize = 32;
+
 /// Which end of the cradle this endpoint is. The transfer layer is symmetric; the role only
 /// enters the session nonce, so that two endpoints started at the same instant still differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,7 +120,7 @@ impl Default for LinkConfig {
 impl LinkConfig {
     /// Brings every field into its valid range, so that a bad configuration cannot stall the link.
     fn sanitized(mut self) -> Self {
-        self.max_payload = self.max_payload.clamp(16, MAX_PAYLOAD_LIMIT);
+        self.max_payload = self.max_payload.clamp(MIN_LINK_PAYLOAD, MAX_PAYLOAD_LIMIT);
         self.window = self.window.clamp(1, SACK_BITS as u16);
         self.min_payload = self.min_payload.clamp(1, self.max_payload);
         self.initial_payload = self
@@ -169,6 +173,9 @@ pub enum PeerError {
     BeginMismatch { id: u32, offset: u32, held: u32 },
     /// Chunks beyond the offered total.
     Overrun { id: u32 },
+    /// A `Reset` announcing a payload limit below [`MIN_LINK_PAYLOAD`] or a window of 0: ignored,
+    /// so the link never comes up with a peer that could not take the smallest chunk.
+    BadReset { max_payload: u16, window: u16 },
 }
 
 impl fmt::Display for PeerError {
@@ -187,6 +194,13 @@ impl fmt::Display for PeerError {
                 "transfer {id} begins at offset {offset} but {held} bytes are held"
             ),
             PeerError::Overrun { id } => write!(f, "transfer {id} carries more bytes than offered"),
+            PeerError::BadReset {
+                max_payload,
+                window,
+            } => write!(
+                f,
+                "reset ignored: max_payload {max_payload} (at least {MIN_LINK_PAYLOAD}) or window {window} (at least 1)"
+            ),
         }
     }
 }
@@ -471,6 +485,12 @@ impl Endpoint {
     /// connection.
     pub fn pending_sends(&self) -> impl Iterator<Item = u32> + '_ {
         self.conn.tx.transfers.iter().map(|t| t.id)
+    }
+
+    /// The length of outgoing transfer `id`, while it is not yet delivered.
+    pub fn outgoing_total(&self, id: u32) -> Option<u32> {
+        let t = self.conn.tx.transfer(id)?;
+        u32::try_from(t.data.len()).ok()
     }
 
     /// The prefix held of unfinished incoming transfer `id`: (offset, bytes).
@@ -851,6 +871,14 @@ impl Conn {
         let code = header.frame_type.to_u8();
         if header.frame_type == FrameType::Reset {
             match ResetInfo::decode(header.seq, header.flags, payload) {
+                Some(info)
+                    if usize::from(info.max_payload) < MIN_LINK_PAYLOAD || info.window == 0 =>
+                {
+                    self.peer_error(PeerError::BadReset {
+                        max_payload: info.max_payload,
+                        window: info.window,
+                    })
+                }
                 Some(info) => self.on_reset(info),
                 None => self.peer_error(PeerError::Malformed { frame_type: code }),
             }
@@ -903,7 +931,7 @@ impl Conn {
         if new_peer {
             self.peer = Some(PeerInfo {
                 session: info.session,
-                max_payload: usize::from(info.max_payload).clamp(16, MAX_PAYLOAD_LIMIT),
+                max_payload: usize::from(info.max_payload).min(MAX_PAYLOAD_LIMIT),
                 window: info.window.clamp(1, SACK_BITS as u16),
             });
             self.tx.peer_window = info.window.clamp(1, SACK_BITS as u16);

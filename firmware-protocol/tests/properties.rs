@@ -7,8 +7,8 @@ mod fake_route;
 
 use firmware_protocol::message::{
     limits, AccountOrder, ByeReason, Compression, FieldOrder, FieldOrderKind, Hello, Message,
-    MessageCode, OrderCompletion, Read, ReadMethod, ReadType, Route, RouteOffer, RouteStop, Unit,
-    Welcome,
+    MessageCode, OrderCompletion, Read, ReadMethod, ReadType, RefusalReason, RefusedRead, Route,
+    RouteOffer, RouteStop, Unit, Welcome,
 };
 use firmware_protocol::{encode_frame_vec, Decoder, Feed, FrameError, FrameType, Header};
 use proptest::collection::vec;
@@ -209,9 +209,10 @@ fn stop() -> impl Strategy<Value = RouteStop> {
             any::<u64>(),
         ),
         vec(field_order(), 0..3),
+        (any::<u64>(), any::<u64>()),
     )
         .prop_map(
-            |((seq, acct, name, addr, meter, loc, haz), nums, field_orders)| {
+            |((seq, acct, name, addr, meter, loc, haz), nums, field_orders, last)| {
                 let (dials, decimals, multiplier, unit, prev, date, low, high) = nums;
                 RouteStop {
                     sequence: seq,
@@ -230,6 +231,8 @@ fn stop() -> impl Strategy<Value = RouteStop> {
                     low_limit: low,
                     high_limit: high,
                     field_orders,
+                    low_limit_last: last.0,
+                    high_limit_last: last.1,
                 }
             },
         )
@@ -280,9 +283,9 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u16>(),
             any::<u8>(),
             any::<u8>(),
-            any::<u32>()
+            (any::<u32>(), any::<u64>())
         )
-            .prop_map(|(d, f, pv, mp, w, c, p)| Message::Hello(Hello {
+            .prop_map(|(d, f, pv, mp, w, c, (p, s))| Message::Hello(Hello {
                 device_id: d,
                 firmware_version: f,
                 protocol_versions: pv,
@@ -290,6 +293,7 @@ fn message() -> impl Strategy<Value = Message> {
                 window: w,
                 compression: Compression(c),
                 pending_reads: p,
+                state_id: s,
             })),
         (
             any::<u8>(),
@@ -297,15 +301,16 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u8>(),
             any::<u8>(),
             any::<i64>(),
-            vec(text(limits::ID), 0..4)
+            (vec(text(limits::ID), 0..4), any::<u64>())
         )
-            .prop_map(|(v, mp, w, c, t, r)| Message::Welcome(Welcome {
+            .prop_map(|(v, mp, w, c, t, (r, h))| Message::Welcome(Welcome {
                 protocol_version: v,
                 max_payload: mp,
                 window: w,
                 compression: Compression(c),
                 server_time: t,
                 assigned_routes: r,
+                held_seq: h,
             })),
         any::<i64>().prop_map(|t| Message::ClockSync { server_time: t }),
         (
@@ -375,7 +380,18 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         vec(read(), 0..4).prop_map(|reads| Message::ReadBatch { reads }),
-        any::<u64>().prop_map(|up_to_seq| Message::ReadAck { up_to_seq }),
+        (any::<u64>(), vec((any::<u64>(), any::<u8>()), 0..4)).prop_map(|(up_to_seq, refused)| {
+            Message::ReadAck {
+                up_to_seq,
+                refused: refused
+                    .into_iter()
+                    .map(|(device_seq, r)| RefusedRead {
+                        device_seq,
+                        reason: RefusalReason::from_u8(r),
+                    })
+                    .collect(),
+            }
+        }),
         (any::<u16>(), text(limits::NOTE)).prop_map(|(code, text)| Message::Error { code, text }),
         any::<u8>().prop_map(|r| Message::Bye {
             reason: ByeReason::from_u8(r)

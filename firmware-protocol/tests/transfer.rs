@@ -539,3 +539,43 @@ fn imported_state_is_checked() {
     e.import_partial(2, 10, vec![1, 2, 3]).unwrap();
     assert_eq!(e.partial(2), Some((3, &[1u8, 2, 3][..])));
 }
+
+/// A hand-made `Reset` (session 77, no echo) announcing `max_payload` and `window`.
+fn reset_frame(max_payload: u16, window: u16) -> Vec<u8> {
+    let mut payload = vec![0u8; 4];
+    payload.extend_from_slice(&max_payload.to_le_bytes());
+    payload.extend_from_slice(&window.to_le_bytes());
+    let mut wire = Vec::new();
+    encode_frame_vec(&Header::new(FrameType::Reset, 77), &payload, &mut wire).unwrap();
+    wire
+}
+
+#[test]
+fn a_reset_below_the_smallest_chunk_or_with_no_window_is_ignored_and_reported() {
+    for (max_payload, window) in [(0u16, 8u16), (31, 8), (1024, 0)] {
+        let mut e = Endpoint::new(Role::Dock, config(5), T0);
+        let _ = frames(&mut e, T0);
+        e.handle_input(&reset_frame(max_payload, window), T0);
+        let mut errors = Vec::new();
+        while let Some(ev) = e.poll_event() {
+            if let Event::PeerError(p) = ev {
+                errors.push(p);
+            }
+        }
+        assert_eq!(
+            errors,
+            vec![PeerError::BadReset {
+                max_payload,
+                window
+            }]
+        );
+        // Not answered with an echo: the peer's session was not recorded.
+        assert_eq!(e.state(), LinkState::Connecting);
+        assert!(frames(&mut e, T0 + 1).is_empty());
+    }
+    // At the minimum the handshake proceeds: the Reset is answered at once.
+    let mut e = Endpoint::new(Role::Dock, config(5), T0);
+    let _ = frames(&mut e, T0);
+    e.handle_input(&reset_frame(32, 1), T0);
+    assert_eq!(frame_type(&frames(&mut e, T0)[0]), FrameType::Reset);
+}

@@ -6,8 +6,8 @@
 use firmware_protocol::crc::crc32c;
 use firmware_protocol::message::{
     AccountOrder, ByeReason, Compression, FieldOrder, FieldOrderKind, Hello, Message, MessageCode,
-    MessageError, OrderCompletion, Read, ReadMethod, ReadType, Route, RouteOffer, RouteStop, Unit,
-    Welcome,
+    MessageError, OrderCompletion, Read, ReadMethod, ReadType, RefusalReason, RefusedRead, Route,
+    RouteOffer, RouteStop, Unit, Welcome,
 };
 use firmware_protocol::{encode_frame_vec, Decoder, Feed, FrameError, FrameType, Header};
 use std::cell::RefCell;
@@ -358,6 +358,8 @@ fn stop(c: &Case, p: &str) -> RouteStop {
         field_orders: (0..c.len(&f("field_orders")))
             .map(|i| order(c, &format!("{p}.field_orders[{i}]")))
             .collect(),
+        low_limit_last: c.num(&f("low_limit_last")),
+        high_limit_last: c.num(&f("high_limit_last")),
     }
 }
 
@@ -401,6 +403,7 @@ fn message(c: &Case) -> Message {
             window: c.num("window"),
             compression: Compression(c.num("compression")),
             pending_reads: c.num("pending_reads"),
+            state_id: c.num("state_id"),
         }),
         "welcome" => Message::Welcome(Welcome {
             protocol_version: c.num("protocol_version"),
@@ -409,6 +412,7 @@ fn message(c: &Case) -> Message {
             compression: Compression(c.num("compression")),
             server_time: c.num("server_time"),
             assigned_routes: strings(c, "assigned_routes"),
+            held_seq: c.num("held_seq"),
         }),
         "clock_sync" => Message::ClockSync {
             server_time: c.num("server_time"),
@@ -463,6 +467,16 @@ fn message(c: &Case) -> Message {
         },
         "read_ack" => Message::ReadAck {
             up_to_seq: c.num("up_to_seq"),
+            refused: (0..c.len("refused"))
+                .map(|i| RefusedRead {
+                    device_seq: c.num(&format!("refused[{i}].device_seq")),
+                    reason: c.code(
+                        &format!("refused[{i}].reason"),
+                        RefusalReason::from_name,
+                        RefusalReason::from_u8,
+                    ),
+                })
+                .collect(),
         },
         "error" => Message::Error {
             code: c.num("code"),
@@ -547,5 +561,33 @@ fn every_truncation_of_a_message_vector_is_rejected() {
                 c.name()
             );
         }
+    }
+}
+
+#[test]
+fn day_limit_vectors_match_the_reference() {
+    use firmware_protocol::message::{limits_on, DayLimits};
+    let cases = load("limits.txt");
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let got = limits_on(
+            c.num("dials"),
+            c.num("previous_reading"),
+            (c.num("low_first"), c.num("high_first")),
+            (c.num("low_last"), c.num("high_last")),
+            (c.num("window_from"), c.num("window_to")),
+            c.num("day"),
+        );
+        let want = if c.has("limits") {
+            assert_eq!(c.raw("limits"), "any");
+            DayLimits::Any
+        } else {
+            DayLimits::Range {
+                low: c.num("low"),
+                high: c.num("high"),
+            }
+        };
+        assert_eq!(got, want, "{}", c.name());
+        c.assert_all_used();
     }
 }

@@ -135,6 +135,9 @@ ORDER_KINDS = {"reread": 1, "door_hanger": 2, "shut_off": 3, "turn_on": 4, "mete
 READ_TYPES = {"regular": 1, "high_confirmed": 2, "low_confirmed": 3, "skipped": 4}
 METHODS = {"keyed": 1, "probe": 2, "radio": 3}
 BYE_REASONS = {"done": 1, "cancelled": 2, "shutting_down": 3, "error": 4}
+REFUSAL_REASONS = {"seq_conflict": 1, "bad_time": 2, "off_route": 3, "bad_read": 4}
+# Protocol 2 appended fields to these types (PROTOCOL.md 3.1); every other type is at version 1.
+MESSAGE_VERSIONS = {"hello": 2, "welcome": 2, "read_ack": 2, "route_data": 2}
 
 
 def code(table, v):
@@ -187,6 +190,9 @@ def encode_route(m) -> bytes:
     orders = [(i, o) for i, s in enumerate(stops) for o in s["field_orders"]]
     out += varint(len(orders))
     out += b"".join(record(varint(i) + order(o)) for i, o in orders)
+    # Version 2: the limits for a read on the window's last day, after the orders.
+    out += b"".join(offset(s["low_limit_last"], s["previous_reading"]) for s in stops)
+    out += b"".join(offset(s["high_limit_last"], s["previous_reading"]) for s in stops)
     return out
 
 
@@ -199,10 +205,12 @@ def encode_message(m) -> bytes:
         body = string(m["device_id"]) + string(m["firmware_version"])
         body += varint(len(m["protocol_versions"])) + bytes(m["protocol_versions"])
         body += varint(m["max_payload"]) + bytes([m["window"], m["compression"]]) + varint(m["pending_reads"])
+        body += varint(m["state_id"])
     elif t == "welcome":
         body = bytes([m["protocol_version"]]) + varint(m["max_payload"]) + bytes([m["window"], m["compression"]])
         body += sint(m["server_time"]) + varint(len(m["assigned_routes"]))
         body += b"".join(string(r) for r in m["assigned_routes"])
+        body += varint(m["held_seq"])
     elif t == "clock_sync":
         body = sint(m["server_time"])
     elif t == "route_offer":
@@ -222,14 +230,15 @@ def encode_message(m) -> bytes:
     elif t == "read_batch":
         body = varint(len(m["reads"])) + b"".join(record(encode_read(r)) for r in m["reads"])
     elif t == "read_ack":
-        body = varint(m["up_to_seq"])
+        body = varint(m["up_to_seq"]) + varint(len(m["refused"])) + b"".join(
+            record(varint(r["device_seq"]) + bytes([code(REFUSAL_REASONS, r["reason"])])) for r in m["refused"])
     elif t == "error":
         body = varint(m["code"]) + string(m["text"])
     elif t == "bye":
         body = bytes([code(BYE_REASONS, m["reason"])])
     else:
         raise ValueError(t)
-    return bytes([MESSAGE_TYPES[t], 1]) + body
+    return bytes([MESSAGE_TYPES[t], MESSAGE_VERSIONS.get(t, 1)]) + body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +390,7 @@ stop_a = {
     "service_address": "1412 W Orchard Ln", "meter_id": "S48213377", "location_note": "left of driveway",
     "hazard_note": "dog in yard", "dials": 6, "decimals": 0, "multiplier": 1, "unit": "hcf",
     "previous_reading": 4512, "previous_read_date": 20732, "low_limit": 4520, "high_limit": 4560,
+    "low_limit_last": 4524, "high_limit_last": 4575,
     "field_orders": [{"order_id": 50021, "kind": "reread", "instructions": "customer disputes last bill"}],
 }
 stop_b = {
@@ -388,6 +398,7 @@ stop_b = {
     "service_address": "1418 W Orchard Ln", "meter_id": "S48213378", "location_note": "left of driveway",
     "hazard_note": "", "dials": 4, "decimals": 0, "multiplier": 1, "unit": "hcf",
     "previous_reading": 9990, "previous_read_date": 20733, "low_limit": 9995, "high_limit": 30,
+    "low_limit_last": 9998, "high_limit_last": 60,
     "field_orders": [],
 }
 stop_c = {
@@ -395,6 +406,7 @@ stop_c = {
     "service_address": "1500 W Orchard Ln", "meter_id": "B77001234", "location_note": "meter in vault",
     "hazard_note": "locked gate, code at office", "dials": 6, "decimals": 1, "multiplier": 10, "unit": "gal",
     "previous_reading": 0, "previous_read_date": 20700, "low_limit": 0, "high_limit": 18446744073709551615,
+    "low_limit_last": 0, "high_limit_last": 18446744073709551615,
     "field_orders": [
         {"order_id": 50030, "kind": "door_hanger", "instructions": "48-hour notice"},
         {"order_id": 50031, "kind": 9, "instructions": ""},
@@ -419,12 +431,14 @@ read_meter_change = {
 }
 
 messages = [
-    ("hello", {"type": "hello", "device_id": "HH-0042", "firmware_version": "3.1.4", "protocol_versions": [1],
-               "max_payload": 1024, "window": 8, "compression": 1, "pending_reads": 312}),
-    ("welcome", {"type": "welcome", "protocol_version": 1, "max_payload": 512, "window": 4, "compression": 1,
-                 "server_time": 1795017600, "assigned_routes": ["R07", "R12"]}),
-    ("welcome_no_routes_before_1970", {"type": "welcome", "protocol_version": 1, "max_payload": 128, "window": 1,
-                                       "compression": 0, "server_time": -86400, "assigned_routes": []}),
+    ("hello", {"type": "hello", "device_id": "HH-0042", "firmware_version": "3.1.4", "protocol_versions": [2],
+               "max_payload": 1024, "window": 8, "compression": 1, "pending_reads": 312,
+               "state_id": 0x9E3779B97F4A7C15}),
+    ("welcome", {"type": "welcome", "protocol_version": 2, "max_payload": 512, "window": 4, "compression": 1,
+                 "server_time": 1795017600, "assigned_routes": ["R07", "R12"], "held_seq": 1000}),
+    ("welcome_no_routes_before_1970", {"type": "welcome", "protocol_version": 2, "max_payload": 128, "window": 1,
+                                       "compression": 0, "server_time": -86400, "assigned_routes": [],
+                                       "held_seq": 0}),
     ("clock_sync", {"type": "clock_sync", "server_time": 1795017660}),
     ("route_offer", {"type": "route_offer", "transfer_id": 3, "route_id": "R07", "cycle_id": "2026-11",
                      "stops": 2000, "bytes": 45407, "compressed": True}),
@@ -445,8 +459,11 @@ messages = [
          "order": {"order_id": 50032, "kind": "meter_change", "instructions": "replace with 2 in. meter"}},
     ]}),
     ("read_batch", {"type": "read_batch", "reads": [read_regular, read_skipped, read_meter_change]}),
-    ("read_ack", {"type": "read_ack", "up_to_seq": 1003}),
-    ("read_ack_max", {"type": "read_ack", "up_to_seq": 18446744073709551615}),
+    ("read_ack", {"type": "read_ack", "up_to_seq": 1003, "refused": []}),
+    ("read_ack_refused", {"type": "read_ack", "up_to_seq": 1003, "refused": [
+        {"device_seq": 1001, "reason": "seq_conflict"}, {"device_seq": 1003, "reason": "bad_time"},
+        {"device_seq": 1002, "reason": 77}]}),
+    ("read_ack_max", {"type": "read_ack", "up_to_seq": 18446744073709551615, "refused": []}),
     ("error_busy", {"type": "error", "code": 4, "text": "serving another handheld"}),
     ("bye_done", {"type": "bye", "reason": "done"}),
     ("bye_unknown_reason", {"type": "bye", "reason": 200}),
@@ -471,9 +488,24 @@ for name, m in messages:
 # Accepted but not canonical: decode only.
 message_cases.append([
     ("name", "read_ack_newer_version_with_appended_field"),
-    ("note", literal("version 2 appends a field; a version 1 decoder reads what it knows and ignores the rest")),
-    ("type", "read_ack"), ("up_to_seq", "1003"), ("decode_only", "true"),
-    ("hex", (bytes([0x11, 2]) + varint(1003) + b"\x07").hex()),
+    ("note", literal("version 3 appends a field; a version 2 decoder reads what it knows and ignores the rest")),
+    ("type", "read_ack"), ("up_to_seq", "1003"), ("refused.len", "0"), ("decode_only", "true"),
+    ("hex", (bytes([0x11, 3]) + varint(1003) + varint(0) + b"\x07").hex()),
+])
+message_cases.append([
+    ("name", "read_ack_version_1"),
+    ("note", literal("version 1 (protocol 1) has no refused list: it decodes as an empty one")),
+    ("type", "read_ack"), ("up_to_seq", "1003"), ("refused.len", "0"), ("decode_only", "true"),
+    ("hex", (bytes([0x11, 1]) + varint(1003)).hex()),
+])
+message_cases.append([
+    ("name", "hello_version_1"),
+    ("note", literal("a protocol-1 Hello: no state id (decodes as 0); a protocol-2 dock refuses it with Error 2")),
+    ("type", "hello"), ("device_id", literal("HH-0042")), ("firmware_version", literal("3.1.4")),
+    ("protocol_versions", "[1]"), ("max_payload", "1024"), ("window", "8"), ("compression", "0x01"),
+    ("pending_reads", "312"), ("state_id", "0"), ("decode_only", "true"),
+    ("hex", (bytes([0x01, 1]) + string("HH-0042") + string("3.1.4") + varint(1) + bytes([1]) + varint(1024)
+             + bytes([8, 1]) + varint(312)).hex()),
 ])
 
 rejects = [
@@ -490,9 +522,9 @@ rejects = [
     ("reject_too_many_reads", bytes([0x10, 1]) + varint(1 << 40), "too_many_items"),
     ("reject_count_beyond_message", bytes([0x10, 1]) + varint(500) + b"\x01\x00", "truncated"),
     ("reject_record_overrun", bytes([0x10, 1, 1, 0x7F, 0x01]), "record_overrun"),
-    ("reject_trailing_bytes", bytes([0x11, 1]) + varint(1003) + b"\x07", "trailing_bytes"),
+    ("reject_trailing_bytes", bytes([0x11, 2]) + varint(1003) + varint(0) + b"\x07", "trailing_bytes"),
     ("reject_stop_index_out_of_range",
-     bytes([0x22, 1]) + string("R") + string("C") + varint(0) + varint(0) + varint(0) + varint(1)
+     bytes([0x22, 2]) + string("R") + string("C") + varint(0) + varint(0) + varint(0) + varint(1)
      + record(varint(0) + order({"order_id": 1, "kind": "reread", "instructions": ""})), "out_of_range"),
 ]
 for name, raw, err in rejects:
@@ -511,4 +543,74 @@ write(
 """,
     message_cases,
 )
-print("wrote crc.txt, frames.txt, messages.txt")
+# ---------------------------------------------------------------------------------------------
+# Day limits (PROTOCOL.md 3.6, "Limits for each read day"): the limits for a read day from a stop's
+# first-day and last-day limits. Python's // is floor division, as the spec's ⌊ ⌋.
+
+
+def day_limits(dials, prev, first, last, window, day):
+    m = 10 ** dials
+    prev %= m
+
+    def ends(pair):
+        low, high = pair[0] % m, pair[1] % m
+        span = (high - low) % m
+        if span == m - 1:
+            return None
+        o_low = (low - prev) % m
+        if o_low > m // 2:
+            o_low -= m
+        return o_low, o_low + span
+
+    a, b = ends(first), ends(last)
+    if a is None or b is None:
+        return None
+    frm, to = window
+    n = max(to - frm, 0)
+    k = min(max(day, frm), max(to, frm)) - frm
+    if n == 0:
+        lo, hi = a
+    else:
+        lo = a[0] + (b[0] - a[0]) * k // n
+        hi = a[1] - (a[1] - b[1]) * k // n
+    return (prev + lo) % m, (prev + max(hi, lo)) % m
+
+
+limit_cases = []
+for name, dials, prev, first, last, window, day in [
+    ("first_day", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20777), 20758),
+    ("last_day", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20777), 20777),
+    ("day_7_rounds_low_down_high_up", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20777), 20765),
+    ("before_the_window_takes_the_first_day", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20777), 20700),
+    ("after_the_window_takes_the_last_day", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20777), 20800),
+    ("one_day_window", 6, 4512, (4520, 4560), (4524, 4575), (20758, 20758), 20758),
+    ("wraps_by_the_last_day", 4, 9950, (9960, 9990), (9980, 30), (0, 20), 10),
+    ("wraps_on_both_days", 4, 9990, (9995, 30), (9998, 60), (0, 30), 15),
+    ("inactive_account_no_movement", 5, 123, (123, 123), (123, 123), (0, 30), 15),
+    ("no_limits_full_dial", 5, 123, (0, 99999), (0, 99999), (0, 30), 15),
+    ("no_limits_at_one_end", 5, 123, (130, 160), (0, 99999), (0, 30), 15),
+    ("low_below_the_previous_reading", 6, 1000, (995, 1040), (990, 1080), (0, 30), 20),
+]:
+    got = day_limits(dials, prev, first, last, window, day)
+    case = [("name", name), ("dials", str(dials)), ("previous_reading", str(prev)),
+            ("low_first", str(first[0])), ("high_first", str(first[1])),
+            ("low_last", str(last[0])), ("high_last", str(last[1])),
+            ("window_from", str(window[0])), ("window_to", str(window[1])), ("day", str(day))]
+    if got is None:
+        case.append(("limits", "any"))
+    else:
+        case += [("low", str(got[0])), ("high", str(got[1]))]
+    limit_cases.append(case)
+
+write(
+    "limits.txt",
+    """
+# Day-limit vectors (PROTOCOL.md 3.6): a stop's limits for a read on `day`, from its limits on the
+# window's first day (`low_first`, `high_first`) and last day (`low_last`, `high_last`), as register
+# readings of a `dials`-digit register. `limits = any`: the stop has no limits that day.
+# Generated by generate.py from PROTOCOL.md, independently of the Rust crate.
+""",
+    limit_cases,
+)
+
+print("wrote crc.txt, frames.txt, messages.txt, limits.txt")

@@ -2,7 +2,7 @@
 //! upload. A malformed row refuses the whole file (`FILE:LINE: column NAME: reason`); a reading that is
 //! not a number is not malformed: it is a read, flagged `invalid_reading`.
 
-use super::{ingest, CycleError, Disposition, ReadOutcome, Result};
+use super::{ingest, CycleError, Disposition, ReadOutcome, ReadTimeBounds, Result};
 use crate::config::Config;
 use crate::domain::{FieldRead, FlagKind, ReadMethod, ReadStatus, ReadType};
 use crate::store::Store;
@@ -206,6 +206,15 @@ pub fn import_reads(
         source,
     })?;
     let rows = parse_reads_csv(&name, std::io::BufReader::new(file))?;
+    // Read times the cycle takes (`[reads]`): one outside refuses the file, before anything is written.
+    let cycle = crate::store::cycles::load_cycle(store.conn(), cycle_id)?
+        .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
+    let bounds = ReadTimeBounds::new(&config.reads, cycle.window_from, now);
+    for r in &rows {
+        if let Some(refused) = bounds.check(r.read.read_at, &r.read.meter_id) {
+            return Err(malformed(&name, r.line, "read_at", refused.detail));
+        }
+    }
     let reads: Vec<FieldRead> = rows.iter().map(|r| r.read.clone()).collect();
     let outcomes = ingest(store, config, cycle_id, &reads, now)?;
     let mut report = ImportReport {
@@ -229,6 +238,10 @@ pub fn import_reads(
                 }
             }
             Disposition::AlreadyReceived | Disposition::SameAsEarlier => report.already_in += 1,
+            // `ingest` refuses a batch with a refused read whole; the bounds above catch them first.
+            Disposition::Refused(r) => {
+                return Err(malformed(&name, line, "read_at", r.detail.clone()));
+            }
         }
     }
     report.outcomes = outcomes;

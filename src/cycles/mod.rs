@@ -5,11 +5,13 @@
 //! batch, validation by [`crate::vee`], the decision stored with the read.
 
 mod csv_reads;
+mod intake;
 mod route_file;
 
 pub use csv_reads::{import_reads, parse_reads_csv, ImportReport, NumberedRead};
+pub use intake::{OffRoutePolicy, ReadTimeBounds, ReadsConfig, Refusal, MAX_DEVICE_SEQ};
 pub use route_file::{
-    route_file, route_files, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,
+    route_file, route_files, LimitRange, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,
 };
 
 use crate::cli::{CycleAction, ReadsArgs, ReadsFormat, RouteArgs};
@@ -46,6 +48,9 @@ pub enum CycleError {
     NoRoutes,
     #[error("cycle id must be 1–40 printable characters without spaces, got `{0}`")]
     BadCycleId(String),
+    /// A read of the batch is not taken ([`intake`]): nothing of the batch was written.
+    #[error("{0}")]
+    Refused(String),
     /// A malformed row of a reads file: nothing of the file was written.
     #[error("{file}:{line}: column {column}: {reason}")]
     Malformed {
@@ -272,6 +277,10 @@ pub enum Disposition {
     AlreadyReceived,
     /// The same value for the same meter is already in this cycle: deduplicated silently.
     SameAsEarlier,
+    /// Not stored ([`intake`]): a reused sequence number with different content, a read time out of
+    /// bounds, an off-route read the District refuses. `read_id` of the outcome is the read already
+    /// held under the sequence number for a `seq_conflict`, else 0.
+    Refused(Refusal),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -316,7 +325,8 @@ pub(crate) fn for_each_account_history(
     })
 }
 
-/// Validates and stores a batch of field reads in ONE transaction and says what became of each.
+/// Validates and stores a batch of field reads in ONE transaction and says what became of each; a
+/// batch with a read [`intake`] refuses is refused whole ([`CycleError::Refused`]).
 ///
 /// - A read re-sent by a handheld (same device id and device sequence) is recognised and not stored
 ///   twice; a read with the same value as one already in the cycle for that meter is deduplicated.
@@ -355,7 +365,7 @@ fn ingest_judged_apart(
 ) -> Result<Vec<ReadOutcome>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if reads.len() < parallel_min || cores < 2 || store.in_memory() {
-        return store.write(|tx| ingest_in(tx, config, cycle_id, reads, now));
+        return store.write(|tx| whole(ingest_in(tx, config, cycle_id, reads, now)?));
     }
     // Moves when another connection commits: then what was judged may be stale.
     use crate::store::data_version;
@@ -368,8 +378,20 @@ fn ingest_judged_apart(
         } else {
             judge(tx, config, cycle_id, reads.to_vec(), now)?
         };
-        store_judged(tx, judged, now)
+        whole(store_judged(tx, judged, now)?)
     })
+}
+
+/// A batch [`ingest`] stores is taken whole or not at all: a refused read (a read time far outside
+/// the cycle...) fails it, and the transaction writes nothing.
+fn whole(outcomes: Vec<ReadOutcome>) -> Result<Vec<ReadOutcome>> {
+    match outcomes.iter().find_map(|o| match &o.disposition {
+        Disposition::Refused(r) => Some(r),
+        _ => None,
+    }) {
+        Some(r) => Err(CycleError::Refused(r.detail.clone())),
+        None => Ok(outcomes),
+    }
 }
 
 /// [`judge`] on two read-only connections at once, each taking the reads of half the accounts (a
@@ -428,6 +450,7 @@ fn judge_in_halves(
         meters: Vec::with_capacity(n),
         has_later: Vec::with_capacity(n),
         decisions: Vec::with_capacity(n),
+        refusals: Vec::with_capacity(n),
     };
     let mut halves_judged = [first?, second].map(|j| {
         j.reads
@@ -435,11 +458,12 @@ fn judge_in_halves(
             .zip(j.meters)
             .zip(j.has_later)
             .zip(j.decisions)
+            .zip(j.refusals)
     });
     let mut next = [halves[0].iter().peekable(), halves[1].iter().peekable()];
     for i in 0..n {
         let half = usize::from(next[0].peek() != Some(&&i));
-        let (((r, m), later), d) = next[half]
+        let ((((r, m), later), d), refused) = next[half]
             .next()
             .filter(|&&at| at == i)
             .and(halves_judged[half].next())
@@ -448,6 +472,7 @@ fn judge_in_halves(
         judged.meters.push(m);
         judged.has_later.push(later);
         judged.decisions.push(d);
+        judged.refusals.push(refused);
     }
     Ok(judged)
 }
@@ -486,12 +511,19 @@ pub struct Judged {
     has_later: Vec<bool>,
     /// The decision for each read, not yet knowing of reads already in the cycle.
     decisions: Vec<vee::Decision>,
+    /// Reads not to store at all, and why ([`intake`]).
+    refusals: Vec<Option<Refusal>>,
 }
 
 impl Judged {
     /// The decision for each read, as judged (before duplicates within the cycle are known).
     pub fn decisions(&self) -> &[vee::Decision] {
         &self.decisions
+    }
+
+    /// The reads refused before storing, by position in the batch.
+    pub fn refusals(&self) -> &[Option<Refusal>] {
+        &self.refusals
     }
 }
 
@@ -686,18 +718,69 @@ pub fn judge_with_meters(
     })?;
     // No history (a new account), or not a meter in service.
     let empty = AccountHistory::default();
-    let decisions = decisions
+    let mut decisions: Vec<vee::Decision> = decisions
         .into_iter()
         .enumerate()
         .map(|(i, d)| d.unwrap_or_else(|| judge_one(i, &empty)))
         .collect();
+    let refusals = intake_checks(conn, config, &cycle, &reads, &meters, &mut decisions, now)?;
     Ok(Judged {
         cycle_id: cycle.id,
         reads,
         meters,
         has_later,
         decisions,
+        refusals,
     })
+}
+
+/// What [`intake`] refuses of a judged batch, by read; an off-route read the District takes gets
+/// its `off_route` flag here.
+fn intake_checks(
+    conn: &rusqlite::Connection,
+    config: &Config,
+    cycle: &Cycle,
+    reads: &[FieldRead],
+    meters: &[Option<MeterRow>],
+    decisions: &mut [vee::Decision],
+    now: NaiveDateTime,
+) -> Result<Vec<Option<Refusal>>> {
+    let bounds = ReadTimeBounds::new(&config.reads, cycle.window_from, now);
+    // Who carries each route of the cycle; only handheld reads can be off route.
+    let assigned = if reads.iter().any(|r| r.device.is_some()) {
+        crate::store::route_assignments(conn, &cycle.id)?
+    } else {
+        HashMap::new()
+    };
+    let mut refusals = Vec::with_capacity(reads.len());
+    for ((read, meter), d) in reads.iter().zip(meters).zip(decisions.iter_mut()) {
+        let refusal =
+            intake::check_seq(read).or_else(|| bounds.check(read.read_at, &read.meter_id));
+        if refusal.is_some() {
+            refusals.push(refusal);
+            continue;
+        }
+        let owner = read.device.as_ref().and_then(|dev| {
+            let route = &meter.as_ref()?.account.as_ref()?.route_id;
+            let to = assigned.get(route)?;
+            (*to != dev.device_id).then_some((route, to))
+        });
+        let Some((route, to)) = owner else {
+            refusals.push(None);
+            continue;
+        };
+        match intake::off_route(read, route, to, config.reads.off_route) {
+            Ok(flag) => {
+                d.flags.push(flag);
+                if d.status == ReadStatus::Accepted {
+                    d.status = ReadStatus::Flagged;
+                }
+                refusals.push(None);
+            }
+            Err(refusal) => refusals.push(Some(refusal)),
+        }
+    }
+    Ok(refusals)
 }
 
 /// The cycle named `cycle_id`, refused unless it exists and is open.
@@ -710,9 +793,15 @@ fn open_cycle_named(conn: &rusqlite::Connection, cycle_id: &str) -> Result<Cycle
     Ok(cycle)
 }
 
-/// Stores a judged batch, in arrival order: re-sent reads and same values are recognised against what
-/// the cycle holds now, a different second read of a meter is marked duplicate, the rest inserted with
-/// their decisions (and follow-ups for codes that require one).
+/// Stores a judged batch, in arrival order: refused reads are left out; a handheld's read whose
+/// (device, state id, sequence) is held already is recognised when its content is the same
+/// (`AlreadyReceived`) and refused when it is not (`seq_conflict`); the same value as one already in
+/// the cycle is deduplicated, a different second read of a meter is marked duplicate, the rest
+/// inserted with their decisions (and follow-ups for codes that require one).
+///
+/// An off-route read waiting for a clerk does not count against the assigned handheld's read of the
+/// same meter: that read is stored as the meter's read (no `duplicate` flag) and the off-route read
+/// is superseded by it.
 pub fn store_judged(
     tx: &rusqlite::Connection,
     judged: Judged,
@@ -724,58 +813,95 @@ pub fn store_judged(
         meters,
         has_later,
         decisions,
+        refusals,
     } = judged;
     let cycle_id = open_cycle_named(tx, &cycle_id)?.id;
     let cycle_id = cycle_id.as_str();
     let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
     let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
-    // Readings already in the cycle per meter, (read id, raw reading): stored ones, then this
-    // batch's as they are stored (borrowed, and only those a later read of the batch may repeat).
-    let mut earlier: HashMap<&str, Vec<(i64, &str)>> = HashMap::with_capacity(stored.len());
+    // Readings already in the cycle per meter: stored ones, then this batch's as they are stored
+    // (borrowed, and only those a later read of the batch may repeat).
+    let mut earlier: HashMap<&str, Vec<Earlier<'_>>> = HashMap::with_capacity(stored.len());
     for (meter, v) in &stored {
         earlier.insert(
             meter,
             v.iter()
-                .map(|e| (e.read_id, e.raw_reading.as_str()))
+                .map(|e| Earlier {
+                    read_id: e.read_id,
+                    raw: e.raw_reading.as_str(),
+                    off_route_pending: e.off_route_pending,
+                })
                 .collect(),
         );
     }
     let follow_ups = sql::follow_up_codes(tx)?;
-    // Reads already stored per handheld of the batch, by device sequence (re-sent reads).
-    let mut seen_devices: HashMap<&str, HashMap<u64, i64>> = HashMap::new();
-    for (device, _) in reads.iter().filter_map(|r| r.device.as_ref()) {
-        if !seen_devices.contains_key(device.as_str()) {
-            seen_devices.insert(device, sql::reads_by_device(tx, device)?);
+    // Reads already stored per handheld state of the batch, by device sequence (re-sent reads).
+    let mut seen_devices: HashMap<(&str, u64), HashMap<u64, sql::HeldRead>> = HashMap::new();
+    for d in reads.iter().filter_map(|r| r.device.as_ref()) {
+        let key = (d.device_id.as_str(), d.state_id);
+        if let std::collections::hash_map::Entry::Vacant(e) = seen_devices.entry(key) {
+            e.insert(sql::reads_by_device(tx, key.0, key.1)?);
         }
     }
     let mut out = Vec::with_capacity(reads.len());
-    for ((index, read), mut d) in reads.iter().enumerate().zip(decisions) {
+    let judged = reads.iter().enumerate().zip(decisions).zip(refusals);
+    for (((index, read), mut d), refusal) in judged {
         let outcome = |read_id, disposition| ReadOutcome {
             index,
             meter_id: read.meter_id.clone(),
             read_id,
             disposition,
         };
-        if let Some((device, seq)) = &read.device {
-            if let Some(id) = seen_devices.get(device.as_str()).and_then(|s| s.get(seq)) {
-                out.push(outcome(*id, Disposition::AlreadyReceived));
+        if let Some(refusal) = refusal {
+            out.push(outcome(0, Disposition::Refused(refusal)));
+            continue;
+        }
+        if let Some(dev) = &read.device {
+            let held = seen_devices
+                .get(&(dev.device_id.as_str(), dev.state_id))
+                .and_then(|s| s.get(&dev.seq));
+            if let Some(held) = held {
+                if held.content == Some(dev.content) {
+                    out.push(outcome(held.read_id, Disposition::AlreadyReceived));
+                } else {
+                    let refusal = Refusal {
+                        reason: crate::domain::RefusalReason::SeqConflict,
+                        detail: format!(
+                            "read of meter {} (reading {}): sequence number {} of this handheld \
+                             state already holds a different read (#{}, meter {}, reading {})",
+                            read.meter_id,
+                            shown_reading(read),
+                            dev.seq,
+                            held.read_id,
+                            held.meter_id,
+                            held.raw_reading
+                        ),
+                    };
+                    out.push(outcome(held.read_id, Disposition::Refused(refusal)));
+                }
                 continue;
             }
         }
-        let before = if earlier.is_empty() {
-            None
-        } else {
-            earlier.get(read.meter_id.as_str())
-        };
-        if let Some(&(same, _)) = before.and_then(|v| {
-            v.iter()
-                .find(|(_, raw)| vee::same_reading(raw, &read.raw_reading))
-        }) {
-            out.push(outcome(same, Disposition::SameAsEarlier));
+        let off_route = d.flags.iter().any(|f| f.kind == FlagKind::OffRoute);
+        // Reads this one is judged against: an assigned handheld's read ignores off-route reads
+        // still waiting for a clerk (it replaces them below).
+        let before: Vec<&Earlier<'_>> = earlier
+            .get(read.meter_id.as_str())
+            .map(|v| {
+                v.iter()
+                    .filter(|e| off_route || !e.off_route_pending)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(same) = before
+            .iter()
+            .find(|e| vee::same_reading(e.raw, &read.raw_reading))
+        {
+            out.push(outcome(same.read_id, Disposition::SameAsEarlier));
             continue;
         }
-        if let Some((_, first)) = before.and_then(|v| v.first()) {
-            vee::mark_duplicate(&mut d, first);
+        if let Some(first) = before.first() {
+            vee::mark_duplicate(&mut d, first.raw);
         }
         let read_type = confirmed_direction(read.read_type, &d.flags);
         let read_id = sql::insert_read(
@@ -793,7 +919,7 @@ pub fn store_judged(
                 codes: &read.codes,
                 skip_code: read.skip_code.as_deref(),
                 note: read.note.as_deref(),
-                device: read.device.as_ref().map(|(d, s)| (d.as_str(), *s)),
+                device: read.device.as_ref(),
                 received_at: now,
                 status: d.status,
                 previous_reading: d.previous_reading,
@@ -807,17 +933,37 @@ pub fn store_judged(
             },
             &follow_ups,
         )?;
-        if let Some((device, seq)) = &read.device {
+        if !off_route {
+            if let Some(v) = earlier.get_mut(read.meter_id.as_str()) {
+                for e in v.iter().filter(|e| e.off_route_pending) {
+                    crate::store::review::set_superseded(tx, e.read_id, read_id)?;
+                }
+                v.retain(|e| !e.off_route_pending);
+            }
+        }
+        if let Some(dev) = &read.device {
             seen_devices
-                .entry(device.as_str())
+                .entry((dev.device_id.as_str(), dev.state_id))
                 .or_default()
-                .insert(*seq, read_id);
+                .insert(
+                    dev.seq,
+                    sql::HeldRead {
+                        read_id,
+                        content: Some(dev.content),
+                        meter_id: read.meter_id.clone(),
+                        raw_reading: read.raw_reading.clone(),
+                    },
+                );
         }
         if has_later[index] {
             earlier
                 .entry(read.meter_id.as_str())
                 .or_default()
-                .push((read_id, read.raw_reading.as_str()));
+                .push(Earlier {
+                    read_id,
+                    raw: read.raw_reading.as_str(),
+                    off_route_pending: off_route && d.status == ReadStatus::Flagged,
+                });
         }
         out.push(outcome(
             read_id,
@@ -828,6 +974,23 @@ pub fn store_judged(
         ));
     }
     Ok(out)
+}
+
+/// A read already in the cycle, as [`store_judged`] weighs the next read of its meter against it.
+struct Earlier<'a> {
+    read_id: i64,
+    raw: &'a str,
+    /// Flagged `off_route` and not yet resolved by a clerk.
+    off_route_pending: bool,
+}
+
+/// A read's reading for a message: the keyed value, or "skipped".
+fn shown_reading(read: &FieldRead) -> &str {
+    if read.read_type == ReadType::Skipped {
+        "skipped"
+    } else {
+        read.raw_reading.trim()
+    }
 }
 
 /// A meter set at an account and reading for it.
@@ -1198,8 +1361,9 @@ mod tests {
         (store, district, reads)
     }
 
+    /// After every read of the demo cycle (late ones included) reached the gateway.
     fn now() -> NaiveDateTime {
-        d("2026-10-25").and_hms_opt(9, 0, 0).unwrap()
+        d("2026-11-06").and_hms_opt(9, 0, 0).unwrap()
     }
 
     #[test]

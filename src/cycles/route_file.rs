@@ -3,16 +3,16 @@
 
 use super::{for_each_account_history, CycleError, Result};
 use crate::config::Config;
-use crate::domain::{AccountStatus, MessageCode};
+use crate::domain::{AccountStatus, MessageCode, WindowLimits};
 use crate::store::basis;
 use crate::store::cycles as sql;
 use crate::store::Store;
 use crate::vee::{self, AccountHistory};
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteFile {
     pub cycle_id: String,
     pub route_id: String,
@@ -24,7 +24,7 @@ pub struct RouteFile {
 }
 
 /// One meter to read, in walk order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouteStop {
     pub sequence: u32,
     pub account_id: String,
@@ -42,16 +42,54 @@ pub struct RouteStop {
     pub field_orders: Vec<RouteOrder>,
 }
 
-/// Hi/lo limits as readings the handheld compares the keyed number with. Near rollover the range wraps
-/// through zero: then `high < low` and `wraps` is true (a reading passes if it is ≥ low OR ≤ high).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Hi/lo limits as readings the handheld compares the keyed number with, for a read on the window's
+/// first day and on its last day; for a day between they move linearly (PROTOCOL.md §3.6,
+/// `domain::WindowLimits::on_day`), and the office judges a read's high/low with the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopLimits {
+    pub first_day: LimitRange,
+    pub last_day: LimitRange,
+}
+
+/// A range of register readings. Near rollover it wraps through zero: then `high < low` and `wraps`
+/// is true (a reading passes if it is ≥ low OR ≤ high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRange {
     pub low: u64,
     pub high: u64,
     pub wraps: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl LimitRange {
+    fn new((low, high): (u64, u64)) -> Self {
+        LimitRange {
+            low,
+            high,
+            wraps: high < low,
+        }
+    }
+}
+
+impl From<WindowLimits> for StopLimits {
+    fn from(w: WindowLimits) -> Self {
+        StopLimits {
+            first_day: LimitRange::new(w.first),
+            last_day: LimitRange::new(w.last),
+        }
+    }
+}
+
+impl StopLimits {
+    /// As the domain's window limits.
+    pub fn window(&self) -> WindowLimits {
+        WindowLimits {
+            first: (self.first_day.low, self.first_day.high),
+            last: (self.last_day.low, self.last_day.high),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteOrder {
     pub order_id: i64,
     pub kind: String,
@@ -59,7 +97,7 @@ pub struct RouteOrder {
     pub instructions: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteCode {
     pub code: String,
     pub category: String,
@@ -141,11 +179,7 @@ fn build(
             cycle.window_to,
             &config.validation,
         )
-        .map(|(low, high)| StopLimits {
-            low,
-            high,
-            wraps: high < low,
-        });
+        .map(StopLimits::from);
         (base, limits)
     };
     let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();

@@ -80,8 +80,8 @@ use super::names::{
 use super::rng::Rng;
 use super::{DemoParams, District, Expect, Planted, Problem};
 use crate::domain::{
-    Account, AccountStatus, Cycle, CycleStatus, FieldRead, FlagKind, HistoryRead, MessageCode,
-    Meter, MeterStatus, ReadKind, ReadMethod, ReadType, Register, Route, Unit,
+    Account, AccountStatus, Cycle, CycleStatus, DeviceRef, FieldRead, FlagKind, HistoryRead,
+    MessageCode, Meter, MeterStatus, ReadKind, ReadMethod, ReadType, Register, Route, Unit,
 };
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use std::collections::{HashMap, HashSet};
@@ -1569,7 +1569,7 @@ fn plant_and_read(
                         codes: codes.clone(),
                         skip_code: None,
                         note: None,
-                        device: Some((device.clone(), 0)),
+                        device: Some(demo_device(device.clone())),
                     },
                 });
                 at = later;
@@ -1663,7 +1663,7 @@ fn plant_and_read(
                 codes,
                 skip_code,
                 note,
-                device: Some((device, 0)),
+                device: Some(demo_device(device)),
             },
         });
     }
@@ -1705,7 +1705,7 @@ fn plant_and_read(
                 codes: Vec::new(),
                 skip_code: None,
                 note: None,
-                device: Some((device, 0)),
+                device: Some(demo_device(device)),
             },
         });
         truth.push(Planted {
@@ -1753,7 +1753,7 @@ fn plant_and_read(
                 codes: vec!["NT".to_string()],
                 skip_code: None,
                 note: Some("meter found, not on route".to_string()),
-                device: Some((device, 0)),
+                device: Some(demo_device(device)),
             },
         });
         truth.push(Planted {
@@ -2000,8 +2000,8 @@ fn label_traps(
 /// device.
 fn order_reads(mut reads: Vec<Pending>) -> Vec<FieldRead> {
     reads.sort_by(|a, b| {
-        let da = a.read.device.as_ref().map(|d| d.0.as_str());
-        let db = b.read.device.as_ref().map(|d| d.0.as_str());
+        let da = a.read.device.as_ref().map(|d| d.device_id.as_str());
+        let db = b.read.device.as_ref().map(|d| d.device_id.as_str());
         (a.read.read_at.date(), da, a.read.read_at, a.route).cmp(&(
             b.read.read_at.date(),
             db,
@@ -2013,14 +2013,44 @@ fn order_reads(mut reads: Vec<Pending>) -> Vec<FieldRead> {
     let mut out = Vec::with_capacity(reads.len());
     for p in reads {
         let mut r = p.read;
-        if let Some((dev, s)) = r.device.as_mut() {
-            let next = seq.entry(dev.clone()).or_insert(10_000);
+        let content = demo_content(&r);
+        if let Some(dev) = r.device.as_mut() {
+            let next = seq.entry(dev.device_id.clone()).or_insert(10_000);
             *next += 1;
-            *s = *next;
+            dev.seq = *next;
+            dev.content = content;
         }
         out.push(r);
     }
     out
+}
+
+/// The state id of the demo district's handhelds (their reads of this month are loaded directly).
+const DEMO_STATE_ID: u64 = 0x0DE0_0DE0_0DE0_0DE0;
+
+fn demo_device(device_id: String) -> DeviceRef {
+    DeviceRef {
+        device_id,
+        state_id: DEMO_STATE_ID,
+        seq: 0,
+        content: [0; 32],
+    }
+}
+
+/// A digest of a demo read's fields, standing for the digest of what a handheld would have sent.
+fn demo_content(r: &FieldRead) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let text = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        r.meter_id,
+        r.read_at,
+        r.raw_reading,
+        r.read_type,
+        r.method,
+        r.reader,
+        r.codes.join(";")
+    );
+    Sha256::digest(text.as_bytes()).into()
 }
 
 fn message_codes() -> Vec<MessageCode> {

@@ -295,12 +295,13 @@ fn reads_stay_in_the_window_and_handheld_sequences_only_go_up() {
             !out_of_window.contains(r.meter_id.as_str()),
             "{r:?}"
         );
-        let (dev, seq) = r
+        let d = r
             .device
             .as_ref()
             .expect("handheld reads carry their device");
-        if let Some((s, at)) = last.insert(dev.as_str(), (*seq, r.read_at)) {
-            assert!(*seq > s && r.read_at >= at, "{dev}: {s} then {seq}");
+        let (dev, seq) = (&d.device_id, d.seq);
+        if let Some((s, at)) = last.insert(dev.as_str(), (seq, r.read_at)) {
+            assert!(seq > s && r.read_at >= at, "{dev}: {s} then {seq}");
         }
         assert!(!r.reader.is_empty());
     }

@@ -5,7 +5,7 @@
 
 mod register;
 
-pub use register::{Register, RegisterDelta, Unit};
+pub use register::{DayLimits, Register, RegisterDelta, Unit, WindowLimits};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use std::fmt;
@@ -202,8 +202,21 @@ pub struct FieldRead {
     pub codes: Vec<String>,
     pub skip_code: Option<String>,
     pub note: Option<String>,
-    /// Handheld that sent it and its sequence number there (idempotency key); `None` for CSV imports.
-    pub device: Option<(String, u64)>,
+    /// The handheld that sent it, with its idempotency key; `None` for CSV imports and the office.
+    pub device: Option<DeviceRef>,
+}
+
+/// A handheld's read as the gateway recognises it when it comes again: (device, state id,
+/// sequence) names it, and the digest of its content proves a repeat is the same read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceRef {
+    pub device_id: String,
+    /// The handheld's state identity: a random number made when its read storage was initialised
+    /// (a wiped or replaced unit gets a new one). Sequence numbers are unique per (device, state).
+    pub state_id: u64,
+    pub seq: u64,
+    /// SHA-256 of the read as the handheld sent it (the wire encoding of its `Read` record).
+    pub content: [u8; 32],
 }
 
 impl FieldRead {
@@ -239,11 +252,33 @@ pub enum FlagKind {
     Duplicate,
     OutOfWindow,
     Missing,
+    /// Read by a handheld that does not carry the meter's route (the route is assigned to another).
+    OffRoute,
 }
 spelled_enum!(FlagKind, "flag", {
     High => "high", Low => "low", Zero => "zero", Negative => "negative", Rollover => "rollover",
     InactiveUsage => "inactive_usage", MeterMismatch => "meter_mismatch", InvalidReading => "invalid_reading",
-    Duplicate => "duplicate", OutOfWindow => "out_of_window", Missing => "missing",
+    Duplicate => "duplicate", OutOfWindow => "out_of_window", Missing => "missing", OffRoute => "off_route",
+});
+
+/// Why a read from a handheld was not stored. The read's content is kept in the refused-reads log,
+/// where a clerk sees it; the handheld is told (`ReadAck.refused`, the HTTP receipt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// The gateway holds a different read under the same (device, state id, sequence number).
+    SeqConflict,
+    /// An HTTP upload's batch id was used before for different reads.
+    BatchConflict,
+    /// The read time is far outside the cycle or after the read reached the gateway.
+    BadTime,
+    /// A meter on a route assigned to another handheld, and the District refuses off-route reads.
+    OffRoute,
+    /// A field outside its range (a sequence number of 0 or above 2^63 − 1).
+    BadRead,
+}
+spelled_enum!(RefusalReason, "refusal reason", {
+    SeqConflict => "seq_conflict", BatchConflict => "batch_conflict", BadTime => "bad_time",
+    OffRoute => "off_route", BadRead => "bad_read",
 });
 
 impl FlagKind {

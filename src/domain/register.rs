@@ -83,6 +83,80 @@ impl Register {
     }
 }
 
+/// A stop's hi/lo limits as register readings for a read on the first and on the last day of the
+/// cycle's read window. For a day between, the limits move linearly ([`WindowLimits::on_day`]): the
+/// gateway judges a read's high/low with exactly the limits the handheld prompted with that day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// (low, high) for a read on the window's first day.
+    pub first: (u64, u64),
+    /// (low, high) for a read on its last day.
+    pub last: (u64, u64),
+}
+
+/// A stop's limits for one read day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayLimits {
+    /// No limits: every reading is accepted.
+    Any,
+    /// Register readings; `high < low` when the range wraps through zero.
+    Range { low: u64, high: u64 },
+}
+
+impl DayLimits {
+    /// Whether `reading` is inside, honouring a range that wraps through zero.
+    pub fn contains(self, reading: u64) -> bool {
+        match self {
+            DayLimits::Any => true,
+            DayLimits::Range { low, high } if low <= high => (low..=high).contains(&reading),
+            DayLimits::Range { low, high } => reading >= low || reading <= high,
+        }
+    }
+}
+
+impl WindowLimits {
+    /// The limits for a read on day `day` of a window of `days` days after its first (`day` is
+    /// clamped into `0..=days`), around `previous` (the previous reading the handheld shows), as
+    /// PROTOCOL.md §3.6 defines them (`firmware_protocol::message::limits_on` is the handheld's
+    /// copy; a test holds the two to the same vectors): each end becomes a signed offset of the low
+    /// limit from `previous` and a span to the high limit; a span of the whole dial means no limits;
+    /// the offsets move linearly, the low one rounded down and the high one up.
+    pub fn on_day(&self, register: &Register, previous: u64, days: i64, day: i64) -> DayLimits {
+        let m = i128::from(register.modulus());
+        let prev = i128::from(previous) % m;
+        let ends = |(low, high): (u64, u64)| -> Option<(i128, i128)> {
+            let (low, high) = (i128::from(low) % m, i128::from(high) % m);
+            let span = (high - low).rem_euclid(m);
+            if span == m - 1 {
+                return None;
+            }
+            let mut o_low = (low - prev).rem_euclid(m);
+            if o_low > m / 2 {
+                o_low -= m;
+            }
+            Some((o_low, o_low + span))
+        };
+        let (Some((lo1, hi1)), Some((lo2, hi2))) = (ends(self.first), ends(self.last)) else {
+            return DayLimits::Any;
+        };
+        let n = i128::from(days.max(0));
+        let k = i128::from(day.clamp(0, days.max(0)));
+        let (lo, hi) = if n == 0 {
+            (lo1, hi1)
+        } else {
+            (
+                lo1 + ((lo2 - lo1) * k).div_euclid(n),
+                hi1 - ((hi1 - hi2) * k).div_euclid(n),
+            )
+        };
+        let at = |o: i128| (prev + o).rem_euclid(m) as u64;
+        DayLimits::Range {
+            low: at(lo),
+            high: at(hi.max(lo)),
+        }
+    }
+}
+
 impl Unit {
     /// `units` of this unit in HCF, exact decimal, rounded to 0.01 HCF (one cubic foot): exact for hcf
     /// and cf. 1 HCF = 748.052 gallons = 2.8316846592 m³.

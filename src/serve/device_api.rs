@@ -3,23 +3,28 @@
 //! The same [`crate::sync::SyncService`] as the serial docks: reads enter through one validation path
 //! and are acknowledged only once durably committed (group commit). Reads are JSON with the fields of
 //! the wire protocol's `Read` (`firmware_protocol::message::Read`); times are district local
-//! ISO 8601 date-times.
+//! ISO 8601 date-times. Protocol 2 (PROTOCOL.md §4): every call names the handheld's state id, a
+//! repeated sequence number or batch id is "already received" only for the same content.
 
 use super::auth::{now_local, ClerkUser, DeviceAuth};
 use super::error::AppError;
 use super::AppState;
-use crate::cycles::{RouteCode, RouteFile};
-use crate::sync::{DockStatus, SyncError, UploadReceipt};
+use crate::sync::api::ApiError;
+pub use crate::sync::api::{
+    parse_state_id, state_id_text, CodesJson, HelloJson, OrderJson, ReadJson, ReceiptJson,
+    RoutesJson, UploadJson, WelcomeJson,
+};
+use crate::sync::{DockStatus, SyncError, UploadReceipt, Uploader, Via};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::NaiveDateTime;
 use firmware_protocol::message::{self as msg, limits};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
+        .route("/api/v1/device/hello", post(post_hello))
         .route("/api/v1/device/route", get(get_routes))
         .route(
             "/api/v1/device/reads",
@@ -29,139 +34,14 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .route("/api/v1/docks", get(get_docks))
 }
 
-/// One read as a handheld sends it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ReadJson {
-    /// Strictly increasing per device, never reused: the idempotency key of the read.
-    pub device_seq: u64,
-    pub meter_id: String,
-    /// The register value as keyed or probed; 0 when skipped.
-    pub reading: u64,
-    /// District local time, e.g. `2026-11-05T09:41:07`.
-    pub read_time: NaiveDateTime,
-    /// `regular`, `high_confirmed`, `low_confirmed`, `skipped`.
-    pub read_type: String,
-    /// `keyed`, `probe`, `radio`.
-    pub method: String,
-    #[serde(default)]
-    pub message_codes: Vec<String>,
-    #[serde(default)]
-    pub skip_code: Option<String>,
-    #[serde(default)]
-    pub note: Option<String>,
-    pub reader_id: String,
-    #[serde(default)]
-    pub order: Option<OrderJson>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct OrderJson {
-    pub order_id: u64,
-    #[serde(default)]
-    pub new_meter_id: Option<String>,
-    #[serde(default)]
-    pub new_meter_initial: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UploadJson {
-    /// Chosen by the handheld; a retried POST with the same id gets the first answer, stores nothing.
-    pub batch_id: String,
-    pub reads: Vec<ReadJson>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReceiptJson {
-    pub batch_id: String,
-    /// The handheld may delete every read with `device_seq` up to this one.
-    pub up_to_seq: Option<u64>,
-    pub stored: usize,
-    pub flagged: usize,
-    pub already_received: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RoutesJson {
-    pub routes: Vec<RouteFile>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CodesJson {
-    pub codes: Vec<RouteCode>,
-}
-
 #[derive(Debug, Serialize)]
 pub struct DocksJson {
     pub docks: Vec<DockStatus>,
 }
 
-fn check_len(what: &str, seq: u64, value: &str, max: usize) -> Result<(), AppError> {
-    if value.len() > max {
-        return Err(AppError::BadRequest(format!(
-            "read {seq}: {what} is longer than {max} bytes"
-        )));
-    }
-    Ok(())
-}
-
-impl ReadJson {
-    /// The protocol read, refusing what the wire format would refuse (unknown names, overlong fields).
-    pub fn to_protocol(&self) -> Result<msg::Read, AppError> {
-        let seq = self.device_seq;
-        let read_type = msg::ReadType::from_name(&self.read_type).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "read {seq}: unknown read_type `{}`",
-                self.read_type
-            ))
-        })?;
-        let method = msg::ReadMethod::from_name(&self.method).ok_or_else(|| {
-            AppError::BadRequest(format!("read {seq}: unknown method `{}`", self.method))
-        })?;
-        if self.meter_id.trim().is_empty() {
-            return Err(AppError::BadRequest(format!(
-                "read {seq}: meter_id is empty"
-            )));
-        }
-        check_len("meter_id", seq, &self.meter_id, limits::ID)?;
-        check_len("reader_id", seq, &self.reader_id, limits::ID)?;
-        if self.message_codes.len() > limits::CODES_PER_READ {
-            return Err(AppError::BadRequest(format!(
-                "read {seq}: at most {} message codes",
-                limits::CODES_PER_READ
-            )));
-        }
-        for c in &self.message_codes {
-            check_len("a message code", seq, c, limits::CODE)?;
-        }
-        if let Some(s) = &self.skip_code {
-            check_len("skip_code", seq, s, limits::CODE)?;
-        }
-        if let Some(n) = &self.note {
-            check_len("note", seq, n, limits::NOTE)?;
-        }
-        if let Some(m) = self.order.as_ref().and_then(|o| o.new_meter_id.as_ref()) {
-            check_len("order.new_meter_id", seq, m, limits::ID)?;
-        }
-        Ok(msg::Read {
-            device_seq: seq,
-            meter_id: self.meter_id.clone(),
-            reading: self.reading,
-            read_time: crate::sync::protocol_time(self.read_time),
-            read_type,
-            method,
-            message_codes: self.message_codes.clone(),
-            skip_code: self.skip_code.clone(),
-            note: self.note.clone(),
-            reader_id: self.reader_id.clone(),
-            order: self.order.as_ref().map(|o| msg::OrderCompletion {
-                order_id: o.order_id,
-                new_meter_id: o.new_meter_id.clone(),
-                new_meter_initial: o.new_meter_initial,
-            }),
-        })
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        AppError::BadRequest(e.0)
     }
 }
 
@@ -171,7 +51,7 @@ fn sync_error(e: SyncError) -> AppError {
         SyncError::UnknownDevice(_) => AppError::Unauthorized,
         e @ SyncError::NoOpenCycle(_) => AppError::Conflict(e.to_string()),
         SyncError::TooManyReads { .. } => AppError::PayloadTooLarge,
-        e @ SyncError::BadTime { .. } => AppError::BadRequest(e.to_string()),
+        e @ SyncError::NoStateId => AppError::BadRequest(e.to_string()),
         SyncError::Cycle(e @ crate::cycles::CycleError::Closed(_)) => {
             AppError::Conflict(e.to_string())
         }
@@ -194,12 +74,49 @@ async fn get_routes(
     Ok(Json(RoutesJson { routes }))
 }
 
+async fn post_hello(
+    State(state): State<AppState>,
+    device: DeviceAuth,
+    body: Result<Json<HelloJson>, JsonRejection>,
+) -> Result<Json<WelcomeJson>, AppError> {
+    let Json(hello) = body?;
+    let state_id = parse_state_id(hello.state_id.as_deref())?;
+    let firmware = hello.firmware_version.as_deref().map(str::trim);
+    if let Some(f) = firmware {
+        if f.is_empty() || f.len() > limits::ID || f.chars().any(char::is_control) {
+            return Err(AppError::BadRequest(format!(
+                "firmware_version must be 1-{} characters without control characters",
+                limits::ID
+            )));
+        }
+    }
+    let now = now_local();
+    let from = Uploader {
+        device_id: &device.device_id,
+        state_id,
+        via: Via::Http,
+    };
+    let held_seq = state
+        .sync
+        .hello(from, firmware, now)
+        .await
+        .map_err(sync_error)?
+        .ok_or(AppError::Unauthorized)?;
+    tracing::info!(device = %device.device_id, state = %state_id_text(state_id), held_seq, "handheld says hello over HTTP");
+    Ok(Json(WelcomeJson {
+        protocol_version: msg::SESSION_PROTOCOL_VERSION,
+        server_time: now,
+        held_seq,
+    }))
+}
+
 async fn post_reads(
     State(state): State<AppState>,
     device: DeviceAuth,
     body: Result<Json<UploadJson>, JsonRejection>,
 ) -> Result<Json<ReceiptJson>, AppError> {
     let Json(upload) = body?;
+    let state_id = parse_state_id(upload.state_id.as_deref())?;
     let batch = upload.batch_id.trim().to_string();
     if batch.is_empty() || batch.len() > 64 || batch.chars().any(char::is_control) {
         return Err(AppError::BadRequest(
@@ -217,14 +134,26 @@ async fn post_reads(
     // Only the protocol reads wait for the writer: with every handheld uploading at once, a second
     // copy of each batch would double the daemon's memory.
     drop(upload);
+    let from = Uploader {
+        device_id: &device.device_id,
+        state_id,
+        via: Via::Http,
+    };
     let receipt: UploadReceipt = state
         .sync
-        .upload(&device.device_id, Some(&batch), reads, now_local())
+        .upload(from, Some(&batch), reads, now_local())
         .await
         .map_err(sync_error)?;
+    if let Some(message) = receipt.batch_conflict {
+        return Err(AppError::ConflictCode {
+            code: "batch_conflict",
+            message,
+        });
+    }
     tracing::info!(
         device = %device.device_id, batch = %batch, stored = receipt.stored,
-        already = receipt.already_received, "reads received over HTTP"
+        already = receipt.already_received, refused = receipt.refused.len(),
+        "reads received over HTTP"
     );
     Ok(Json(ReceiptJson {
         batch_id: batch,
@@ -232,6 +161,8 @@ async fn post_reads(
         stored: receipt.stored,
         flagged: receipt.flagged,
         already_received: receipt.already_received,
+        refused: receipt.refused,
+        held_seq: receipt.held_seq,
     }))
 }
 
@@ -278,7 +209,7 @@ mod tests {
     fn unknown_names_and_overlong_fields_are_refused() {
         let mut r = read();
         r.read_type = "guessed".into();
-        assert!(matches!(r.to_protocol(), Err(AppError::BadRequest(m)) if m.contains("guessed")));
+        assert!(matches!(r.to_protocol(), Err(ApiError(m)) if m.contains("guessed")));
         let mut r = read();
         r.meter_id = "M".repeat(limits::ID + 1);
         assert!(r.to_protocol().is_err());

@@ -23,6 +23,10 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 the client can act on by its machine-readable `code` (e.g. `batch_conflict`: send the
+    /// reads again under a new batch id).
+    #[error("{message}")]
+    ConflictCode { code: &'static str, message: String },
     #[error("the request body is too large")]
     PayloadTooLarge,
     #[error("too many attempts; try again in {retry_after_secs} s")]
@@ -44,7 +48,7 @@ impl AppError {
             AppError::SignIn { .. } => StatusCode::SEE_OTHER,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::ConflictCode { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,7 +102,13 @@ impl IntoResponse for AppError {
             other => other.to_string(),
         };
         let status = self.status();
-        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let body = match &self {
+            AppError::ConflictCode { code, .. } => {
+                serde_json::json!({ "error": message, "code": code })
+            }
+            _ => serde_json::json!({ "error": message }),
+        };
+        let mut response = (status, Json(body)).into_response();
         match &self {
             AppError::Unauthorized => {
                 response.headers_mut().insert(

@@ -194,11 +194,13 @@ fn own_document() -> Value {
                     "type": "object", "additionalProperties": false,
                     "required": ["device_seq", "meter_id", "reading", "read_time", "read_type", "method", "reader_id"],
                     "properties": {
-                        "device_seq": { "type": "integer", "minimum": 0,
-                            "description": "Strictly increasing per device, never reused" },
+                        "device_seq": { "type": "integer", "minimum": 1, "maximum": 9223372036854775807_i64,
+                            "description": "Strictly increasing per handheld state, never reused" },
                         "meter_id": { "type": "string", "maxLength": 32 },
                         "reading": { "type": "integer", "minimum": 0 },
-                        "read_time": { "type": "string", "format": "date-time",
+                        "read_time": { "type": "string",
+                            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$",
+                            "description": "District local time, no offset",
                             "examples": ["2026-11-05T09:41:07"] },
                         "read_type": { "enum": ["regular", "high_confirmed", "low_confirmed", "skipped"] },
                         "method": { "enum": ["keyed", "probe", "radio"] },
@@ -213,21 +215,46 @@ fn own_document() -> Value {
                             "new_meter_initial": { "type": ["integer", "null"] } } },
                     },
                 },
-                "Upload": { "type": "object", "additionalProperties": false, "required": ["batch_id", "reads"],
+                "StateId": { "type": "string", "pattern": "^[0-9a-fA-F]{1,16}$",
+                    "description": "The handheld's state identity: a random non-zero 64-bit number made \
+                        when its storage was initialised, as hex (PROTOCOL.md §4.1)" },
+                "Hello": { "type": "object", "additionalProperties": false, "required": ["state_id"],
+                    "properties": { "state_id": { "$ref": "#/components/schemas/StateId" },
+                        "firmware_version": { "type": "string", "minLength": 1, "maxLength": 32 } } },
+                "Welcome": { "type": "object", "required": ["protocol_version", "server_time", "held_seq"],
+                    "properties": { "protocol_version": { "type": "integer" },
+                        "server_time": { "type": "string", "description": "District local time, no offset" },
+                        "held_seq": { "type": "integer", "minimum": 0, "description":
+                            "The highest device_seq the gateway holds from this state: number new reads above it" } } },
+                "Upload": { "type": "object", "additionalProperties": false,
+                    "required": ["state_id", "batch_id", "reads"],
                     "properties": {
+                        "state_id": { "$ref": "#/components/schemas/StateId" },
                         "batch_id": { "type": "string", "minLength": 1, "maxLength": 64,
-                            "description": "Idempotency key: a retried POST gets the first answer" },
+                            "description": "Idempotency key: a retried POST with the same reads gets the first \
+                                answer; the same id with other reads is refused (409 batch_conflict)" },
                         "reads": { "type": "array", "maxItems": 10000,
                             "items": { "$ref": "#/components/schemas/Read" } } } },
                 "Receipt": { "type": "object",
-                    "required": ["batch_id", "up_to_seq", "stored", "flagged", "already_received"],
+                    "required": ["batch_id", "up_to_seq", "stored", "flagged", "already_received", "refused",
+                        "held_seq"],
                     "properties": {
                         "batch_id": { "type": "string" },
                         "up_to_seq": { "type": ["integer", "null"],
-                            "description": "Every read with device_seq up to this is durably stored" },
+                            "description": "Every read of the batch with device_seq up to this is durably \
+                                stored, or listed in `refused`" },
                         "stored": { "type": "integer" },
                         "flagged": { "type": "integer" },
-                        "already_received": { "type": "integer" } } },
+                        "already_received": { "type": "integer" },
+                        "refused": { "type": "array", "items": { "type": "object",
+                            "required": ["device_seq", "reason", "detail"], "properties": {
+                                "device_seq": { "type": "integer" },
+                                "reason": { "enum": ["seq_conflict", "bad_time", "off_route", "bad_read"],
+                                    "description": "seq_conflict: send the read again under a new device_seq" },
+                                "detail": { "type": "string" } } } },
+                        "held_seq": { "type": "integer" } } },
+                "Conflict": { "type": "object", "required": ["error", "code"],
+                    "properties": { "error": { "type": "string" }, "code": { "enum": ["batch_conflict"] } } },
                 "RouteFile": { "type": "object",
                     "required": ["cycle_id", "route_id", "route_name", "window_from", "window_to", "stops", "message_codes"],
                     "properties": {
@@ -237,8 +264,9 @@ fn own_document() -> Value {
                         "window_to": { "type": "string", "format": "date" },
                         "stops": { "type": "array", "items": { "type": "object", "description":
                             "sequence, account_id, customer_name, service_address, account_status, meter_id, \
-                             dials, multiplier, unit, previous_reading, previous_read_on, limits {low, high, wraps}, \
-                             field_orders" } },
+                             dials, multiplier, unit, previous_reading, previous_read_on, limits {first_day {low, high, \
+                             wraps}, last_day {low, high, wraps}} (the limits of a day between move linearly, \
+                             PROTOCOL.md §3.6), field_orders" } },
                         "message_codes": { "type": "array", "items": { "$ref": "#/components/schemas/Code" } } } },
                 "Code": { "type": "object", "required": ["code", "category", "description", "requires_follow_up"],
                     "properties": { "code": { "type": "string" }, "category": { "type": "string" },
@@ -277,6 +305,15 @@ fn own_document() -> Value {
                     } },
             },
             "/logout": { "post": clerk_form("Sign out", Desk::Clerk, json!([]), &[]) },
+            "/api/v1/device/hello": { "post": {
+                "summary": "A handheld says who it is (its state id) and learns what the gateway holds from it",
+                "tags": ["device"], "security": device_security.clone(),
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Hello" } } } },
+                "responses": with_refusals(json!({
+                    "200": json_ok("Where the handheld stands", json!({ "$ref": "#/components/schemas/Welcome" })),
+                    "400": error_response("No or malformed state id (a protocol-1 client)"),
+                })) } },
             "/api/v1/device/route": { "get": {
                 "summary": "The routes assigned to this handheld (the next unread route when none is)",
                 "tags": ["device"], "security": device_security.clone(),
@@ -292,8 +329,12 @@ fn own_document() -> Value {
                     "schema": { "$ref": "#/components/schemas/Upload" } } } },
                 "responses": with_refusals(json!({
                     "200": json_ok("Receipt", json!({ "$ref": "#/components/schemas/Receipt" })),
-                    "400": error_response("Malformed batch or read"),
-                    "409": error_response("No open cycle takes these reads"),
+                    "400": error_response("Malformed batch or read, or no state id (a protocol-1 client)"),
+                    "409": { "description": "The batch id was used before for other reads (code \
+                        batch_conflict: send them under a new batch id), or no open cycle takes these reads",
+                        "content": { "application/json": { "schema": { "oneOf": [
+                            { "$ref": "#/components/schemas/Conflict" },
+                            { "$ref": "#/components/schemas/Error" }] } } } },
                     "413": error_response("Body over 4 MiB or more than 10,000 reads"),
                 })) } },
             "/api/v1/device/codes": { "get": {

@@ -4,8 +4,8 @@
 
 use super::{date_text, parse_date, Result, Store, StoreError};
 use crate::domain::{
-    AccountStatus, Cycle, CycleStatus, Flag, HistoryRead, MeterStatus, ReadKind, ReadMethod,
-    ReadStatus, ReadType, Register, Unit,
+    AccountStatus, Cycle, CycleStatus, DeviceRef, Flag, HistoryRead, MeterStatus, ReadKind,
+    ReadMethod, ReadStatus, ReadType, Register, Unit,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -28,19 +28,23 @@ pub(crate) fn time_text(t: NaiveDateTime) -> String {
     )
 }
 
-/// [`time_text`] in a buffer on the stack: the insert path binds two per read without allocating.
-enum TimeText {
-    Short([u8; 19]),
-    /// A year outside 0–9999 takes the general path.
-    Long(String),
+/// Whether the store can keep `t` and give it back: `YYYY-MM-DDTHH:MM:SS` with a four-digit year.
+/// Read times are bounded where reads enter (`cycles::ReadTimeBounds`) well inside this; the store
+/// still refuses anything else rather than write a value it could not read back.
+pub fn time_is_storable(t: NaiveDateTime) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&t.year())
 }
 
+/// [`time_text`] in a buffer on the stack: the insert path binds two per read without allocating.
+/// `None` for a time the store cannot keep ([`time_is_storable`]).
+struct TimeText([u8; 19]);
+
 impl TimeText {
-    fn new(t: NaiveDateTime) -> TimeText {
+    fn new(t: NaiveDateTime) -> Option<TimeText> {
         use chrono::{Datelike, Timelike};
-        let year = t.year();
-        if !(0..=9999).contains(&year) {
-            return TimeText::Long(time_text(t));
+        if !time_is_storable(t) {
+            return None;
         }
         let mut b = *b"0000-00-00T00:00:00";
         let mut put = |at: usize, width: usize, mut v: u32| {
@@ -49,20 +53,25 @@ impl TimeText {
                 v /= 10;
             }
         };
-        put(0, 4, year.unsigned_abs());
+        put(0, 4, t.year().unsigned_abs());
         put(5, 2, t.month());
         put(8, 2, t.day());
         put(11, 2, t.hour());
         put(14, 2, t.minute());
         put(17, 2, t.second());
-        TimeText::Short(b)
+        Some(TimeText(b))
+    }
+
+    fn checked(t: NaiveDateTime, what: &str) -> Result<TimeText> {
+        TimeText::new(t).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{what} {t} cannot be stored (years 1 to 9999 only)"
+            ))
+        })
     }
 
     fn as_str(&self) -> &str {
-        match self {
-            TimeText::Short(b) => std::str::from_utf8(b).unwrap_or_default(),
-            TimeText::Long(s) => s,
-        }
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -694,7 +703,13 @@ pub(crate) fn follow_up_codes(conn: &Connection) -> Result<HashSet<String>> {
 pub struct EarlierRead {
     pub read_id: i64,
     pub raw_reading: String,
+    /// Flagged `off_route` and still waiting for a clerk: the assigned handheld's read replaces it.
+    pub off_route_pending: bool,
 }
+
+/// `off_route_pending` of [`EarlierRead`] for the `field_reads` row aliased `f`.
+const OFF_ROUTE_PENDING: &str = "(f.status = 'flagged' AND EXISTS (SELECT 1 FROM flags g \
+     WHERE g.read_id = f.read_id AND g.flag = 'off_route'))";
 
 /// Reads already in the cycle for the given meters (not superseded), oldest first.
 pub(crate) fn earlier_reads(
@@ -705,10 +720,10 @@ pub(crate) fn earlier_reads(
     let mut out: HashMap<String, Vec<EarlierRead>> = HashMap::new();
     if meter_ids.len() > ALWAYS_SEEK {
         // A big batch (a whole route file, a CSV import): one pass over the cycle's reads.
-        let mut stmt = conn.prepare_cached(
-            "SELECT meter_id, read_id, raw_reading FROM field_reads \
-             WHERE cycle_id = ?1 AND superseded_by IS NULL ORDER BY read_id",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT f.meter_id, f.read_id, f.raw_reading, {OFF_ROUTE_PENDING} FROM field_reads f \
+             WHERE f.cycle_id = ?1 AND f.superseded_by IS NULL ORDER BY f.read_id"
+        ))?;
         let mut rows = stmt.query([cycle_id])?;
         while let Some(r) = rows.next()? {
             let meter = text_at(r, 0)?;
@@ -716,21 +731,23 @@ pub(crate) fn earlier_reads(
                 out.entry(meter.to_string()).or_default().push(EarlierRead {
                     read_id: r.get(1)?,
                     raw_reading: r.get(2)?,
+                    off_route_pending: r.get(3)?,
                 });
             }
         }
         return Ok(out);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT read_id, raw_reading FROM field_reads \
-         WHERE cycle_id = ?1 AND meter_id = ?2 AND superseded_by IS NULL ORDER BY read_id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT f.read_id, f.raw_reading, {OFF_ROUTE_PENDING} FROM field_reads f \
+         WHERE f.cycle_id = ?1 AND f.meter_id = ?2 AND f.superseded_by IS NULL ORDER BY f.read_id"
+    ))?;
     for m in meter_ids {
         // An index seek per meter of the batch on (cycle_id, meter_id): cheap, and most find nothing.
         let rows = stmt.query_map(params![cycle_id, m], |r| {
             Ok(EarlierRead {
                 read_id: r.get(0)?,
                 raw_reading: r.get(1)?,
+                off_route_pending: r.get(2)?,
             })
         })?;
         let found = rows.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -741,17 +758,46 @@ pub(crate) fn earlier_reads(
     Ok(out)
 }
 
-/// Reads already stored from `device`, by device sequence number (one index range per handheld).
-pub(crate) fn reads_by_device(conn: &Connection, device: &str) -> Result<HashMap<u64, i64>> {
+/// A read stored from a handheld: its id and the digest of its content as the handheld sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRead {
+    pub read_id: i64,
+    pub content: Option<[u8; 32]>,
+    pub meter_id: String,
+    pub raw_reading: String,
+}
+
+/// Reads already stored from `device` under state `state_id`, by device sequence number (one index
+/// range per handheld state).
+pub(crate) fn reads_by_device(
+    conn: &Connection,
+    device: &str,
+    state_id: u64,
+) -> Result<HashMap<u64, HeldRead>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device_seq, read_id FROM field_reads WHERE device_id = ?1 AND device_seq IS NOT NULL",
+        "SELECT device_seq, read_id, device_content, meter_id, raw_reading FROM field_reads
+          WHERE device_id = ?1 AND device_state = ?2 AND device_seq IS NOT NULL",
     )?;
-    let mut rows = stmt.query([device])?;
+    let mut rows = stmt.query(params![device, state_int(state_id)])?;
     let mut out = HashMap::new();
     while let Some(r) = rows.next()? {
-        out.insert(u64_at(r, 0)?, r.get(1)?);
+        let content: Option<Vec<u8>> = r.get(2)?;
+        out.insert(
+            u64_at(r, 0)?,
+            HeldRead {
+                read_id: r.get(1)?,
+                content: content.and_then(|c| c.try_into().ok()),
+                meter_id: r.get(3)?,
+                raw_reading: r.get(4)?,
+            },
+        );
     }
     Ok(out)
+}
+
+/// A handheld's state id as stored: its 64 bits read as a signed integer.
+pub(crate) fn state_int(state_id: u64) -> i64 {
+    i64::from_ne_bytes(state_id.to_ne_bytes())
 }
 
 /// A field read with its validation decision, as inserted.
@@ -769,7 +815,7 @@ pub struct NewRead<'a> {
     pub codes: &'a [String],
     pub skip_code: Option<&'a str>,
     pub note: Option<&'a str>,
-    pub device: Option<(&'a str, u64)>,
+    pub device: Option<&'a DeviceRef>,
     pub received_at: NaiveDateTime,
     pub status: ReadStatus,
     pub previous_reading: Option<u64>,
@@ -798,14 +844,16 @@ pub(crate) fn insert_read(
     conn.prepare_cached(
         "INSERT INTO field_reads (cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, \
          method, reader, codes, skip_code, note, device_id, device_seq, received_at, status, previous_reading, \
-         previous_read_on, consumption, expected_use, expected_basis, low_limit, high_limit) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+         previous_read_on, consumption, expected_use, expected_basis, low_limit, high_limit, device_state, \
+         device_content) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
+         ?23, ?24, ?25)",
     )?
     .execute(params![
         r.cycle_id,
         r.meter_id,
         r.account_id,
-        TimeText::new(r.read_at).as_str(),
+        TimeText::checked(r.read_at, "read time")?.as_str(),
         r.raw_reading,
         opt(r.reading)?,
         r.read_type.as_str(),
@@ -814,9 +862,9 @@ pub(crate) fn insert_read(
         codes.as_ref(),
         r.skip_code,
         r.note,
-        r.device.map(|d| d.0),
-        r.device.map(|d| store_int(d.1)).transpose()?,
-        TimeText::new(r.received_at).as_str(),
+        r.device.map(|d| d.device_id.as_str()),
+        r.device.map(|d| store_int(d.seq)).transpose()?,
+        TimeText::checked(r.received_at, "receipt time")?.as_str(),
         r.status.as_str(),
         opt(r.previous_reading)?,
         r.previous_read_on.map(date_text),
@@ -825,6 +873,8 @@ pub(crate) fn insert_read(
         r.expected_basis,
         opt(r.low_limit)?,
         opt(r.high_limit)?,
+        r.device.map(|d| state_int(d.state_id)),
+        r.device.map(|d| d.content.as_slice()),
     ])?;
     let read_id = conn.last_insert_rowid();
     // Most reads carry no flag and no code: no statement is looked up for them.

@@ -1,8 +1,9 @@
 //! Handhelds: registration (hashed secrets), route assignments, upload-batch idempotency.
 
-use super::cycles::time_text;
+use super::cycles::{state_int, time_text};
 use super::{Result, Store, StoreError};
 use crate::auth::{constant_time_eq, DeviceToken};
+use crate::domain::RefusalReason;
 use chrono::NaiveDateTime;
 use rusqlite::{params, OptionalExtension};
 
@@ -64,11 +65,7 @@ impl Store {
 
     /// Whether a device id is registered and not retired (serial docks identify by id in `Hello`).
     pub fn device_known(&self, device_id: &str) -> Result<bool> {
-        Ok(self.conn().query_row(
-            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1 AND retired = 0)",
-            [device_id],
-            |r| r.get(0),
-        )?)
+        device_registered(self.conn(), device_id)
     }
 
     pub fn note_device_seen(
@@ -210,6 +207,17 @@ pub(crate) fn open_cycle_of_device(
     })
 }
 
+/// Who carries each route of a cycle: route id → device id.
+pub(crate) fn route_assignments(
+    conn: &rusqlite::Connection,
+    cycle_id: &str,
+) -> Result<std::collections::HashMap<String, String>> {
+    let mut st = conn
+        .prepare_cached("SELECT route_id, device_id FROM route_assignments WHERE cycle_id = ?1")?;
+    let rows = st.query_map([cycle_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Routes assigned to a device in open cycles.
 pub(crate) fn routes_of_device(
     conn: &rusqlite::Connection,
@@ -252,46 +260,176 @@ pub(crate) fn complete_field_order(
     Ok(n > 0)
 }
 
+/// An HTTP upload batch as first answered: the digest of its reads and what was said of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBatch {
+    pub content: Option<[u8; 32]>,
+    pub reads: u64,
+    pub up_to_seq: Option<u64>,
+    /// The refused reads of the answer, as JSON (`[{"device_seq", "reason", "detail"}]`).
+    pub refused_json: String,
+}
+
 /// Records the answer given to an upload batch (same savepoint as its reads).
 pub(crate) fn record_upload_batch(
     conn: &rusqlite::Connection,
     device_id: &str,
+    state_id: u64,
     batch_id: &str,
-    reads: u64,
-    up_to_seq: Option<u64>,
+    batch: &UploadBatch,
     now: NaiveDateTime,
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO upload_batches (device_id, batch_id, received_at, reads, up_to_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO upload_batches (device_id, state_id, batch_id, content, received_at, reads, up_to_seq, refused)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             device_id,
+            state_int(state_id),
             batch_id,
+            batch.content.as_ref().map(|c| c.as_slice()),
             time_text(now),
-            reads as i64,
-            up_to_seq.map(|v| v as i64)
+            batch.reads as i64,
+            batch.up_to_seq.map(state_int),
+            batch.refused_json,
         ],
     )?;
     Ok(())
 }
 
-/// The answer already given to an upload batch, if this (device, batch id) was seen before (inside the
-/// upload's savepoint).
+/// The answer already given to an upload batch, if this (device, state, batch id) was seen before
+/// (inside the upload's savepoint).
 pub(crate) fn upload_batch_in(
     conn: &rusqlite::Connection,
     device_id: &str,
+    state_id: u64,
     batch_id: &str,
-) -> Result<Option<(u64, Option<u64>)>> {
+) -> Result<Option<UploadBatch>> {
     Ok(conn
         .query_row(
-            "SELECT reads, up_to_seq FROM upload_batches WHERE device_id = ?1 AND batch_id = ?2",
-            params![device_id, batch_id],
+            "SELECT content, reads, up_to_seq, refused FROM upload_batches
+              WHERE device_id = ?1 AND state_id = ?2 AND batch_id = ?3",
+            params![device_id, state_int(state_id), batch_id],
             |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                ))
+                let content: Option<Vec<u8>> = r.get(0)?;
+                Ok(UploadBatch {
+                    content: content.and_then(|c| c.try_into().ok()),
+                    reads: r.get::<_, i64>(1)? as u64,
+                    up_to_seq: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    refused_json: r.get(3)?,
+                })
             },
         )
         .optional()?)
+}
+
+/// A read the gateway did not store, as logged for a clerk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefusal<'a> {
+    pub device_id: &'a str,
+    pub state_id: u64,
+    pub device_seq: Option<u64>,
+    pub batch_id: Option<&'a str>,
+    pub reason: RefusalReason,
+    pub detail: &'a str,
+    pub meter_id: &'a str,
+    /// The read (or, for a batch conflict, the batch's reads) as received, as JSON.
+    pub read_json: &'a str,
+    pub content: &'a [u8; 32],
+    /// The read already held under the sequence number (a sequence conflict).
+    pub existing_read_id: Option<i64>,
+}
+
+/// Logs a refusal (inside the upload's savepoint); the same refusal again only counts it.
+pub(crate) fn record_refusal(
+    conn: &rusqlite::Connection,
+    r: &NewRefusal<'_>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO refused_reads (device_id, state_id, device_seq, batch_id, reason, detail, meter_id,
+                                    read_json, content, existing_read_id, first_at, last_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)
+         ON CONFLICT (device_id, state_id, reason, content)
+         DO UPDATE SET times = times + 1, last_at = excluded.last_at, detail = excluded.detail",
+    )?
+    .execute(params![
+        r.device_id,
+        state_int(r.state_id),
+        r.device_seq.and_then(|s| i64::try_from(s).ok()),
+        r.batch_id,
+        r.reason.as_str(),
+        r.detail,
+        r.meter_id,
+        r.read_json,
+        r.content.as_slice(),
+        r.existing_read_id,
+        time_text(now),
+    ])?;
+    Ok(())
+}
+
+/// The highest sequence number the gateway holds from a handheld state: stored or refused.
+pub(crate) fn held_seq(conn: &rusqlite::Connection, device_id: &str, state_id: u64) -> Result<u64> {
+    let state = state_int(state_id);
+    let stored: Option<i64> = conn
+        .prepare_cached(
+            "SELECT max(device_seq) FROM field_reads WHERE device_id = ?1 AND device_state = ?2",
+        )?
+        .query_row(params![device_id, state], |r| r.get(0))?;
+    let refused: Option<i64> = conn
+        .prepare_cached(
+            "SELECT max(device_seq) FROM refused_reads WHERE device_id = ?1 AND state_id = ?2",
+        )?
+        .query_row(params![device_id, state], |r| r.get(0))?;
+    Ok(stored.max(refused).map_or(0, |v| v.max(0) as u64))
+}
+
+/// Whether a device is registered and not retired (inside a caller's transaction).
+pub(crate) fn device_registered(conn: &rusqlite::Connection, device_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?1 AND retired = 0)",
+        )?
+        .query_row([device_id], |r| r.get(0))?)
+}
+
+/// How a handheld reached the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Serial,
+    Http,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Serial => "serial",
+            Via::Http => "http",
+        }
+    }
+}
+
+/// Notes that a handheld showed itself under a state id (its `Hello`, or an HTTP call).
+pub(crate) fn note_device_state(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+    state_id: u64,
+    via: Via,
+    firmware: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO device_states (device_id, state_id, first_seen_at, last_seen_at, via, firmware_version)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+         ON CONFLICT (device_id, state_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,
+             via = excluded.via, firmware_version = COALESCE(excluded.firmware_version, firmware_version)",
+    )?
+    .execute(params![
+        device_id,
+        state_int(state_id),
+        time_text(now),
+        via.as_str(),
+        firmware
+    ])?;
+    Ok(())
 }

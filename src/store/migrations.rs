@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_review.sql"),
     include_str!("migrations/0005_billing.sql"),
     include_str!("migrations/0006_judging_basis.sql"),
+    include_str!("migrations/0007_read_identity.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -21,12 +21,15 @@ use std::path::{Path, PathBuf};
 
 pub use backup::{backup_database, BackupError, BackupReport};
 pub(crate) use cycles::{open_cycle_of_route, routes_in_open_cycles};
-pub use cycles::{AccountRow, EarlierRead, FollowUp, MeterRow, OpenOrder, StoredRead};
-pub use devices::Device;
-pub(crate) use devices::{
-    complete_field_order, open_cycle_ids, open_cycle_of_device, record_upload_batch,
-    routes_of_device, upload_batch_in,
+pub use cycles::{
+    time_is_storable, AccountRow, EarlierRead, FollowUp, HeldRead, MeterRow, OpenOrder, StoredRead,
 };
+pub(crate) use devices::{
+    complete_field_order, device_registered, held_seq, note_device_state, open_cycle_ids,
+    open_cycle_of_device, record_refusal, record_upload_batch, route_assignments, routes_of_device,
+    upload_batch_in,
+};
+pub use devices::{Device, NewRefusal, UploadBatch, Via};
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};

@@ -1,12 +1,12 @@
 //! The handheld's side of a docking, over a serial cradle or the HTTP device API: the sync loop a
 //! firmware team writes, as executable reference. Used by `examples/handheld.rs` and by `demo`.
 
+use super::api::{
+    state_id_text, CodesJson, HelloJson, ReadJson, ReceiptJson, RoutesJson, UploadJson, WelcomeJson,
+};
 use super::handheld::{Handheld, HandheldState, Mode};
 use super::serial::run_handheld;
 use firmware_protocol::message as msg;
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,9 @@ pub enum Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DockReport {
     pub reads_acknowledged: u64,
+    /// Reads the gateway refused (their content is in its refused-reads list; a read refused for a
+    /// sequence conflict is numbered again and sent again).
+    pub reads_refused: u64,
     pub routes: usize,
     pub codes: usize,
     /// False when the link went down or the time ran out: the state keeps what is not acknowledged.
@@ -151,6 +154,7 @@ impl Cradle for SerialCradle {
         }
         let report = DockReport {
             reads_acknowledged: o.reads_acknowledged as u64,
+            reads_refused: o.reads_refused as u64,
             routes: o.routes_received,
             codes: o.codes_received,
             finished: finished && o.done,
@@ -160,83 +164,71 @@ impl Cradle for SerialCradle {
     }
 }
 
-/// The HTTP device API (`/api/v1/device/...`) with a bearer device token, over a minimal blocking
-/// HTTP/1.1 client (one request per connection).
+/// The HTTP device API (`/api/v1/device/...`, PROTOCOL.md §4) with a bearer device token, over
+/// ureq, with the daemon's own JSON types ([`super::api`]).
 pub struct HttpCradle {
-    host: String,
+    base: String,
     token: String,
+    agent: ureq::Agent,
 }
+
+/// The longest a route download may be (JSON of a 20,000-stop route is about 10 MB).
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 impl HttpCradle {
     pub fn new(url: &str, token: &str) -> Result<Self, ClientError> {
-        let host = url
-            .strip_prefix("http://")
-            .ok_or_else(|| ClientError::Url(url.to_string()))?
-            .trim_end_matches('/')
-            .to_string();
+        if !url.starts_with("http://") {
+            return Err(ClientError::Url(url.to_string()));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
         Ok(Self {
-            host,
+            base: url.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            agent,
         })
     }
 
-    fn request(&self, method: &str, path: &str, body: Option<&str>) -> Result<Value, ClientError> {
+    fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T, ClientError> {
         let what = format!("{method} {path}");
-        let mut s =
-            TcpStream::connect(&self.host).map_err(io(format!("connecting to {}", self.host)))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(io(&what))?;
-        let body = body.unwrap_or("");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.token,
-            body.len()
-        )
-        .map_err(io(&what))?;
-        let mut r = BufReader::new(s);
-        let mut status = String::new();
-        r.read_line(&mut status).map_err(io(&what))?;
-        let code: u16 = status
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).map_err(io(&what))? == 0 || line.trim().is_empty() {
-                break;
-            }
-            let lower = line.to_ascii_lowercase();
-            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut raw = Vec::new();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                r.read_line(&mut size).map_err(io(&what))?;
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                let mut chunk = vec![0; n + 2];
-                r.read_exact(&mut chunk).map_err(io(&what))?;
-                raw.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            r.read_to_end(&mut raw).map_err(io(&what))?;
-        }
-        let text = String::from_utf8_lossy(&raw);
-        if !(200..300).contains(&code) {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {}", self.token);
+        let sent = match body {
+            Some(b) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(b),
+            None => self.agent.get(&url).header("Authorization", &auth).call(),
+        };
+        let mut response = sent.map_err(|e| ClientError::Io {
+            what: format!("{what} to {}", self.base),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|e| ClientError::Io {
+                what: what.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        if !(200..300).contains(&status) {
             return Err(ClientError::Http {
                 method: method.into(),
                 path: path.into(),
-                status: code,
-                body: text.into_owned(),
+                status,
+                body: text,
             });
         }
         serde_json::from_str(&text).map_err(|source| ClientError::Json { what, source })
@@ -251,129 +243,71 @@ impl Cradle for HttpCradle {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(HandheldState, DockReport), ClientError> {
         let mut report = DockReport::default();
+        let welcome: WelcomeJson = self.request(
+            "POST",
+            "/api/v1/device/hello",
+            Some(&HelloJson {
+                state_id: Some(state_id_text(state.state_id)),
+                firmware_version: Some(state.firmware.clone()),
+            }),
+        )?;
+        state.held_by_gateway(welcome.held_seq);
+        report.log.push(format!(
+            "gateway speaks protocol {}, holds reads up to {} from this handheld state",
+            welcome.protocol_version, welcome.held_seq
+        ));
         if mode.upload && state.unacknowledged() > 0 {
             let total = state.unacknowledged() as u64;
             let mut done = 0;
-            // Batches formed at an earlier docking go first, each with the same id and reads.
-            for (id, reads) in state.batches(mode.max_batch) {
-                let body = json!({
-                    "batch_id": format!("{}-{id:08x}", state.device_id),
-                    "reads": reads.iter().map(read_json).collect::<Vec<_>>(),
-                });
-                let receipt =
-                    self.request("POST", "/api/v1/device/reads", Some(&body.to_string()))?;
-                if let Some(up_to) = receipt["up_to_seq"].as_u64() {
-                    state.acknowledge(up_to);
+            // Reads refused for a sequence conflict are numbered again and go up in the next round;
+            // a few rounds at most (each renumbered read gets a number the gateway never held).
+            for _round in 0..4 {
+                if state.unacknowledged() == 0 {
+                    break;
                 }
-                done += reads.len() as u64;
-                report.reads_acknowledged += reads.len() as u64;
-                progress(Progress::Reads { done, total });
+                // Batches formed at an earlier docking go first, each with the same id and reads.
+                for (id, reads) in state.batches(mode.max_batch) {
+                    let body = UploadJson {
+                        state_id: Some(state_id_text(state.state_id)),
+                        batch_id: format!("{}-{id:08x}", state.device_id),
+                        reads: reads.iter().filter_map(ReadJson::from_protocol).collect(),
+                    };
+                    let receipt: ReceiptJson =
+                        self.request("POST", "/api/v1/device/reads", Some(&body))?;
+                    let refused: Vec<msg::RefusedRead> =
+                        receipt.refused.iter().map(|r| r.to_protocol()).collect();
+                    for r in &receipt.refused {
+                        report.log.push(format!(
+                            "read {} refused ({}): {}",
+                            r.device_seq, r.reason, r.detail
+                        ));
+                    }
+                    let before = state.unacknowledged();
+                    if let Some(up_to) = receipt.up_to_seq {
+                        state.acknowledge(up_to, &refused);
+                    }
+                    state.held_by_gateway(receipt.held_seq);
+                    let acknowledged = before.saturating_sub(state.unacknowledged()) as u64;
+                    done += acknowledged;
+                    report.reads_acknowledged += acknowledged;
+                    report.reads_refused += refused.len() as u64;
+                    progress(Progress::Reads { done, total });
+                }
             }
         }
         if mode.download {
-            let routes = self.request("GET", "/api/v1/device/route", None)?;
-            for r in routes["routes"].as_array().into_iter().flatten() {
-                let route = route_from_json(r);
+            let routes: RoutesJson = self.request("GET", "/api/v1/device/route", None::<&()>)?;
+            for f in &routes.routes {
+                let route = super::route_data(f);
                 state.routes.retain(|x| x.route_id != route.route_id);
                 state.routes.push(route);
                 report.routes += 1;
             }
-            let codes = self.request("GET", "/api/v1/device/codes", None)?;
-            state.codes = codes["codes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c: &Value| msg::MessageCode {
-                    code: c["code"].as_str().unwrap_or_default().into(),
-                    category: c["category"].as_str().unwrap_or_default().into(),
-                    description: c["description"].as_str().unwrap_or_default().into(),
-                    requires_follow_up: c["requires_follow_up"].as_bool().unwrap_or(false),
-                })
-                .collect();
+            let codes: CodesJson = self.request("GET", "/api/v1/device/codes", None::<&()>)?;
+            state.codes = super::code_table(&codes.codes);
             report.codes = state.codes.len();
         }
         report.finished = true;
         Ok((state, report))
-    }
-}
-
-/// A read as `POST /api/v1/device/reads` takes it.
-pub fn read_json(r: &msg::Read) -> Value {
-    let time = super::local_time(r.read_time).map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string());
-    json!({
-        "device_seq": r.device_seq,
-        "meter_id": r.meter_id,
-        "reading": r.reading,
-        "read_time": time,
-        "read_type": r.read_type.name().unwrap_or("regular"),
-        "method": r.method.name().unwrap_or("keyed"),
-        "message_codes": r.message_codes,
-        "skip_code": r.skip_code,
-        "note": r.note,
-        "reader_id": r.reader_id,
-        "order": r.order.as_ref().map(|o| json!({
-            "order_id": o.order_id,
-            "new_meter_id": o.new_meter_id,
-            "new_meter_initial": o.new_meter_initial,
-        })),
-    })
-}
-
-/// A route as `GET /api/v1/device/route` sends it, as the handheld holds routes.
-pub fn route_from_json(r: &Value) -> msg::Route {
-    let day = |v: &Value| -> u32 {
-        v.as_str()
-            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-            .map_or(0, super::protocol_day)
-    };
-    let text = |v: &Value| -> String { v.as_str().unwrap_or_default().to_string() };
-    let stops = r["stops"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let dials = s["dials"].as_u64().unwrap_or(4).min(12) as u8;
-            let top = 10u64
-                .checked_pow(u32::from(dials))
-                .map_or(u64::MAX, |m| m - 1);
-            msg::RouteStop {
-                sequence: s["sequence"].as_u64().unwrap_or(0) as u32,
-                account_id: text(&s["account_id"]),
-                customer_name: text(&s["customer_name"]),
-                service_address: text(&s["service_address"]),
-                meter_id: text(&s["meter_id"]),
-                location_note: String::new(),
-                hazard_note: String::new(),
-                dials,
-                decimals: 0,
-                multiplier: s["multiplier"].as_u64().unwrap_or(1) as u32,
-                unit: msg::Unit::from_name(s["unit"].as_str().unwrap_or_default())
-                    .unwrap_or(msg::Unit::Unknown(0)),
-                previous_reading: s["previous_reading"].as_u64().unwrap_or(0),
-                previous_read_date: day(&s["previous_read_on"]),
-                low_limit: s["limits"]["low"].as_u64().unwrap_or(0),
-                high_limit: s["limits"]["high"].as_u64().unwrap_or(top),
-                field_orders: s["field_orders"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|o| msg::FieldOrder {
-                        order_id: o["order_id"].as_u64().unwrap_or(0),
-                        kind: msg::FieldOrderKind::from_name(
-                            o["kind"].as_str().unwrap_or_default(),
-                        )
-                        .unwrap_or(msg::FieldOrderKind::Unknown(0)),
-                        instructions: text(&o["instructions"]),
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    msg::Route {
-        route_id: text(&r["route_id"]),
-        cycle_id: text(&r["cycle_id"]),
-        window_from: day(&r["window_from"]),
-        window_to: day(&r["window_to"]),
-        stops,
     }
 }

@@ -12,7 +12,9 @@
 //! [`DockBoard`] under the device id, to be imported when that device says `Hello` again: the upload
 //! then resumes where it stopped instead of starting over.
 
-use super::{code_table, protocol_time, route_data, DockBoard, HeldPartial, SyncService};
+use super::{
+    code_table, protocol_time, route_data, DockBoard, HeldPartial, SyncService, Uploader, Via,
+};
 use chrono::{Duration, NaiveDateTime};
 use firmware_protocol::crc::crc32c;
 use firmware_protocol::message::{self as msg, error_code, ByeReason, Compression, Message};
@@ -56,7 +58,8 @@ pub enum Phase {
     Closing,
     /// The handheld said `Bye { done }`.
     Done,
-    /// Unknown device or no common version: `Error` and `Bye` sent, nothing else is done.
+    /// Unknown device, no common version, or a deadline expired: `Error` and `Bye` sent, nothing
+    /// else is done until the handheld starts over with `Hello`.
     Refused,
 }
 
@@ -100,6 +103,7 @@ pub enum Note {
         stored: usize,
         flagged: usize,
         already_received: usize,
+        refused: usize,
         up_to_seq: Option<u64>,
     },
     StoreFailed {
@@ -118,12 +122,53 @@ pub enum Note {
     Finished {
         device: String,
     },
+    /// A handheld that had said `Hello` is gone (link down, or its endpoint restarted).
     Disconnected {
-        device: Option<String>,
+        device: String,
         phase: Phase,
+    },
+    /// A waiting state made no progress within its deadline: `Error { 10 }` and `Bye` were sent.
+    Expired {
+        device: Option<String>,
+        waiting_for: &'static str,
+        secs: u64,
     },
     PeerError(String),
 }
+
+/// What the session waits for, and until when (dock clock, ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline {
+    at_ms: u64,
+    waiting_for: &'static str,
+    secs: u64,
+}
+
+/// How long each waiting state of a docking may go without progress (`[docks]` settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    pub hello_secs: u64,
+    pub reads_secs: u64,
+    pub accept_secs: u64,
+    pub transfer_secs: u64,
+    pub bye_secs: u64,
+}
+
+impl Deadlines {
+    pub fn from_config(c: &super::DockConfig) -> Self {
+        Deadlines {
+            hello_secs: c.hello_timeout_secs,
+            reads_secs: c.reads_timeout_secs,
+            accept_secs: c.accept_timeout_secs,
+            transfer_secs: c.transfer_timeout_secs,
+            bye_secs: c.bye_timeout_secs,
+        }
+    }
+}
+
+/// How long the dock lets its `Error` and `Bye` go out after a deadline expired before it starts a
+/// fresh connection (abandoning transfers still queued).
+const LINGER_MS: u64 = 3_000;
 
 /// The dock's side of a docking. See the module documentation.
 pub struct DockSession {
@@ -139,6 +184,8 @@ pub struct DockSession {
     restarts_seen: u64,
     phase: Phase,
     device: Option<String>,
+    /// The handheld's state identity (its `Hello`).
+    state_id: u64,
     compression: Compression,
     pending_reads: u64,
     reads_received: u64,
@@ -148,6 +195,10 @@ pub struct DockSession {
     awaiting_accept: Option<u32>,
     bye_id: Option<u32>,
     notes: VecDeque<Note>,
+    deadlines: Deadlines,
+    deadline: Option<Deadline>,
+    /// After an expiry: when to start a fresh connection.
+    linger_until: Option<u64>,
 }
 
 impl DockSession {
@@ -163,6 +214,7 @@ impl DockSession {
     ) -> Self {
         let epoch = now - Duration::milliseconds(now_ms as i64);
         let nonce = crc32c(name.as_bytes()) ^ now.and_utc().timestamp_subsec_nanos();
+        let deadlines = Deadlines::from_config(&service.config().docks);
         let s = Self {
             endpoint: Endpoint::new(Role::Dock, link_config(baud, nonce), now_ms),
             service,
@@ -174,6 +226,7 @@ impl DockSession {
             restarts_seen: 0,
             phase: Phase::AwaitHello,
             device: None,
+            state_id: 0,
             compression: Compression::NONE,
             pending_reads: 0,
             reads_received: 0,
@@ -183,6 +236,9 @@ impl DockSession {
             awaiting_accept: None,
             bye_id: None,
             notes: VecDeque::new(),
+            deadlines,
+            deadline: None,
+            linger_until: None,
         };
         s.set_state("idle");
         s
@@ -214,6 +270,43 @@ impl DockSession {
 
     fn now(&self, now_ms: u64) -> NaiveDateTime {
         self.epoch + Duration::milliseconds(now_ms as i64)
+    }
+
+    /// Waits for `waiting_for` at most `secs` from `now_ms`.
+    fn arm(&mut self, now_ms: u64, waiting_for: &'static str, secs: u64) {
+        self.deadline = Some(Deadline {
+            at_ms: now_ms.saturating_add(secs.saturating_mul(1000)),
+            waiting_for,
+            secs,
+        });
+    }
+
+    /// Something moved: the current wait starts again from `now_ms`.
+    fn progressed(&mut self, now_ms: u64) {
+        if let Some(d) = self.deadline {
+            self.arm(now_ms, d.waiting_for, d.secs);
+        }
+    }
+
+    /// A deadline passed: tell the handheld why, end the session, and start a fresh connection
+    /// shortly (nothing unacknowledged was acknowledged; partial uploads are kept).
+    fn expire(&mut self, d: Deadline, now_ms: u64) {
+        self.deadline = None;
+        let text = format!(
+            "no {} within {} s: the dock ends this docking; dock again",
+            d.waiting_for, d.secs
+        );
+        self.notes.push_back(Note::Expired {
+            device: self.device.clone(),
+            waiting_for: d.waiting_for,
+            secs: d.secs,
+        });
+        self.board
+            .update(&self.name, |s| s.last_error = Some(text.clone()));
+        self.error_and_bye(error_code::TIMEOUT, text);
+        self.phase = Phase::Refused;
+        self.set_state("refused");
+        self.linger_until = Some(now_ms + LINGER_MS);
     }
 
     fn set_state(&self, state: &str) {
@@ -268,6 +361,7 @@ impl DockSession {
     /// Saves the current endpoint's unfinished uploads under the device id.
     fn keep_partials(&self) {
         let Some(device) = &self.device else { return };
+        let key = partials_key(device, self.state_id);
         let held: Vec<HeldPartial> = self
             .endpoint
             .partials()
@@ -279,17 +373,22 @@ impl DockSession {
             })
             .collect();
         if !held.is_empty() {
-            self.board.keep_partials(device, held);
+            self.board.keep_partials(&key, held);
         }
     }
 
     /// A new connection: fresh endpoint, application state back to waiting for `Hello`.
     fn reconnect(&mut self, now_ms: u64) {
         self.keep_partials();
-        self.notes.push_back(Note::Disconnected {
-            device: self.device.clone(),
-            phase: self.phase,
-        });
+        // An idle cradle reconnects every few seconds: only a handheld that said Hello is news.
+        if let Some(device) = self.device.clone() {
+            self.notes.push_back(Note::Disconnected {
+                device,
+                phase: self.phase,
+            });
+        }
+        self.deadline = None;
+        self.linger_until = None;
         self.endpoints_made = self.endpoints_made.wrapping_add(1);
         let nonce =
             crc32c(self.name.as_bytes()) ^ self.endpoints_made.rotate_left(16) ^ now_ms as u32;
@@ -297,6 +396,7 @@ impl DockSession {
         self.restarts_seen = 0;
         self.phase = Phase::AwaitHello;
         self.device = None;
+        self.state_id = 0;
         self.offered.clear();
         self.awaiting_accept = None;
         self.bye_id = None;
@@ -310,7 +410,12 @@ impl DockSession {
     fn pump(&mut self, now_ms: u64) {
         while let Some(ev) = self.endpoint.poll_event() {
             match ev {
-                Event::LinkUp { .. } => self.set_state("connected"),
+                Event::LinkUp { .. } => {
+                    self.set_state("connected");
+                    if self.phase == Phase::AwaitHello {
+                        self.arm(now_ms, "Hello", self.deadlines.hello_secs);
+                    }
+                }
                 Event::TransferComplete { id, data } => self.on_transfer(id, &data, now_ms),
                 Event::Delivered { id } => {
                     if self.bye_id == Some(id) && self.phase == Phase::Refused {
@@ -319,10 +424,25 @@ impl DockSession {
                     if id & STABLE_ID != 0 {
                         self.board.update(&self.name, |s| s.routes_sent += 1);
                     }
+                    if matches!(self.phase, Phase::Downloading | Phase::Closing) {
+                        self.progressed(now_ms);
+                    }
                 }
                 Event::Progress {
                     direction, offset, ..
                 } => {
+                    let waiting_on_it = match direction {
+                        Direction::Incoming => {
+                            matches!(self.phase, Phase::AwaitHello | Phase::Uploading)
+                        }
+                        Direction::Outgoing => {
+                            matches!(self.phase, Phase::Downloading | Phase::Closing)
+                                && self.awaiting_accept.is_none()
+                        }
+                    };
+                    if waiting_on_it {
+                        self.progressed(now_ms);
+                    }
                     let off = u64::from(offset);
                     self.board.update(&self.name, |s| match direction {
                         Direction::Incoming => s.bytes_up = s.bytes_up.max(off),
@@ -343,10 +463,15 @@ impl DockSession {
                     offset,
                 } => {
                     let total = self
-                        .offered
-                        .iter()
-                        .find(|o| o.transfer_id == id)
-                        .map_or(0, |o| o.bytes.len() as u32);
+                        .endpoint
+                        .outgoing_total(id)
+                        .or_else(|| {
+                            self.offered
+                                .iter()
+                                .find(|o| o.transfer_id == id)
+                                .map(|o| o.bytes.len() as u32)
+                        })
+                        .unwrap_or(0);
                     self.notes.push_back(Note::RouteResumed {
                         transfer_id: id,
                         from: offset,
@@ -405,7 +530,7 @@ impl DockSession {
                     transfer_id,
                     resume_from,
                 },
-            ) => self.on_route_accept(transfer_id, resume_from),
+            ) => self.on_route_accept(transfer_id, resume_from, now_ms),
             (Phase::Downloading, Message::Error { code, text }) if code == error_code::NO_SPACE => {
                 // The route cannot be loaded; go on without it.
                 self.board.update(&self.name, |s| {
@@ -414,7 +539,7 @@ impl DockSession {
                 if let Some(id) = self.awaiting_accept.take() {
                     self.offered.retain(|o| o.transfer_id != id);
                 }
-                self.offer_next();
+                self.offer_next(now_ms);
             }
             (_, Message::Error { code, text }) => {
                 let text = format!("handheld error {code}: {text}");
@@ -428,6 +553,7 @@ impl DockSession {
                 } else {
                     Phase::AwaitHello
                 };
+                self.deadline = None;
                 if let Some(device) = self.device.clone() {
                     self.notes.push_back(Note::Finished { device });
                 }
@@ -452,29 +578,47 @@ impl DockSession {
         self.awaiting_accept = None;
         self.bye_id = None;
         self.reads_received = 0;
+        self.deadline = None;
+        self.linger_until = None;
         self.device = Some(h.device_id.clone());
+        self.state_id = h.state_id;
         let now = self.now(now_ms);
         self.notes.push_back(Note::Hello {
             device: h.device_id.clone(),
             firmware: h.firmware_version.clone(),
             pending_reads: h.pending_reads,
         });
-        if !h.protocol_versions.contains(&1) {
+        let version = msg::SESSION_PROTOCOL_VERSION;
+        if !h.protocol_versions.contains(&version) {
             self.refuse(
                 error_code::UNSUPPORTED_VERSION,
                 format!(
-                    "no protocol version in common: dock speaks 1, handheld {:?}",
+                    "this dock speaks protocol {version} only, the handheld {:?}: protocol 1 cannot \
+                     tell a wiped handheld's reads from reads already received; update its firmware \
+                     (its reads stay on it until then)",
                     h.protocol_versions
                 ),
             );
             return;
         }
-        match self
+        if h.state_id == 0 {
+            self.refuse(
+                error_code::BAD_MESSAGE,
+                "Hello carries no state id (protocol 2 needs a non-zero one)".into(),
+            );
+            return;
+        }
+        let from = Uploader {
+            device_id: &h.device_id,
+            state_id: h.state_id,
+            via: Via::Serial,
+        };
+        let held_seq = match self
             .service
-            .hello_blocking(&h.device_id, &h.firmware_version, now)
+            .hello_blocking(from, Some(&h.firmware_version), now)
         {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Some(held)) => held,
+            Ok(None) => {
                 self.refuse(
                     error_code::UNKNOWN_DEVICE,
                     format!("device {} is not registered with the District", h.device_id),
@@ -485,8 +629,11 @@ impl DockSession {
                 self.refuse(error_code::INTERNAL, format!("cannot check device: {e}"));
                 return;
             }
-        }
-        for p in self.board.take_partials(&h.device_id) {
+        };
+        for p in self
+            .board
+            .take_partials(&partials_key(&h.device_id, h.state_id))
+        {
             if let Err(e) = self.endpoint.import_partial(p.id, p.total, p.data) {
                 tracing::warn!(dock = %self.name, error = %e, "kept partial upload not usable");
             }
@@ -501,10 +648,15 @@ impl DockSession {
                 Vec::new()
             }
         };
+        // The link's own values (PROTOCOL.md 2.1): Welcome states them, it does not set them.
+        let (max_payload, window) = self
+            .endpoint
+            .negotiated()
+            .unwrap_or((usize::from(h.max_payload), u16::from(h.window)));
         let welcome = msg::Welcome {
-            protocol_version: 1,
-            max_payload: h.max_payload.min(4096),
-            window: h.window.min(32),
+            protocol_version: version,
+            max_payload: u16::try_from(max_payload).unwrap_or(u16::MAX),
+            window: u8::try_from(window).unwrap_or(u8::MAX),
             compression: self.compression,
             server_time: protocol_time(now),
             assigned_routes: routes
@@ -512,6 +664,7 @@ impl DockSession {
                 .take(msg::limits::ASSIGNED_ROUTES)
                 .map(|r| super::fit(&r.route_id, msg::limits::ID))
                 .collect(),
+            held_seq,
         };
         self.send_message(&Message::Welcome(welcome));
         let compressed = self.compression.contains(Compression::DEFLATE);
@@ -548,10 +701,11 @@ impl DockSession {
         });
         self.pending_reads = u64::from(h.pending_reads);
         if self.pending_reads == 0 {
-            self.start_download();
+            self.start_download(now_ms);
         } else {
             self.phase = Phase::Uploading;
             self.set_state("uploading");
+            self.arm(now_ms, "read batch", self.deadlines.reads_secs);
         }
     }
 
@@ -565,6 +719,7 @@ impl DockSession {
             .update(&self.name, |s| s.last_error = Some(reason.clone()));
         self.error_and_bye(code, reason);
         self.phase = Phase::Refused;
+        self.deadline = None;
         self.set_state("refused");
     }
 
@@ -574,14 +729,27 @@ impl DockSession {
         };
         let n = reads.len();
         self.set_state("storing");
+        let from = Uploader {
+            device_id: &device,
+            state_id: self.state_id,
+            via: Via::Serial,
+        };
         match self
             .service
-            .upload_blocking(&device, None, reads, self.now(now_ms))
+            .upload_blocking(from, None, reads, self.now(now_ms))
         {
             Ok(r) => {
                 // Committed: only now may the handheld hear that it can delete them.
                 if let Some(up_to_seq) = r.up_to_seq {
-                    self.send_message(&Message::ReadAck { up_to_seq });
+                    let refused = r
+                        .refused
+                        .iter()
+                        .map(|x| msg::RefusedRead {
+                            device_seq: x.device_seq,
+                            reason: x.wire_reason(),
+                        })
+                        .collect();
+                    self.send_message(&Message::ReadAck { up_to_seq, refused });
                 }
                 self.reads_received += n as u64;
                 let total = self.reads_received;
@@ -592,6 +760,7 @@ impl DockSession {
                     stored: r.stored,
                     flagged: r.flagged,
                     already_received: r.already_received,
+                    refused: r.refused.len(),
                     up_to_seq: r.up_to_seq,
                 });
             }
@@ -612,20 +781,22 @@ impl DockSession {
             }
         }
         if self.phase == Phase::Uploading && self.reads_received >= self.pending_reads {
-            self.start_download();
+            self.start_download(now_ms);
         } else if self.phase == Phase::Uploading {
             self.set_state("uploading");
+            self.arm(now_ms, "read batch", self.deadlines.reads_secs);
         }
     }
 
-    fn start_download(&mut self) {
+    fn start_download(&mut self, now_ms: u64) {
         self.phase = Phase::Downloading;
         self.set_state("downloading");
-        self.offer_next();
+        self.deadline = None;
+        self.offer_next(now_ms);
     }
 
     /// Offers the next route, or when none is left sends the codes, the orders and `Bye`.
-    fn offer_next(&mut self) {
+    fn offer_next(&mut self, now_ms: u64) {
         if self.awaiting_accept.is_some() {
             return;
         }
@@ -652,14 +823,16 @@ impl DockSession {
             if let Some(offer) = offer {
                 self.awaiting_accept = Some(transfer_id);
                 self.send_message(&Message::RouteOffer(offer));
+                self.arm(now_ms, "RouteAccept", self.deadlines.accept_secs);
                 return;
             }
         }
-        self.finish_download();
+        self.finish_download(now_ms);
     }
 
-    fn on_route_accept(&mut self, transfer_id: u32, resume_from: u32) {
+    fn on_route_accept(&mut self, transfer_id: u32, resume_from: u32, now_ms: u64) {
         if self.awaiting_accept != Some(transfer_id) {
+            // Still waiting for the right answer: the RouteAccept deadline keeps running.
             self.send_message(&Message::Error {
                 code: error_code::UNKNOWN_TRANSFER,
                 text: format!("no route transfer {transfer_id} was offered"),
@@ -675,24 +848,24 @@ impl DockSession {
             return;
         };
         let bytes = std::mem::take(&mut self.offered[i].bytes);
-        let total = bytes.len() as u32;
-        self.offered[i].bytes = Vec::new();
         if resume_from > 0 {
-            // Informational (PROTOCOL.md 3.6): the transfer layer's own Accept decides the offset.
-            self.notes.push_back(Note::RouteResumed {
-                transfer_id,
-                from: resume_from,
-                total,
-            });
+            // Informational (PROTOCOL.md 3.6): the transfer layer's own Accept decides the offset,
+            // and its `Resumed` event is what the log shows.
+            tracing::debug!(dock = %self.name, transfer_id, resume_from, "handheld holds part of the route");
         }
         if let Err(e) = self.endpoint.send(transfer_id, bytes) {
             tracing::warn!(dock = %self.name, error = %e, "route transfer not queued");
         }
         self.offered.remove(i);
-        self.offer_next();
+        self.arm(
+            now_ms,
+            "route transfer progress",
+            self.deadlines.transfer_secs,
+        );
+        self.offer_next(now_ms);
     }
 
-    fn finish_download(&mut self) {
+    fn finish_download(&mut self, now_ms: u64) {
         let codes = match self.service.codes_blocking() {
             Ok(c) => c,
             Err(e) => {
@@ -712,7 +885,32 @@ impl DockSession {
         });
         self.phase = Phase::Closing;
         self.set_state("closing");
+        // Route transfers may still be on the line: their progress keeps this wait alive.
+        self.arm(now_ms, "Bye", self.deadlines.bye_secs);
     }
+
+    /// The deadline and the linger after an expiry, for the caller's timer.
+    fn own_timeout(&self) -> Option<u64> {
+        match (self.deadline.map(|d| d.at_ms), self.linger_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check_own_timers(&mut self, now_ms: u64) {
+        if let Some(d) = self.deadline.filter(|d| d.at_ms <= now_ms) {
+            self.expire(d, now_ms);
+        }
+        if self.linger_until.is_some_and(|t| t <= now_ms) {
+            self.linger_until = None;
+            self.reconnect(now_ms);
+        }
+    }
+}
+
+/// The key of a handheld state's kept partial uploads on the board.
+fn partials_key(device: &str, state_id: u64) -> String {
+    format!("{device}/{state_id:016x}")
 }
 
 impl Station for DockSession {
@@ -728,11 +926,15 @@ impl Station for DockSession {
     }
 
     fn poll_timeout(&self) -> Option<u64> {
-        self.endpoint.poll_timeout()
+        match (self.endpoint.poll_timeout(), self.own_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn handle_timeout(&mut self, now_ms: u64) {
         self.endpoint.handle_timeout(now_ms);
         self.pump(now_ms);
+        self.check_own_timers(now_ms);
     }
 }

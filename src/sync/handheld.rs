@@ -3,11 +3,12 @@
 //! `examples/handheld.rs` and the benchmark; firmware authors can read it next to PROTOCOL.md §3.8.
 //!
 //! What a handheld must keep across power cycles is [`HandheldState`] (plain data the caller saves
-//! and restores; a test restores it to simulate a reboot): the read counter, the reads not yet
-//! acknowledged, the batch in flight (re-sent with the same transfer id and bytes, so the dock can
-//! resume it), the routes and what is held of an unfinished route download.
+//! and restores; a test restores it to simulate a reboot): its state identity (a random number made
+//! when the state is created: a wiped or replaced unit starts under a new one), the read counter,
+//! the reads not yet acknowledged, the batch in flight (re-sent with the same transfer id and bytes,
+//! so the dock can resume it), the routes and what is held of an unfinished route download.
 
-use super::dock::{link_config, STABLE_ID};
+use super::dock::{link_config, route_transfer_id, STABLE_ID};
 use super::HeldPartial;
 use firmware_protocol::message::{
     self as msg, error_code, AccountOrder, ByeReason, Compression, Message, Read, Route,
@@ -21,9 +22,13 @@ use std::collections::VecDeque;
 pub struct HandheldState {
     pub device_id: String,
     pub firmware: String,
-    /// The next `device_seq`; never reused.
+    /// The state identity (protocol 2): random, non-zero, made with this state. Sequence numbers
+    /// are unique per (device, state id).
+    pub state_id: u64,
+    /// The next `device_seq`; never reused. Moved above what the gateway holds at each docking
+    /// (`Welcome.held_seq`), so a state restored from an old copy does not number reads twice.
     pub next_seq: u64,
-    /// The next read-batch number (its transfer id is `STABLE_ID | number`).
+    /// Batches formed so far (for the log; a batch's transfer id comes from its bytes).
     pub next_batch: u32,
     /// Reads taken and not yet in a batch.
     pub pending: Vec<Read>,
@@ -41,10 +46,17 @@ pub struct HandheldState {
 }
 
 impl HandheldState {
+    /// A new (or wiped) handheld's state, with a fresh random state id.
     pub fn new(device_id: &str) -> Self {
+        Self::with_state_id(device_id, new_state_id())
+    }
+
+    /// A new state with a given state id (tests that need to reproduce one).
+    pub fn with_state_id(device_id: &str, state_id: u64) -> Self {
         Self {
             device_id: device_id.to_string(),
             firmware: concat!("ref-", env!("CARGO_PKG_VERSION")).to_string(),
+            state_id: state_id.max(1),
             next_seq: 1,
             next_batch: 1,
             ..Self::default()
@@ -64,28 +76,76 @@ impl HandheldState {
         self.next_seq - 1
     }
 
-    /// Deletes the reads a `ReadAck` (or an HTTP receipt) covers.
-    pub fn acknowledge(&mut self, up_to_seq: u64) {
+    /// Applies a `ReadAck` (or an HTTP receipt): deletes every read with `device_seq ≤ up_to_seq`,
+    /// except a read refused for a sequence conflict, which gets a new sequence number and waits for
+    /// the next batch (the gateway holds a different read under its old number). Reads refused for
+    /// any other reason are deleted: the gateway keeps their content in its refused-reads list.
+    /// Returns how many reads were renumbered.
+    pub fn acknowledge(&mut self, up_to_seq: u64, refused: &[msg::RefusedRead]) -> usize {
+        let again: Vec<u64> = refused
+            .iter()
+            .filter(|r| r.reason == msg::RefusalReason::SeqConflict && r.device_seq <= up_to_seq)
+            .map(|r| r.device_seq)
+            .collect();
+        let mut renumber = Vec::new();
+        let mut keep = |r: &Read| {
+            if r.device_seq > up_to_seq {
+                return true;
+            }
+            if again.contains(&r.device_seq) {
+                renumber.push(r.clone());
+            }
+            false
+        };
         for (_, reads) in &mut self.in_flight {
-            reads.retain(|r| r.device_seq > up_to_seq);
+            reads.retain(&mut keep);
         }
         self.in_flight.retain(|(_, r)| !r.is_empty());
-        self.pending.retain(|r| r.device_seq > up_to_seq);
+        self.pending.retain(&mut keep);
+        let n = renumber.len();
+        for read in renumber {
+            self.record(read);
+        }
+        n
+    }
+
+    /// What the gateway holds from this state (`Welcome.held_seq`, an HTTP receipt): new reads are
+    /// numbered above it.
+    pub fn held_by_gateway(&mut self, held_seq: u64) {
+        self.next_seq = self.next_seq.max(held_seq.saturating_add(1));
     }
 
     /// Freezes the pending reads into batches of at most `max` reads and returns every batch not
-    /// yet acknowledged, oldest first: what to send.
+    /// yet acknowledged, oldest first: what to send. A batch's transfer id is a stable id derived
+    /// from its bytes (PROTOCOL.md §3.8), so a cut upload resumes and different reads never do.
     pub fn batches(&mut self, max: usize) -> Vec<(u32, Vec<Read>)> {
         let max = max.clamp(1, msg::limits::READS);
         while !self.pending.is_empty() {
             let n = self.pending.len().min(max);
             let reads: Vec<Read> = self.pending.drain(..n).collect();
-            let id = STABLE_ID | (self.next_batch & !STABLE_ID);
+            let bytes = Message::ReadBatch {
+                reads: reads.clone(),
+            }
+            .to_vec();
+            let id = route_transfer_id(&bytes);
             self.next_batch = self.next_batch.wrapping_add(1);
             self.in_flight.push((id, reads));
         }
         self.in_flight.clone()
     }
+}
+
+/// A fresh state identity: 64 random bits from the operating system (never 0).
+pub fn new_state_id() -> u64 {
+    let id = getrandom::u64().unwrap_or_else(|_| {
+        // No OS randomness (never seen on the platforms the reference runs on): the clock and the
+        // process id still make a new value for every state.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        t ^ (u64::from(std::process::id()) << 32)
+    });
+    id.max(1)
 }
 
 /// What this docking is for.
@@ -118,7 +178,12 @@ pub struct Outcome {
     pub refused: Option<(u16, String)>,
     /// Errors the dock reported along the way.
     pub errors: Vec<(u16, String)>,
+    /// Reads the dock acknowledged as stored (or refused for good).
     pub reads_acknowledged: usize,
+    /// Reads the dock refused (`ReadAck.refused`).
+    pub reads_refused: usize,
+    /// Of those, reads refused for a sequence conflict and numbered again for the next docking.
+    pub reads_renumbered: usize,
     pub routes_received: usize,
     pub codes_received: usize,
     pub link_down: bool,
@@ -255,11 +320,12 @@ impl Handheld {
                     self.send_message(&Message::Hello(msg::Hello {
                         device_id: self.state.device_id.clone(),
                         firmware_version: self.state.firmware.clone(),
-                        protocol_versions: vec![1],
+                        protocol_versions: vec![msg::SESSION_PROTOCOL_VERSION],
                         max_payload: 4096,
                         window: 32,
                         compression: Compression::DEFLATE,
                         pending_reads: pending,
+                        state_id: self.state.state_id,
                     }));
                 }
                 Event::TransferComplete { id, data } => self.on_transfer(id, data, now_ms),
@@ -348,9 +414,10 @@ impl Handheld {
         match m {
             Message::Welcome(w) => {
                 self.log.push_back(format!(
-                    "welcome: routes {:?}, server time {}",
-                    w.assigned_routes, w.server_time
+                    "welcome: routes {:?}, server time {}, gateway holds reads up to {}",
+                    w.assigned_routes, w.server_time, w.held_seq
                 ));
+                self.state.held_by_gateway(w.held_seq);
                 if self.mode.upload {
                     let batches = self.state.batches(self.mode.max_batch);
                     if !batches.is_empty() {
@@ -365,14 +432,29 @@ impl Handheld {
                     }
                 }
             }
-            Message::ReadAck { up_to_seq } => {
+            Message::ReadAck { up_to_seq, refused } => {
                 let before = self.state.unacknowledged();
-                self.state.acknowledge(up_to_seq);
-                self.outcome.reads_acknowledged += before - self.state.unacknowledged();
+                let renumbered = self.state.acknowledge(up_to_seq, &refused);
+                self.outcome.reads_acknowledged +=
+                    before.saturating_sub(self.state.unacknowledged());
+                self.outcome.reads_refused += refused.len();
+                self.outcome.reads_renumbered += renumbered;
                 self.outcome.last_ack_ms = Some(now_ms);
                 self.outcome.wire_bytes_at_last_ack = self.endpoint.stats().bytes_sent;
                 self.log
                     .push_back(format!("reads up to {up_to_seq} acknowledged"));
+                for r in &refused {
+                    self.log.push_back(format!(
+                        "read {} refused: {}",
+                        r.device_seq,
+                        r.reason.name().unwrap_or("unknown reason")
+                    ));
+                }
+                if renumbered > 0 {
+                    self.log.push_back(format!(
+                        "{renumbered} read(s) renumbered, to be sent at the next docking"
+                    ));
+                }
             }
             Message::RouteOffer(o) => {
                 if !self.mode.download {
@@ -589,10 +671,19 @@ pub fn walk_route(
             n += 1;
             continue;
         }
-        // Expected use: the middle of the limits, as an offset from the previous reading.
+        // Expected use: the middle of the day's limits, as an offset from the previous reading.
+        let day = u32::try_from(time.div_euclid(86_400)).unwrap_or(route.window_from);
+        let limits = stop.limits_on((route.window_from, route.window_to), day);
+        let (low_limit, high_limit) = match limits {
+            msg::DayLimits::Range { low, high } => (low, high),
+            msg::DayLimits::Any => (
+                stop.previous_reading,
+                stop.previous_reading.wrapping_add(20),
+            ),
+        };
         let span = |a: u64, b: u64| if b >= a { b - a } else { b + (modulus - a) };
-        let low_use = span(stop.previous_reading, stop.low_limit) % modulus;
-        let high_use = span(stop.previous_reading, stop.high_limit) % modulus;
+        let low_use = span(stop.previous_reading, low_limit) % modulus;
+        let high_use = span(stop.previous_reading, high_limit) % modulus;
         let (low_use, high_use) = if high_use >= low_use {
             (low_use, high_use)
         } else {
@@ -607,12 +698,12 @@ pub fn walk_route(
         if rng.unit() < model.miskeyed {
             keyed = swap_digits(truth, stop.dials, rng);
         }
-        if !stop.in_limits(keyed) {
+        if !limits.contains(keyed) {
             // Re-keyed at the meter: a mis-key is caught most of the time.
             if keyed != truth && rng.unit() < 0.7 {
                 keyed = truth;
             }
-            if !stop.in_limits(keyed) {
+            if !limits.contains(keyed) {
                 let above = span(stop.previous_reading, keyed) % modulus > high_use;
                 read.read_type = if above {
                     msg::ReadType::HighConfirmed
@@ -661,7 +752,10 @@ pub enum StateError {
     Message(String),
 }
 
-const STATE_MAGIC: &[u8; 6] = b"MGHH01";
+/// Version 2 of the state file adds the state id after the firmware version.
+const STATE_MAGIC: &[u8; 6] = b"MGHH02";
+/// A state file written before protocol 2 (no state id): read with a fresh one.
+const STATE_MAGIC_V1: &[u8; 6] = b"MGHH01";
 
 impl HandheldState {
     /// The state as bytes (what firmware would write to flash), built from the wire's own message
@@ -674,6 +768,7 @@ impl HandheldState {
         };
         put(&mut out, self.device_id.as_bytes());
         put(&mut out, self.firmware.as_bytes());
+        msg::write_varint(&mut out, self.state_id);
         msg::write_varint(&mut out, self.next_seq);
         msg::write_varint(&mut out, u64::from(self.next_batch));
         put(
@@ -721,12 +816,24 @@ impl HandheldState {
 
     /// Reads back [`HandheldState::to_bytes`].
     pub fn from_bytes(b: &[u8]) -> Result<Self, StateError> {
-        let rest = b
-            .strip_prefix(STATE_MAGIC.as_slice())
-            .ok_or(StateError::Magic)?;
+        let (rest, v1) = match b.strip_prefix(STATE_MAGIC.as_slice()) {
+            Some(rest) => (rest, false),
+            None => (
+                b.strip_prefix(STATE_MAGIC_V1.as_slice())
+                    .ok_or(StateError::Magic)?,
+                true,
+            ),
+        };
         let mut r = StateReader { b: rest, at: 0 };
         let device_id = r.string()?;
         let firmware = r.string()?;
+        // A protocol-1 state has no identity: it gets a new one, under which its unacknowledged
+        // reads can never be taken for reads the gateway already holds.
+        let state_id = if v1 {
+            new_state_id()
+        } else {
+            r.varint()?.max(1)
+        };
         let next_seq = r.varint()?;
         let next_batch = r.varint()? as u32;
         let pending = r.reads()?;
@@ -766,6 +873,7 @@ impl HandheldState {
         Ok(Self {
             device_id,
             firmware,
+            state_id,
             next_seq,
             next_batch,
             pending,

@@ -7,18 +7,21 @@
 //! directly. [`handheld`] is the reference handheld, used by the tests, `examples/handheld.rs` and the
 //! benchmark.
 
+pub mod api;
 pub mod client;
 pub mod dock;
 pub mod handheld;
 pub mod serial;
 
 use crate::config::Config;
-use crate::cycles::{self, CycleError, Disposition, RouteCode, RouteFile};
-use crate::domain::{FieldRead, ReadMethod, ReadStatus, ReadType};
-use crate::store::{Db, DbError, GroupedError, MeterRow, StoreError};
+use crate::cycles::{self, CycleError, Disposition, Refusal, RouteCode, RouteFile};
+use crate::domain::{DeviceRef, FieldRead, ReadMethod, ReadStatus, ReadType, RefusalReason};
+pub use crate::store::Via;
+use crate::store::{Db, DbError, GroupedError, MeterRow, NewRefusal, StoreError, UploadBatch};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use firmware_protocol::message as msg;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +32,10 @@ use std::sync::{Arc, Mutex};
 /// usb = [{ vid = 0x0403, pid = 0x6001 }]   # FTDI cradles: every matching port becomes a dock
 /// reopen_interval_ms = 1000
 /// ```
+///
+/// The deadlines bound every wait of a docking (PROTOCOL.md §3.8): when the handheld makes no
+/// progress for that long, the dock sends `Error { 10 timeout }` and `Bye`, logs why, and is free for
+/// the next handheld.
 #[derive(Debug, Clone, serde::Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DockConfig {
@@ -38,6 +45,17 @@ pub struct DockConfig {
     pub reopen_interval_ms: u64,
     /// Line speed of the cradles.
     pub baud: u32,
+    /// From the link coming up to the handheld's `Hello`.
+    pub hello_timeout_secs: u64,
+    /// While reads are announced (`Hello.pending_reads`) and not all in: without a byte of a read
+    /// batch arriving.
+    pub reads_timeout_secs: u64,
+    /// From a `RouteOffer` to its `RouteAccept` (or `Error { 8 no space }`).
+    pub accept_timeout_secs: u64,
+    /// While a route transfer is on the line: without the handheld acknowledging a byte of it.
+    pub transfer_timeout_secs: u64,
+    /// From the dock's `Bye` (and the last transfer's progress) to the handheld's `Bye`.
+    pub bye_timeout_secs: u64,
 }
 
 impl Default for DockConfig {
@@ -46,6 +64,11 @@ impl Default for DockConfig {
             usb: Vec::new(),
             reopen_interval_ms: 1000,
             baud: 115_200,
+            hello_timeout_secs: 20,
+            reads_timeout_secs: 60,
+            accept_timeout_secs: 30,
+            transfer_timeout_secs: 60,
+            bye_timeout_secs: 30,
         }
     }
 }
@@ -74,8 +97,8 @@ pub enum SyncError {
     NoOpenCycle(String),
     #[error("a batch holds at most {max} reads, got {got}")]
     TooManyReads { got: usize, max: usize },
-    #[error("read {device_seq}: time {time} is out of range")]
-    BadTime { device_seq: u64, time: i64 },
+    #[error("a handheld's state id must not be 0 (protocol 2: a random number made when its storage was initialised)")]
+    NoStateId,
 }
 
 impl From<GroupedError<SyncError>> for SyncError {
@@ -90,16 +113,42 @@ impl From<GroupedError<SyncError>> for SyncError {
 /// What became of an upload, once it is durably committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UploadReceipt {
-    /// Every read of the device with `device_seq` up to this one is stored: the handheld may delete
-    /// them. `None` for an empty batch.
+    /// Every read of the batch with `device_seq` up to this one is stored or, when listed in
+    /// `refused`, durably logged as refused: the handheld may delete them, except the refused reads
+    /// whose reason asks it to send them again under a new number. `None` for an empty batch, or a
+    /// batch refused whole (`batch_conflict`).
     pub up_to_seq: Option<u64>,
     /// Reads stored now.
     pub stored: usize,
     /// Of those, reads validation flagged for a clerk.
     pub flagged: usize,
-    /// Reads stored before (re-sent after a lost acknowledgement, or the same value already in the
-    /// cycle): not stored again.
+    /// Reads stored before, proven the same (re-sent after a lost acknowledgement, or the same
+    /// reading of the meter already in the cycle): not stored again.
     pub already_received: usize,
+    /// Reads not stored, and why.
+    pub refused: Vec<RefusedRead>,
+    /// The highest `device_seq` the gateway now holds from this handheld state (stored or refused).
+    pub held_seq: u64,
+    /// The batch id was used before for different reads: nothing of this batch was taken. Says so.
+    pub batch_conflict: Option<String>,
+}
+
+/// A read of an upload that was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RefusedRead {
+    pub device_seq: u64,
+    /// `seq_conflict` (send it again under a new sequence number), `bad_time`, `off_route`,
+    /// `bad_read`.
+    pub reason: String,
+    /// One sentence for the reader or a clerk, naming the read.
+    pub detail: String,
+}
+
+impl RefusedRead {
+    /// The reason as the wire protocol codes it.
+    pub fn wire_reason(&self) -> msg::RefusalReason {
+        msg::RefusalReason::from_name(&self.reason).unwrap_or(msg::RefusalReason::BadRead)
+    }
 }
 
 /// The sync engine's handle: cheap to clone, shared by every dock and HTTP request.
@@ -134,14 +183,15 @@ impl SyncService {
         &self.config
     }
 
-    /// Validates and durably stores a batch of reads from a device; returns only after the commit.
-    /// Idempotent by (device, device_seq) and, when given, by batch id.
+    /// Validates and durably stores a batch of reads from a device state; returns only after the
+    /// commit. Idempotent by (device, state, device_seq) and, when given, by batch id, both proven by
+    /// the content: a repeat with different content is refused, never acknowledged as received.
     ///
     /// The batch is judged on a read-only connection, in parallel with other uploads and the writer;
     /// the writer only stores it (judging again itself if the district changed meanwhile).
     pub async fn upload(
         &self,
-        device_id: &str,
+        from: Uploader<'_>,
         batch_id: Option<&str>,
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
@@ -151,7 +201,7 @@ impl SyncService {
             .acquire()
             .await
             .map_err(|_| DbError::Stopped)?;
-        let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
+        let mut upload = self.upload_of(from, batch_id, reads, now)?;
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
             upload.judged = Some((epoch, self.db.read(upload.judging()).await?));
@@ -162,12 +212,12 @@ impl SyncService {
     /// [`SyncService::upload`] for serial threads (never call it on a runtime worker).
     pub fn upload_blocking(
         &self,
-        device_id: &str,
+        from: Uploader<'_>,
         batch_id: Option<&str>,
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
-        let mut upload = self.upload_of(device_id, batch_id, reads, now)?;
+        let mut upload = self.upload_of(from, batch_id, reads, now)?;
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
             upload.judged = Some((epoch, self.db.read_blocking(upload.judging())?));
@@ -177,7 +227,7 @@ impl SyncService {
 
     fn upload_of(
         &self,
-        device_id: &str,
+        from: Uploader<'_>,
         batch_id: Option<&str>,
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
@@ -188,33 +238,61 @@ impl SyncService {
                 max: msg::limits::READS,
             });
         }
-        let domain = field_reads(device_id, &reads)?;
+        if from.state_id == 0 {
+            return Err(SyncError::NoStateId);
+        }
+        let contents: Vec<[u8; 32]> = reads.iter().map(read_content).collect();
+        let batch = batch_id.map(|b| (b.to_string(), batch_content(&contents)));
+        let mut early = Vec::new();
+        let mut judged_at = Vec::with_capacity(reads.len());
+        let mut domain = Vec::with_capacity(reads.len());
+        for (i, r) in reads.iter().enumerate() {
+            match field_read(from.device_id, from.state_id, r, contents[i]) {
+                Ok(d) => {
+                    judged_at.push(i);
+                    domain.push(d);
+                }
+                Err(refusal) => early.push((i, refusal)),
+            }
+        }
         Ok(Upload {
             config: self.config.clone(),
-            device: device_id.to_string(),
-            batch: batch_id.map(str::to_string),
+            device: from.device_id.to_string(),
+            state_id: from.state_id,
+            via: from.via,
+            batch,
             reads,
+            contents,
+            early,
+            judged_at,
             domain,
             now,
             judged: None,
         })
     }
 
-    /// Whether a device id is registered and not retired; notes it as seen when it is.
+    /// A handheld says hello (a serial `Hello`, or `POST /api/v1/device/hello`): `None` when the
+    /// device is not registered (or retired), else where it stands: the highest sequence number the
+    /// gateway holds from its state. Notes the device and the state as seen.
+    pub async fn hello(
+        &self,
+        from: Uploader<'_>,
+        firmware: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<Option<u64>, SyncError> {
+        let work = hello_work(from, firmware, now);
+        self.db.call(work).await?
+    }
+
+    /// [`SyncService::hello`] for serial threads.
     pub fn hello_blocking(
         &self,
-        device_id: &str,
-        firmware: &str,
+        from: Uploader<'_>,
+        firmware: Option<&str>,
         now: NaiveDateTime,
-    ) -> Result<bool, SyncError> {
-        let (device, firmware) = (device_id.to_string(), firmware.to_string());
-        self.db.call_blocking(move |s| -> Result<bool, SyncError> {
-            if !s.device_known(&device)? {
-                return Ok(false);
-            }
-            s.note_device_seen(&device, &firmware, now)?;
-            Ok(true)
-        })?
+    ) -> Result<Option<u64>, SyncError> {
+        let work = hello_work(from, firmware, now);
+        self.db.call_blocking(work)?
     }
 
     /// The routes the device should carry: its assignments in the open cycle, else the next unread
@@ -250,6 +328,35 @@ impl SyncService {
     pub fn codes_blocking(&self) -> Result<Vec<RouteCode>, SyncError> {
         self.db.call_blocking(codes_in)?
     }
+}
+
+/// Who sends an upload: the device, its state identity, and how it is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploader<'a> {
+    pub device_id: &'a str,
+    pub state_id: u64,
+    pub via: Via,
+}
+
+type HelloWork = Box<dyn FnOnce(&mut crate::store::Store) -> Result<Option<u64>, SyncError> + Send>;
+
+fn hello_work(from: Uploader<'_>, firmware: Option<&str>, now: NaiveDateTime) -> HelloWork {
+    let (device, state, via) = (from.device_id.to_string(), from.state_id, from.via);
+    let firmware = firmware.map(str::to_string);
+    Box::new(move |s| {
+        if state == 0 {
+            return Err(SyncError::NoStateId);
+        }
+        if !s.device_known(&device)? {
+            return Ok(None);
+        }
+        if let Some(f) = &firmware {
+            s.note_device_seen(&device, f, now)?;
+        }
+        let conn = s.conn();
+        crate::store::note_device_state(conn, &device, state, via, firmware.as_deref(), now)?;
+        Ok(Some(crate::store::held_seq(conn, &device, state)?))
+    })
 }
 
 fn codes_in(s: &mut crate::store::Store) -> Result<Vec<RouteCode>, SyncError> {
@@ -290,13 +397,23 @@ fn routes_for_in(
 struct Upload {
     config: Arc<Config>,
     device: String,
-    batch: Option<String>,
+    state_id: u64,
+    via: Via,
+    /// The batch id and the digest of its reads.
+    batch: Option<(String, [u8; 32])>,
     reads: Vec<msg::Read>,
-    /// `reads` as the domain sees them, until a reader takes them to judge ([`Upload::judging`]).
+    /// SHA-256 of each read as sent ([`read_content`]).
+    contents: Vec<[u8; 32]>,
+    /// Reads refused before judging (a time that is no calendar time), by position in `reads`.
+    early: Vec<(usize, Refusal)>,
+    /// The position in `reads` of each read judged (`domain`).
+    judged_at: Vec<usize>,
+    /// The judged reads as the domain sees them, until a reader takes them to judge
+    /// ([`Upload::judging`]).
     domain: Vec<FieldRead>,
     now: NaiveDateTime,
     /// Judged on a reader under this district epoch: the reads by cycle, each part with the
-    /// positions of its reads in the batch.
+    /// positions of its reads in `domain`.
     judged: Option<(u64, Result<Vec<UploadPart>, SyncError>)>,
 }
 
@@ -378,112 +495,234 @@ impl Upload {
     }
 
     /// Judges (unless a reader did, under the current district epoch), stores, completes orders,
-    /// records the batch.
-    fn store(self, conn: &rusqlite::Connection, epoch: u64) -> Result<UploadReceipt, SyncError> {
-        let Upload {
-            config,
-            device,
-            batch,
-            reads,
-            domain,
-            now,
-            judged,
-        } = self;
-        let device = device.as_str();
-        let up_to_seq = reads.iter().map(|r| r.device_seq).max();
-        if let Some(b) = &batch {
-            if let Some((n, up_to)) = crate::store::upload_batch_in(conn, device, b)? {
-                return Ok(UploadReceipt {
-                    up_to_seq: up_to,
-                    stored: 0,
-                    flagged: 0,
-                    already_received: n as usize,
-                });
+    /// logs refusals, records the batch.
+    fn store(
+        mut self,
+        conn: &rusqlite::Connection,
+        epoch: u64,
+    ) -> Result<UploadReceipt, SyncError> {
+        if let Some((batch_id, content)) = &self.batch {
+            if let Some(before) =
+                crate::store::upload_batch_in(conn, &self.device, self.state_id, batch_id)?
+            {
+                return self.answer_again(conn, batch_id, *content, before);
             }
         }
-        let parts = match judged {
+        let (device, now) = (self.device.as_str(), self.now);
+        if !crate::store::device_registered(conn, device)? {
+            // Retired (or never registered) since it said hello: nothing it sends is taken.
+            return Err(SyncError::UnknownDevice(device.to_string()));
+        }
+        crate::store::note_device_state(conn, device, self.state_id, self.via, None, now)?;
+        let parts = match self.judged.take() {
             Some((judged_under, parts)) if judged_under == epoch => parts?,
-            // Not judged, or the district changed since: judge here, on the writer.
-            Some(_) => judge_upload(conn, &config, device, field_reads(device, &reads)?, now)?,
-            None => judge_upload(conn, &config, device, domain, now)?,
+            // The district changed since: judge here, on the writer.
+            Some(_) => judge_upload(conn, &self.config, device, self.rebuild_domain(), now)?,
+            None => {
+                let domain = std::mem::take(&mut self.domain);
+                judge_upload(conn, &self.config, device, domain, now)?
+            }
         };
-        store_parts(
+        self.store_parts(conn, parts)
+    }
+
+    /// The judged reads again, for judging on the writer (a reader took them).
+    fn rebuild_domain(&self) -> Vec<FieldRead> {
+        self.judged_at
+            .iter()
+            .filter_map(|&i| {
+                field_read(
+                    &self.device,
+                    self.state_id,
+                    &self.reads[i],
+                    self.contents[i],
+                )
+                .ok()
+            })
+            .collect()
+    }
+
+    /// A batch id seen before: the same answer when the reads are the same, else a refusal of the
+    /// whole batch (logged), nothing stored.
+    fn answer_again(
+        &self,
+        conn: &rusqlite::Connection,
+        batch_id: &str,
+        content: [u8; 32],
+        before: UploadBatch,
+    ) -> Result<UploadReceipt, SyncError> {
+        let held_seq = crate::store::held_seq(conn, &self.device, self.state_id)?;
+        if before.content == Some(content) {
+            let refused: Vec<RefusedRead> =
+                serde_json::from_str(&before.refused_json).unwrap_or_default();
+            return Ok(UploadReceipt {
+                up_to_seq: before.up_to_seq,
+                stored: 0,
+                flagged: 0,
+                already_received: (before.reads as usize).saturating_sub(refused.len()),
+                refused,
+                held_seq,
+                batch_conflict: None,
+            });
+        }
+        let detail = format!(
+            "batch {batch_id} was received before with {} other read(s): a batch id names one list of \
+             reads; send these under a new batch id",
+            before.reads
+        );
+        let reads_json =
+            serde_json::Value::Array(self.reads.iter().map(read_json).collect()).to_string();
+        crate::store::record_refusal(
             conn,
-            device,
-            batch.as_deref(),
-            &reads,
-            parts,
-            up_to_seq,
-            now,
-        )
+            &NewRefusal {
+                device_id: &self.device,
+                state_id: self.state_id,
+                device_seq: self.reads.iter().map(|r| r.device_seq).max(),
+                batch_id: Some(batch_id),
+                reason: RefusalReason::BatchConflict,
+                detail: &detail,
+                meter_id: self.reads.first().map_or("", |r| r.meter_id.as_str()),
+                read_json: &reads_json,
+                content: &content,
+                existing_read_id: None,
+            },
+            self.now,
+        )?;
+        tracing::warn!(device = %self.device, batch = batch_id, "batch id reused for different reads: refused");
+        Ok(UploadReceipt {
+            up_to_seq: None,
+            stored: 0,
+            flagged: 0,
+            already_received: 0,
+            refused: Vec::new(),
+            held_seq,
+            batch_conflict: Some(detail),
+        })
+    }
+
+    fn store_parts(
+        &self,
+        conn: &rusqlite::Connection,
+        parts: Vec<UploadPart>,
+    ) -> Result<UploadReceipt, SyncError> {
+        let (device, now) = (self.device.as_str(), self.now);
+        let mut receipt = UploadReceipt {
+            up_to_seq: self.reads.iter().map(|r| r.device_seq).max(),
+            stored: 0,
+            flagged: 0,
+            already_received: 0,
+            refused: Vec::new(),
+            held_seq: 0,
+            batch_conflict: None,
+        };
+        let mut refusals: Vec<(usize, Refusal, Option<i64>)> = self
+            .early
+            .iter()
+            .map(|(i, r)| (*i, r.clone(), None))
+            .collect();
+        for (indexes, judged) in parts {
+            let outcomes = cycles::store_judged(conn, judged, now)?;
+            for o in outcomes {
+                let at = self.judged_at[indexes[o.index]];
+                let read = &self.reads[at];
+                match o.disposition {
+                    Disposition::Stored { status, .. } => {
+                        receipt.stored += 1;
+                        if matches!(status, ReadStatus::Flagged | ReadStatus::Held) {
+                            receipt.flagged += 1;
+                        }
+                    }
+                    Disposition::AlreadyReceived => {
+                        receipt.already_received += 1;
+                        continue; // its order was completed when it was stored
+                    }
+                    Disposition::SameAsEarlier => receipt.already_received += 1,
+                    Disposition::Refused(refusal) => {
+                        let held = (o.read_id != 0).then_some(o.read_id);
+                        refusals.push((at, refusal, held));
+                        continue;
+                    }
+                }
+                if let Some(order) = &read.order {
+                    complete_order(conn, device, read, order, o.read_id, now)?;
+                }
+            }
+        }
+        refusals.sort_by_key(|(i, ..)| *i);
+        for (at, refusal, existing) in refusals {
+            let read = &self.reads[at];
+            crate::store::record_refusal(
+                conn,
+                &NewRefusal {
+                    device_id: device,
+                    state_id: self.state_id,
+                    device_seq: Some(read.device_seq),
+                    batch_id: self.batch.as_ref().map(|(b, _)| b.as_str()),
+                    reason: refusal.reason,
+                    detail: &refusal.detail,
+                    meter_id: &read.meter_id,
+                    read_json: &read_json(read).to_string(),
+                    content: &self.contents[at],
+                    existing_read_id: existing,
+                },
+                now,
+            )?;
+            tracing::warn!(device, seq = read.device_seq, reason = %refusal.reason, detail = %refusal.detail, "read refused");
+            receipt.refused.push(RefusedRead {
+                device_seq: read.device_seq,
+                reason: refusal.reason.as_str().to_string(),
+                detail: refusal.detail,
+            });
+        }
+        receipt.held_seq = crate::store::held_seq(conn, device, self.state_id)?;
+        if let Some((batch_id, content)) = &self.batch {
+            let refused_json = serde_json::to_string(&receipt.refused).unwrap_or_default();
+            crate::store::record_upload_batch(
+                conn,
+                device,
+                self.state_id,
+                batch_id,
+                &UploadBatch {
+                    content: Some(*content),
+                    reads: self.reads.len() as u64,
+                    up_to_seq: receipt.up_to_seq,
+                    refused_json,
+                },
+                now,
+            )?;
+        }
+        Ok(receipt)
     }
 }
 
-fn store_parts(
+/// Completes the field order a stored read carries.
+fn complete_order(
     conn: &rusqlite::Connection,
     device: &str,
-    batch: Option<&str>,
-    reads: &[msg::Read],
-    parts: Vec<UploadPart>,
-    up_to_seq: Option<u64>,
+    read: &msg::Read,
+    order: &msg::OrderCompletion,
+    read_id: i64,
     now: NaiveDateTime,
-) -> Result<UploadReceipt, SyncError> {
-    let mut receipt = UploadReceipt {
-        up_to_seq,
-        stored: 0,
-        flagged: 0,
-        already_received: 0,
-    };
-    for (indexes, judged) in parts {
-        let outcomes = cycles::store_judged(conn, judged, now)?;
-        for o in outcomes {
-            let read = &reads[indexes[o.index]];
-            match &o.disposition {
-                Disposition::Stored { status, .. } => {
-                    receipt.stored += 1;
-                    if matches!(status, ReadStatus::Flagged | ReadStatus::Held) {
-                        receipt.flagged += 1;
-                    }
-                }
-                Disposition::AlreadyReceived => {
-                    receipt.already_received += 1;
-                    continue; // its order was completed when it was stored
-                }
-                Disposition::SameAsEarlier => receipt.already_received += 1,
-            }
-            if let Some(order) = &read.order {
-                let result = serde_json::json!({
-                    "read_id": o.read_id,
-                    "reading": read.reading,
-                    "new_meter_id": order.new_meter_id,
-                    "new_meter_initial": order.new_meter_initial,
-                });
-                let done = i64::try_from(order.order_id).ok().map(|id| {
-                    crate::store::complete_field_order(
-                        conn,
-                        id,
-                        o.read_id,
-                        &result.to_string(),
-                        now,
-                    )
-                });
-                if !matches!(done, Some(Ok(true))) {
-                    if let Some(Err(e)) = done {
-                        return Err(e.into());
-                    }
-                    tracing::warn!(
-                        device,
-                        order = order.order_id,
-                        "read completes no open field order"
-                    );
-                }
-            }
-        }
+) -> Result<(), SyncError> {
+    let result = serde_json::json!({
+        "read_id": read_id,
+        "reading": read.reading,
+        "new_meter_id": order.new_meter_id,
+        "new_meter_initial": order.new_meter_initial,
+    });
+    let done = i64::try_from(order.order_id)
+        .ok()
+        .map(|id| crate::store::complete_field_order(conn, id, read_id, &result.to_string(), now));
+    match done {
+        Some(Ok(true)) => {}
+        Some(Err(e)) => return Err(e.into()),
+        _ => tracing::warn!(
+            device,
+            order = order.order_id,
+            "read completes no open field order"
+        ),
     }
-    if let Some(b) = batch {
-        crate::store::record_upload_batch(conn, device, b, reads.len() as u64, up_to_seq, now)?;
-    }
-    Ok(receipt)
+    Ok(())
 }
 
 // ---- conversions between the wire protocol and the domain --------------------------------------
@@ -504,16 +743,37 @@ pub fn protocol_day(d: NaiveDate) -> u32 {
     u32::try_from((d - epoch).num_days()).unwrap_or(0)
 }
 
-/// A protocol `Read` from a device as the domain's field read.
-/// [`field_read`] of every read of an upload.
-fn field_reads(device_id: &str, reads: &[msg::Read]) -> Result<Vec<FieldRead>, SyncError> {
-    reads.iter().map(|r| field_read(device_id, r)).collect()
+/// SHA-256 of a read as the handheld sent it: its `Read` record's encoding (PROTOCOL.md §3.5). The
+/// same read sent over a cradle or the HTTP API has the same digest.
+pub fn read_content(r: &msg::Read) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(64);
+    msg::encode_read(r, &mut bytes);
+    Sha256::digest(&bytes).into()
 }
 
-pub fn field_read(device_id: &str, r: &msg::Read) -> Result<FieldRead, SyncError> {
-    let read_at = local_time(r.read_time).ok_or(SyncError::BadTime {
-        device_seq: r.device_seq,
-        time: r.read_time,
+/// The digest of a batch's reads, in order: what a batch id stands for.
+fn batch_content(contents: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for c in contents {
+        h.update(c);
+    }
+    h.finalize().into()
+}
+
+/// A protocol `Read` from a device state as the domain's field read; refused when its time is no
+/// calendar time at all (other bounds are `cycles::intake`'s).
+pub fn field_read(
+    device_id: &str,
+    state_id: u64,
+    r: &msg::Read,
+    content: [u8; 32],
+) -> Result<FieldRead, Refusal> {
+    let read_at = local_time(r.read_time).ok_or_else(|| Refusal {
+        reason: RefusalReason::BadTime,
+        detail: format!(
+            "read of meter {}: read time {} (seconds since 1970, district time) is not a calendar time",
+            r.meter_id, r.read_time
+        ),
     })?;
     let read_type = match r.read_type {
         msg::ReadType::Regular => ReadType::Regular,
@@ -543,8 +803,32 @@ pub fn field_read(device_id: &str, r: &msg::Read) -> Result<FieldRead, SyncError
         codes: r.message_codes.clone(),
         skip_code: r.skip_code.clone(),
         note: r.note.clone(),
-        device: Some((device_id.to_string(), r.device_seq)),
+        device: Some(DeviceRef {
+            device_id: device_id.to_string(),
+            state_id,
+            seq: r.device_seq,
+            content,
+        }),
     })
+}
+
+/// A read as the refused-reads log keeps it: as `POST /api/v1/device/reads` takes it, or, when its
+/// time is no calendar time, with `read_time` as the protocol's seconds.
+pub fn read_json(r: &msg::Read) -> serde_json::Value {
+    match api::ReadJson::from_protocol(r) {
+        Some(j) => serde_json::to_value(j).unwrap_or_default(),
+        None => {
+            let placeholder = msg::Read {
+                read_time: 0,
+                ..r.clone()
+            };
+            let mut v = api::ReadJson::from_protocol(&placeholder)
+                .and_then(|j| serde_json::to_value(j).ok())
+                .unwrap_or_default();
+            v["read_time"] = serde_json::Value::from(r.read_time);
+            v
+        }
+    }
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary (the wire's field limits).
@@ -571,7 +855,12 @@ pub fn route_data(f: &RouteFile) -> msg::Route {
             let top = 10u64
                 .checked_pow(u32::from(s.dials))
                 .map_or(u64::MAX, |m| m - 1);
-            let (low, high) = s.limits.map_or((0, top), |l| (l.low, l.high));
+            let ((low, high), (low_last, high_last)) = s.limits.map_or(((0, top), (0, top)), |l| {
+                (
+                    (l.first_day.low, l.first_day.high),
+                    (l.last_day.low, l.last_day.high),
+                )
+            });
             msg::RouteStop {
                 sequence: s.sequence,
                 account_id: fit(&s.account_id, ID),
@@ -588,6 +877,8 @@ pub fn route_data(f: &RouteFile) -> msg::Route {
                 previous_read_date: s.previous_read_on.map_or(window_from, protocol_day),
                 low_limit: low,
                 high_limit: high,
+                low_limit_last: low_last,
+                high_limit_last: high_last,
                 field_orders: s
                     .field_orders
                     .iter()
@@ -738,6 +1029,8 @@ mod tests {
         demo::load(&mut store, &d).unwrap();
         let noon = day(2026, 11, 10).and_hms_opt(12, 0, 0).unwrap();
         d.open_cycle(&mut store, noon).unwrap();
+        let token = crate::auth::DeviceToken::generate("HH-09").unwrap();
+        store.add_device(&token, noon).unwrap();
         // An active account's meter and its last reading.
         let (account, meter, last): (String, String, i64) = store
             .conn()
@@ -769,7 +1062,12 @@ mod tests {
             reader_id: "T1".into(),
             order: None,
         };
-        let mut upload = sync.upload_of("HH-09", None, vec![read], noon).unwrap();
+        let from = Uploader {
+            device_id: "HH-09",
+            state_id: 9,
+            via: Via::Serial,
+        };
+        let mut upload = sync.upload_of(from, None, vec![read], noon).unwrap();
         let epoch = db.district_epoch();
         let parts = db.read_blocking(upload.judging()).unwrap();
         let judged_flags = parts.as_ref().unwrap()[0].1.decisions()[0].flags.clone();

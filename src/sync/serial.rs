@@ -336,9 +336,10 @@ fn log_notes(session: &mut DockSession, dock: &str) {
                 stored,
                 flagged,
                 already_received,
+                refused,
                 up_to_seq,
             } => tracing::info!(
-                dock, %device, reads, stored, flagged, already_received, ?up_to_seq,
+                dock, %device, reads, stored, flagged, already_received, refused, ?up_to_seq,
                 "reads committed and acknowledged"
             ),
             Note::StoreFailed { device, error } => {
@@ -354,8 +355,20 @@ fn log_notes(session: &mut DockSession, dock: &str) {
             }
             Note::Finished { device } => tracing::info!(dock, %device, "docking finished"),
             Note::Disconnected { device, phase } => {
-                tracing::info!(dock, ?device, phase = phase.as_str(), "handheld gone")
+                tracing::info!(dock, %device, phase = phase.as_str(), "handheld gone")
             }
+            Note::Expired {
+                device,
+                waiting_for,
+                secs,
+            } => match device {
+                Some(device) => tracing::warn!(
+                    dock, %device, waiting_for, secs,
+                    "docking ended: no progress within its deadline"
+                ),
+                // Something on the line that never says Hello: not worth a warning every time.
+                None => tracing::debug!(dock, waiting_for, secs, "no Hello; connection reset"),
+            },
             Note::PeerError(e) => tracing::debug!(dock, error = %e, "peer error"),
         }
     }

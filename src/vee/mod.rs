@@ -44,6 +44,7 @@
 //! | `duplicate` | 3.7.3 rejected | yes | a second, different reading of the meter in the cycle |
 //! | `out_of_window` | 3.5.256 outside expected range | yes | read outside the window or after it reached the gateway |
 //! | `missing` | 3.5.259 known missing read | yes | skipped in the field or not read by close; estimated (3.8.0) |
+//! | `off_route` | 3.5.256 outside expected range | yes | read by a handheld other than the one the meter's route is assigned to (`[reads] off_route = "flag"`) |
 //!
 //! A read's own quality list ([`read_quality`]): `2.4.131` (manual read from a handheld) for keyed
 //! reads, then `3.0.1` (validated) when it passed, `3.8.0` when estimated, and each flag's code.
@@ -82,7 +83,7 @@ pub mod quality {
             FlagKind::Negative => "3.3.4",
             FlagKind::Rollover => "3.4.1",
             FlagKind::InactiveUsage => "3.6.2",
-            FlagKind::MeterMismatch | FlagKind::OutOfWindow => "3.5.256",
+            FlagKind::MeterMismatch | FlagKind::OutOfWindow | FlagKind::OffRoute => "3.5.256",
             FlagKind::InvalidReading | FlagKind::Duplicate => "3.7.3",
             FlagKind::Missing => "3.5.259",
         }

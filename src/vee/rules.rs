@@ -5,8 +5,8 @@ use super::history::{hcf_per_billing_unit, AccountHistory};
 use super::quality;
 use crate::config::ValidationConfig;
 use crate::domain::{
-    AccountStatus, FieldRead, Flag, FlagKind, MeterStatus, ReadKind, ReadStatus, ReadType,
-    Register, RegisterDelta, Unit,
+    AccountStatus, DayLimits, FieldRead, Flag, FlagKind, MeterStatus, ReadKind, ReadStatus,
+    ReadType, Register, RegisterDelta, Unit, WindowLimits,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -144,9 +144,11 @@ pub fn limits_as_readings(
     ))
 }
 
-/// Hi/lo limits, as register readings, for reading `meter_id` any day of the window `[early, late]`:
-/// the low limit for a read on the first day, the high limit for one on the last. An inactive account
-/// expects no use: both limits are the previous reading. `None` without a previous reading or history.
+/// Hi/lo limits, as register readings, for reading `meter_id` on the first and on the last day of
+/// the window `[early, late]` (the limits of a day between move linearly:
+/// [`WindowLimits::on_day`]). An inactive account expects no use: both limits are the previous
+/// reading. `None` without a previous reading or history; both ends the whole dial when the band
+/// is wider than the dial.
 pub fn stop_limits(
     history: &AccountHistory,
     meter_id: &str,
@@ -156,18 +158,88 @@ pub fn stop_limits(
     early: NaiveDate,
     late: NaiveDate,
     cfg: &ValidationConfig,
-) -> Option<(u64, u64)> {
+) -> Option<WindowLimits> {
     let base = history.base_of(meter_id)?;
     if !active {
-        return Some((base.reading, base.reading));
+        let none = (base.reading, base.reading);
+        return Some(WindowLimits {
+            first: none,
+            last: none,
+        });
     }
     let judge = Judged::from(history, base, register);
+    window_band(history, &judge, register, rate_class, early, late, cfg).map(|b| b.limits)
+}
+
+/// The band of a read window: the expectation on its first and last day and the limits they make.
+struct WindowBand {
+    first: Expectation,
+    last: Expectation,
+    limits: WindowLimits,
+}
+
+/// The expectations for a read on the window's first and last day (the first day no earlier than
+/// the day after the reading use is judged from), in `register`'s units, and the limits as register
+/// readings: `previous + band` through the multiplier, wrapped at 10^dials. The low limit asks for at
+/// least one register unit of use where a read of no use would be flagged `zero` (the account
+/// normally uses water), and is the previous reading itself where no use is plausible; the high
+/// limit is the band's top. Either end wider than the dial: no limits at all.
+fn window_band(
+    history: &AccountHistory,
+    judge: &Judged,
+    register: &Register,
+    rate_class: &str,
+    early: NaiveDate,
+    late: NaiveDate,
+    cfg: &ValidationConfig,
+) -> Option<WindowBand> {
     let early = early.max(judge.from + chrono::Duration::days(1));
     let late = late.max(early);
     let (e, l) = expect_between(history, rate_class, judge.from, early, late, cfg)?;
-    let (e, l) = (e.for_register(register), l.for_register(register));
+    let (first, last) = (e.for_register(register), l.for_register(register));
     let carry = history.carry / hcf_per_billing_unit(register);
-    limits_as_readings(register, judge.reading, carry, e.low, l.high)
+    let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
+    let end = |x: &Expectation| -> Option<(u64, u64)> {
+        let zero_floor = cfg.zero_min_use * x.days as f64 / 30.0 / hcf_per_billing_unit(register);
+        let zero_flagged = x.season_low >= zero_floor && zero_periods <= cfg.zero_periods_allowed;
+        let m = f64::from(register.multiplier.max(1));
+        let low_units = if zero_flagged {
+            ((x.low - carry) / m).floor().max(1.0)
+        } else {
+            0.0
+        };
+        let high_units = ((x.high - carry) / m).ceil().max(low_units);
+        if high_units >= register.modulus() as f64 - 1.0 {
+            return None;
+        }
+        Some((
+            register.advance(judge.reading, low_units as u64),
+            register.advance(judge.reading, high_units as u64),
+        ))
+    };
+    let whole = (0, register.modulus() - 1);
+    let limits = match (end(&first), end(&last)) {
+        (Some(f), Some(l)) => WindowLimits { first: f, last: l },
+        _ => WindowLimits {
+            first: whole,
+            last: whole,
+        },
+    };
+    Some(WindowBand {
+        first,
+        last,
+        limits,
+    })
+}
+
+/// `reading` as register units from `base`, signed, within half the dial either way.
+fn units_from(register: &Register, base: u64, reading: u64) -> i64 {
+    let m = register.modulus() as i128;
+    let mut d = (i128::from(reading) - i128::from(base)).rem_euclid(m);
+    if d > m / 2 {
+        d -= m;
+    }
+    d as i64
 }
 
 /// Judges one read. Pure: the caller supplies the meter, account, history and what is already stored.
@@ -294,18 +366,48 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     let judge = Judged::from(history, base, &reg);
     let from = judge.from;
     let unit = reg.unit;
-    let exp = expect_between(history, service.rate_class, from, day, day, cfg)
-        .map(|(e, _)| e.for_register(&reg));
     // Use on a pulled meter, in this meter's billing units.
     let carry_units = history.carry / hcf_per_billing_unit(&reg);
+    // A read in the window is judged high or low by exactly the limits its handheld prompted with
+    // that day (the window's two ends, interpolated); a read outside it by the band of its own day.
+    let in_window = (input.window_from..=input.window_to).contains(&day);
+    let (exp, day_limits) = if in_window {
+        match window_band(
+            history,
+            &judge,
+            &reg,
+            service.rate_class,
+            input.window_from,
+            input.window_to,
+            cfg,
+        ) {
+            Some(b) => {
+                let span = (input.window_to - input.window_from).num_days();
+                let k = (day - input.window_from).num_days();
+                let limits = b.limits.on_day(&reg, base.reading, span, k);
+                let e = day_expectation(&b, span, k, &reg, judge.reading, carry_units, limits);
+                (Some(e), Some(limits))
+            }
+            None => (None, None),
+        }
+    } else {
+        let exp = expect_between(history, service.rate_class, from, day, day, cfg)
+            .map(|(e, _)| e.for_register(&reg));
+        let limits = exp.as_ref().map(|e| {
+            match limits_as_readings(&reg, judge.reading, carry_units, e.low, e.high) {
+                Some((low, high)) => DayLimits::Range { low, high },
+                None => DayLimits::Any,
+            }
+        });
+        (exp, limits)
+    };
     if let Some(e) = &exp {
         d.expected_use = Some(round2(e.expected));
         d.expected_basis = Some(e.basis.to_string() + &judge.note);
-        if let Some((lo, hi)) = limits_as_readings(&reg, judge.reading, carry_units, e.low, e.high)
-        {
-            d.low_limit = Some(lo);
-            d.high_limit = Some(hi);
-        }
+    }
+    if let Some(DayLimits::Range { low, high }) = day_limits {
+        d.low_limit = Some(low);
+        d.high_limit = Some(high);
     }
     let days = (day - from).num_days();
     let carry = carry_units.round() as i64;
@@ -361,7 +463,6 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     let used = reg.to_billing(usage) as i64 + carry;
     // Billed use is from the previous (possibly estimated) reading; judged use from the firm one.
     d.consumption = Some(used - judge.estimated_since);
-    let used_f = used as f64;
 
     if service.account_status != AccountStatus::Active {
         if used > 0 {
@@ -375,34 +476,85 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
         }
         return finish(d, read);
     }
-    let Some(e) = exp else {
+    let (Some(e), Some(limits)) = (exp, day_limits) else {
         return finish(d, read);
     };
-    // "Normally uses water": even the early/late-season expectation is above `zero_min_use`, and the
-    // account has (almost) never had a period without use.
-    let zero_floor = cfg.zero_min_use * days as f64 / 30.0 / hcf_per_billing_unit(&reg);
     let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
-    if used == 0 && e.season_low >= zero_floor && zero_periods <= cfg.zero_periods_allowed {
-        let before = match zero_periods {
-            0 => "it has used water every period".to_string(),
-            n => format!("{n} of its last 12 periods had no use"),
-        };
-        d.flags.push(flag(
-            FlagKind::Zero,
-            format!(
-                "no use in {days} days; expected {} {unit} ({}); {before}",
-                amount(e.expected),
-                e.basis
-            ),
-        ));
-    } else if used_f > e.high {
-        d.flags
-            .push(flag(FlagKind::High, band_text(used, days, &e, unit)));
-    } else if used > 0 && used_f < e.low {
-        d.flags
-            .push(flag(FlagKind::Low, band_text(used, days, &e, unit)));
+    let outside = match limits {
+        DayLimits::Range { low, high } if !limits.contains(reading) => Some((low, high)),
+        _ => None,
+    };
+    if let Some((low, high)) = outside {
+        if used == 0 {
+            // The low limit asks for use only where the account normally uses water.
+            let before = match zero_periods {
+                0 => "it has used water every period".to_string(),
+                n => format!("{n} of its last 12 periods had no use"),
+            };
+            d.flags.push(flag(
+                FlagKind::Zero,
+                format!(
+                    "no use in {days} days; expected {} {unit} ({}); {before}",
+                    amount(e.expected),
+                    e.basis
+                ),
+            ));
+        } else {
+            // Outside the range: nearer its top (forward from the high limit) is high, nearer its
+            // bottom is low, as the handheld asked the reader to confirm.
+            let above = reg.forward_use(high, reading);
+            let below = reg.forward_use(reading, low);
+            let kind = if above <= below {
+                FlagKind::High
+            } else {
+                FlagKind::Low
+            };
+            d.flags.push(flag(kind, band_text(used, days, &e, unit)));
+        }
     }
     finish(d, read)
+}
+
+/// The expectation for a read `k` days into a window of `span` days: the two ends' expected use
+/// interpolated, with the band of the day's limits (in billing units from the reading use is judged
+/// from), so that an explanation's numbers agree with the decision.
+fn day_expectation(
+    b: &WindowBand,
+    span: i64,
+    k: i64,
+    reg: &Register,
+    base: u64,
+    carry: f64,
+    limits: DayLimits,
+) -> Expectation {
+    let t = if span > 0 {
+        (k.clamp(0, span) as f64) / span as f64
+    } else {
+        0.0
+    };
+    let lerp = |a: f64, z: f64| a + (z - a) * t;
+    let (f, l) = (&b.first, &b.last);
+    let near = if t < 0.5 { f } else { l };
+    let m = f64::from(reg.multiplier.max(1));
+    let (low, high) = match limits {
+        DayLimits::Range { low, high } => (
+            units_from(reg, base, low) as f64 * m + carry,
+            units_from(reg, base, high) as f64 * m + carry,
+        ),
+        DayLimits::Any => (0.0, f64::INFINITY),
+    };
+    Expectation {
+        days: near.days,
+        expected: lerp(f.expected, l.expected),
+        season_low: lerp(f.season_low, l.season_low),
+        season_high: lerp(f.season_high, l.season_high),
+        low: low.max(0.0),
+        high,
+        basis: near.basis,
+        relative: near.relative,
+        spread: near.spread,
+        margin: lerp(f.margin, l.margin),
+    }
 }
 
 /// The reading use is judged from: the previous reading, or, when that was an estimate, the meter's

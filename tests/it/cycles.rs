@@ -12,7 +12,7 @@ use meter_gateway::domain::{
 };
 use meter_gateway::store::Store;
 
-use crate::support::{account, at, day, message_codes, meter};
+use crate::support::{account, at, day, device_ref, message_codes, meter};
 
 /// 24 monthly reads on the 5th up to 2026-10-05, `per_month` HCF a month, ending at `last`.
 fn history(account: &str, meter: &str, last: u64, per_month: u64, dials: u8) -> Vec<HistoryRead> {
@@ -91,7 +91,7 @@ fn read(meter: &str, raw: &str, device: Option<(&str, u64)>) -> FieldRead {
         codes: vec![],
         skip_code: None,
         note: None,
-        device: device.map(|(d, s)| (d.to_string(), s)),
+        device: device.map(|(d, s)| device_ref(d, s, &format!("{meter} {raw}"))),
     }
 }
 
@@ -300,21 +300,27 @@ fn route_files_list_stops_in_walk_order_with_limits_as_readings_that_wrap() {
     let prev = a2.previous_reading.unwrap();
     assert!(prev > 9_900, "{prev}");
     let l = a2.limits.unwrap();
-    assert!(
-        l.wraps && l.high < l.low && l.low >= prev && l.high < 100,
-        "{l:?}"
-    );
+    let (first, last) = (l.first_day, l.last_day);
+    assert!(first.low >= prev, "{l:?}");
+    // By the last day the range has moved through zero: both limits are past it, or the range wraps.
+    assert!(last.high < 100 && (last.wraps || last.low < 100), "{l:?}");
+    assert!(last.wraps || first.wraps, "{l:?}");
     // A1 uses ~12 HCF a month: limits are readings a few units either side of previous + 12.
     let a1 = &rf.stops[1];
     let (prev, l) = (a1.previous_reading.unwrap(), a1.limits.unwrap());
-    assert!(
-        !l.wraps && l.low < prev + 12 && l.high > prev + 12 && l.high < prev + 40,
-        "{prev} {l:?}"
-    );
+    for l in [l.first_day, l.last_day] {
+        assert!(
+            !l.wraps && l.low < prev + 12 && l.high > prev + 12 && l.high < prev + 40,
+            "{prev} {l:?}"
+        );
+    }
+    // The last day's limits are later readings than the first day's.
+    assert!(l.last_day.high > l.first_day.high, "{l:?}");
     // The inactive account on R02: no use expected, both limits are the previous reading.
     let r2 = cycles::route_file(&s, &cfg, "2026-11", "R02").unwrap();
     let a3 = r2.stops[0].limits.unwrap();
-    assert_eq!((a3.low, a3.high), (700, 700));
+    assert_eq!((a3.first_day.low, a3.first_day.high), (700, 700));
+    assert_eq!((a3.last_day.low, a3.last_day.high), (700, 700));
     // All route files at once say the same as one at a time.
     let all = cycles::route_files(&s, &cfg, "2026-11").unwrap();
     assert_eq!(all, vec![rf, r2]);
@@ -521,7 +527,8 @@ fn the_reads_command_lists_csv_and_json_with_one_row_per_read() {
     let rf: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&route).unwrap()).unwrap();
     assert!(rf["stops"].as_array().unwrap().len() > 10);
-    assert!(rf["stops"][0]["limits"]["high"].is_u64());
+    assert!(rf["stops"][0]["limits"]["first_day"]["high"].is_u64());
+    assert!(rf["stops"][0]["limits"]["last_day"]["low"].is_u64());
 }
 
 #[test]

@@ -559,7 +559,7 @@ async fn a_handheld_syncs_over_http_and_a_reposted_batch_is_not_stored_twice() {
         })
         .collect();
     let n = reads.len();
-    let batch = json!({ "batch_id": "HH-07-0001", "reads": reads });
+    let batch = json!({ "state_id": "a1", "batch_id": "HH-07-0001", "reads": reads });
     let first = send(&app, upload(&token, &batch)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let receipt = first.json();
@@ -576,7 +576,7 @@ async fn a_handheld_syncs_over_http_and_a_reposted_batch_is_not_stored_twice() {
     assert_eq!(receipt2["stored"], json!(0));
     assert_eq!(receipt2["already_received"], json!(n));
     // The same reads under a new batch id are recognised by device sequence.
-    let renamed = json!({ "batch_id": "HH-07-0002", "reads": batch["reads"] });
+    let renamed = json!({ "state_id": "a1", "batch_id": "HH-07-0002", "reads": batch["reads"] });
     let third = send(&app, upload(&token, &renamed)).await;
     assert_eq!(third.json()["stored"], json!(0));
     assert_eq!(device_reads(&state, "HH-07").await, n);
@@ -612,7 +612,7 @@ async fn a_malformed_batch_is_refused_with_the_reason_and_stores_nothing() {
         &app,
         upload(
             &token,
-            &json!({ "batch_id": "b1", "reads": [read("regular"), read("psychic")] }),
+            &json!({ "state_id": "a1", "batch_id": "b1", "reads": [read("regular"), read("psychic")] }),
         ),
     )
     .await;
@@ -620,10 +620,40 @@ async fn a_malformed_batch_is_refused_with_the_reason_and_stores_nothing() {
     assert!(r.json()["error"].as_str().unwrap().contains("psychic"));
     let r = send(
         &app,
-        upload(&token, &json!({ "batch_id": "", "reads": [] })),
+        upload(
+            &token,
+            &json!({ "state_id": "a1", "batch_id": "", "reads": [] }),
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A protocol-1 client (no state id) is told what it lacks.
+    let r = send(
+        &app,
+        upload(
+            &token,
+            &json!({ "batch_id": "b2", "reads": [read("regular")] }),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("state_id is required"));
+    // A sequence number the store cannot keep is a malformed read (400), not a server error.
+    let mut huge = read("regular");
+    huge["device_seq"] = json!(u64::MAX);
+    let r = send(
+        &app,
+        upload(
+            &token,
+            &json!({ "state_id": "a1", "batch_id": "b3", "reads": [huge] }),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("device_seq"));
     let r = send(&app, upload(&token, &json!({ "reads": [] }))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(device_reads(&state, "HH-03").await, 0);

@@ -652,7 +652,18 @@ async fn a_reread_completed_by_a_handheld_folds_back_into_the_read() {
         desk.d.state.db.clone(),
         std::sync::Arc::new(Config::default()),
     );
-    let receipt = sync.upload("HH-01", None, vec![read], at).await.unwrap();
+    sql(&desk.d)
+        .execute(
+            "INSERT INTO devices (device_id, secret_sha256, registered_at) VALUES ('HH-01', '', ?1)",
+            [at.format("%Y-%m-%dT%H:%M:%S").to_string()],
+        )
+        .unwrap();
+    let from = meter_gateway::sync::Uploader {
+        device_id: "HH-01",
+        state_id: 1,
+        via: meter_gateway::sync::Via::Serial,
+    };
+    let receipt = sync.upload(from, None, vec![read], at).await.unwrap();
     assert_eq!(receipt.stored, 1);
     let result_read: i64 = sql(&desk.d)
         .query_row(

@@ -6,6 +6,18 @@ use meter_gateway::domain::{
 };
 use std::process::Command;
 
+/// A handheld's key for a read (state 1), the content digest standing for `content`: the same
+/// content gives the same digest, as the same read sent again does.
+pub fn device_ref(device: &str, seq: u64, content: &str) -> meter_gateway::domain::DeviceRef {
+    use sha2::{Digest, Sha256};
+    meter_gateway::domain::DeviceRef {
+        device_id: device.to_string(),
+        state_id: 1,
+        seq,
+        content: Sha256::digest(content.as_bytes()).into(),
+    }
+}
+
 pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }

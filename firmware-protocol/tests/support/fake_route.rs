@@ -334,6 +334,9 @@ pub fn route(stops: u32, seed: u64) -> Route {
         };
         let low_limit = (previous_reading + usage / 3) % modulus;
         let high_limit = (previous_reading + usage * 3 + 10) % modulus;
+        // The window is 19 days: about two thirds of a month's use more by its last day.
+        let low_limit_last = (previous_reading + usage / 3 + usage / 5) % modulus;
+        let high_limit_last = (previous_reading + usage * 5 + 10) % modulus;
         let field_orders = if rng.chance(3) {
             let kind = FieldOrderKind::from_u8(1 + rng.below(5) as u8);
             vec![FieldOrder {
@@ -369,6 +372,8 @@ pub fn route(stops: u32, seed: u64) -> Route {
             low_limit,
             high_limit,
             field_orders,
+            low_limit_last,
+            high_limit_last,
         });
     }
     Route {
