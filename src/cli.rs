@@ -2,6 +2,24 @@
 //! Thin on purpose: no logic here beyond dispatch.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `println!` for a command's output: a closed pipe (`meter-gateway reads ... | head`) ends the
+/// command with an error [`main`] treats as a quiet exit, where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+pub(crate) use say;
+
+/// Whether a command failed only because whoever read its output went away (`| head`).
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]

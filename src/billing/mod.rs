@@ -136,7 +136,7 @@ fn cli_actor() -> String {
 pub fn cli_close(db: &Path, config: &Config, id: &str, hold: &[String]) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
     let r = close_cycle_by(&mut store, config, id, hold, &cli_actor(), now())?;
-    println!(
+    crate::cli::say!(
         "closed cycle {}: batch version {}, {} account record(s), {} meter line(s), {} HCF, \
          adjustments {}; {} missing read(s) estimated",
         r.cycle_id,
@@ -148,16 +148,16 @@ pub fn cli_close(db: &Path, config: &Config, id: &str, hold: &[String]) -> anyho
         r.estimated
     );
     if !r.held.is_empty() {
-        println!("held out of the batch: {}", r.held.join(", "));
+        crate::cli::say!("held out of the batch: {}", r.held.join(", "));
     }
-    println!("checksum (SHA-256): {}", r.checksum);
+    crate::cli::say!("checksum (SHA-256): {}", r.checksum);
     Ok(())
 }
 
 pub fn cli_reopen(db: &Path, id: &str, reason: &str) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
     let r = reopen_cycle(&mut store, id, reason, &cli_actor(), now())?;
-    println!(
+    crate::cli::say!(
         "reopened cycle {} (batch version {} stays the latest until the cycle closes again; {} history \
          row(s) taken back)",
         r.cycle_id, r.batch_version, r.history_removed

@@ -213,7 +213,7 @@ pub fn cli_import(db: &Path, what: &ImportWhat) -> anyhow::Result<()> {
         bar.finish_and_clear();
     }
     let report = result?;
-    println!("{report}");
+    crate::cli::say!("{report}");
     Ok(())
 }
 
@@ -251,7 +251,7 @@ pub fn cli_export(db: &Path, what: ExportWhat, file: &Path) -> anyhow::Result<()
     }
     let store = Store::open(db)?;
     let report = export(&store, table, file).with_context(|| format!("exporting {table}"))?;
-    println!(
+    crate::cli::say!(
         "{}: {} rows written to {}",
         report.table,
         report.rows,

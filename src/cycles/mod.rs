@@ -1235,7 +1235,7 @@ pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::R
         } => {
             let mut store = Store::open(db)?;
             let c = open_cycle(&mut store, id, *from, *to, routes, now())?;
-            println!(
+            crate::cli::say!(
                 "opened cycle {} ({} – {}) on {} route(s): {}",
                 c.id,
                 c.window_from,
@@ -1247,22 +1247,35 @@ pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::R
         CycleAction::Status { id } => {
             let store = Store::open(db)?;
             let s = cycle_status(&store, id)?;
-            println!(
+            crate::cli::say!(
                 "cycle {} ({}, {} – {})",
-                s.cycle_id, s.status, s.window_from, s.window_to
+                s.cycle_id,
+                s.status,
+                s.window_from,
+                s.window_to
             );
-            println!(
+            crate::cli::say!(
                 "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                "route", "expected", "in", "flagged", "resolved", "missing"
+                "route",
+                "expected",
+                "in",
+                "flagged",
+                "resolved",
+                "missing"
             );
             let mut total = RouteProgress {
                 route_id: "total".into(),
                 ..RouteProgress::default()
             };
             for r in &s.routes {
-                println!(
+                crate::cli::say!(
                     "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                    r.route_id, r.expected, r.read_in, r.flagged, r.resolved, r.missing
+                    r.route_id,
+                    r.expected,
+                    r.read_in,
+                    r.flagged,
+                    r.resolved,
+                    r.missing
                 );
                 total.expected += r.expected;
                 total.read_in += r.read_in;
@@ -1270,7 +1283,7 @@ pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::R
                 total.resolved += r.resolved;
                 total.missing += r.missing;
             }
-            println!(
+            crate::cli::say!(
                 "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 total.route_id,
                 total.expected,
@@ -1280,7 +1293,7 @@ pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::R
                 total.missing
             );
             if s.unassigned_reads > 0 {
-                println!(
+                crate::cli::say!(
                     "{} read(s) for meters on no route of this cycle",
                     s.unassigned_reads
                 );
@@ -1304,7 +1317,7 @@ pub fn cli_import_reads(
     for note in &report.notes {
         eprintln!("{note}");
     }
-    println!("{}", report.summary());
+    crate::cli::say!("{}", report.summary());
     Ok(())
 }
 
@@ -1438,5 +1451,100 @@ mod tests {
             .map(|o| o.flags().iter().map(|f| f.kind).collect::<Vec<_>>())
             .unwrap();
         assert!(flags.contains(&FlagKind::InactiveUsage), "{flags:?}");
+    }
+
+    /// A reading a handheld takes without a prompt on its read day is not flagged high, low or zero
+    /// at the office for that day; one outside the day's limits is (or is flagged negative, or usage
+    /// on an inactive account): every stop of a demo district, four read days across the window.
+    #[test]
+    fn the_office_judges_high_and_low_by_the_limits_the_handheld_prompted_with_that_day() {
+        use firmware_protocol::message::DayLimits;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let (store, district, _) = demo_district(dir.path(), "limits.db");
+        let id = &district.cycle.id;
+        let files = route_files(&store, &cfg, id).unwrap();
+        let (from, to) = (district.cycle.window_from, district.cycle.window_to);
+        let span = (to - from).num_days();
+        let days: Vec<NaiveDate> = [0, span / 3, 2 * span / 3, span]
+            .iter()
+            .map(|k| from + chrono::Duration::days(*k))
+            .collect();
+        let mut reads = Vec::new();
+        // (inside?, what it was) per read.
+        let mut cases: Vec<(bool, String)> = Vec::new();
+        let mut with_limits = 0;
+        for f in &files {
+            let route = crate::sync::route_data(f);
+            let window = (route.window_from, route.window_to);
+            for stop in &route.stops {
+                let modulus = 10u64.pow(u32::from(stop.dials));
+                for day in &days {
+                    let DayLimits::Range { low, high } =
+                        stop.limits_on(window, crate::sync::protocol_day(*day))
+                    else {
+                        continue;
+                    };
+                    with_limits += 1;
+                    let mid = if low <= high {
+                        low + (high - low) / 2
+                    } else {
+                        high
+                    };
+                    let below = (low + modulus - 1) % modulus;
+                    let above = (high + 1) % modulus;
+                    let mut candidates = vec![(true, low), (true, high), (true, mid)];
+                    if below != high && above != low {
+                        candidates.push((false, below));
+                        candidates.push((false, above));
+                    }
+                    for (inside, reading) in candidates {
+                        reads.push(FieldRead {
+                            meter_id: stop.meter_id.clone(),
+                            read_at: day.and_hms_opt(11, 0, 0).unwrap(),
+                            raw_reading: reading.to_string(),
+                            read_type: ReadType::Regular,
+                            method: crate::domain::ReadMethod::Keyed,
+                            reader: "T".into(),
+                            codes: Vec::new(),
+                            skip_code: None,
+                            note: None,
+                            device: None,
+                        });
+                        cases.push((
+                            inside,
+                            format!("{} on {day}: {reading} in {low}–{high}", stop.meter_id),
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(with_limits > 1_000, "{with_limits} stop-days with limits");
+        let judged = judge(store.conn(), &cfg, id, reads, now()).unwrap();
+        let judging = [FlagKind::High, FlagKind::Low, FlagKind::Zero];
+        let outside_ok = [
+            FlagKind::High,
+            FlagKind::Low,
+            FlagKind::Zero,
+            FlagKind::Negative,
+            FlagKind::InactiveUsage,
+        ];
+        let mut checked = 0;
+        for (d, (inside, what)) in judged.decisions().iter().zip(&cases) {
+            let kinds: Vec<FlagKind> = d.flags.iter().map(|f| f.kind).collect();
+            if *inside {
+                assert!(
+                    !kinds.iter().any(|k| judging.contains(k)),
+                    "accepted by the handheld, flagged at the office: {what}: {kinds:?}"
+                );
+            } else {
+                assert!(
+                    kinds.iter().any(|k| outside_ok.contains(k)),
+                    "prompted on the handheld, not flagged at the office: {what}: {kinds:?}"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, cases.len());
     }
 }

@@ -234,7 +234,7 @@ pub fn cli_serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<
         tracing::info!(%address, docks = docks.len(), "serving");
         let stop = shutdown_signal();
         // Tests and scripts start on port 0 and read the address from here.
-        println!("listening on http://{address}");
+        crate::cli::say!("listening on http://{address}");
         io::stdout().flush()?;
         run(listener, state, stop).await?;
         anyhow::Ok(())
@@ -259,13 +259,25 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
         DeviceAction::Add { device_id } => {
             let token = DeviceToken::generate(device_id.trim())?;
             store.add_device(&token, now())?;
-            println!("registered handheld {}", token.device_id);
-            println!("token (shown once; enter it on the handheld): {token}");
+            // One line, written and flushed before the command succeeds: a token nobody could
+            // read (the output closed) undoes the registration rather than leave a device whose
+            // secret is lost.
+            let shown = print_secret(&format!(
+                "registered handheld {}; token (shown once; enter it on the handheld): {token}",
+                token.device_id
+            ));
+            if let Err(e) = shown {
+                store.forget_new_device(&token.device_id)?;
+                anyhow::bail!(
+                    "the token could not be printed ({e}); handheld {} was not registered: run the command again",
+                    token.device_id
+                );
+            }
         }
         DeviceAction::List => {
-            println!("device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware");
+            crate::cli::say!("device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware");
             for d in store.devices()? {
-                println!(
+                crate::cli::say!(
                     "{}\t{}\t{}\t{}\t{}",
                     d.device_id,
                     d.registered_at,
@@ -279,11 +291,19 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a line carrying a secret shown once, and flushes it: an error means nobody got it.
+fn print_secret(line: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
 /// `meter-gateway assign --cycle ID --route R --device D`.
 pub fn cli_assign(db: &Path, cycle: &str, route: &str, device: &str) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
     store.assign_route(cycle, route, device, now())?;
-    println!("route {route} of cycle {cycle} assigned to {device}");
+    crate::cli::say!("route {route} of cycle {cycle} assigned to {device}");
     Ok(())
 }
 
@@ -325,21 +345,27 @@ pub fn cli_user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                 );
                 let (token, hash) = auth::new_billing_token()?;
                 store.add_user(name, *role, NewUserSecret::TokenSha256(&hash), now())?;
-                println!("created billing user {name}");
-                println!(
-                    "API token (shown once; send it as `Authorization: Bearer TOKEN`): {token}"
-                );
+                let shown = print_secret(&format!(
+                    "created billing user {name}; API token (shown once; send it as \
+                     `Authorization: Bearer TOKEN`): {token}"
+                ));
+                if let Err(e) = shown {
+                    store.forget_new_user(name)?;
+                    anyhow::bail!(
+                        "the token could not be printed ({e}); billing user {name} was not created: run the command again"
+                    );
+                }
             } else {
                 let password = read_password(*password_stdin)?;
                 let hash = auth::hash_password(&password)?;
                 store.add_user(name, *role, NewUserSecret::PasswordHash(&hash), now())?;
-                println!("created {} {name}", crate::store::role_text(*role));
+                crate::cli::say!("created {} {name}", crate::store::role_text(*role));
             }
         }
         UserAction::List => {
-            println!("name\trole\tcreated_at\tstatus");
+            crate::cli::say!("name\trole\tcreated_at\tstatus");
             for u in store.users()? {
-                println!(
+                crate::cli::say!(
                     "{}\t{}\t{}\t{}",
                     u.name,
                     crate::store::role_text(u.role),

@@ -1036,3 +1036,45 @@ impl Store {
         cycle_reads(self.conn(), cycle_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every time the store accepts reads back exactly; every other one it refuses to write.
+        #[test]
+        fn a_stored_time_reads_back_as_written(secs in -70_000_000_000i64..300_000_000_000i64) {
+            let t = chrono::DateTime::from_timestamp(secs, 0).unwrap().naive_utc();
+            match TimeText::new(t) {
+                Some(text) => {
+                    prop_assert!(time_is_storable(t));
+                    prop_assert_eq!(parse_time(text.as_str()), Some(t));
+                    prop_assert_eq!(time_text(t), text.as_str());
+                }
+                None => {
+                    prop_assert!(!time_is_storable(t));
+                    prop_assert!(TimeText::checked(t, "read time").is_err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_edges_of_the_storable_years() {
+        let at = |y: i32| {
+            NaiveDate::from_ymd_opt(y, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+        };
+        assert!(time_is_storable(at(1)) && time_is_storable(at(9999)));
+        assert!(!time_is_storable(at(0)) && !time_is_storable(at(10_000)));
+        let end = NaiveDate::from_ymd_opt(9999, 12, 31)
+            .unwrap()
+            .and_hms_opt(23, 59, 59)
+            .unwrap();
+        assert_eq!(parse_time(TimeText::new(end).unwrap().as_str()), Some(end));
+    }
+}

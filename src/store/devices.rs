@@ -17,7 +17,98 @@ pub struct Device {
     pub firmware_version: Option<String>,
 }
 
+/// A read the gateway refused, as a clerk sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedReadRow {
+    pub refusal_id: i64,
+    pub device_id: String,
+    /// The handheld state id as 16 hex digits.
+    pub state_id: String,
+    pub device_seq: Option<i64>,
+    pub batch_id: Option<String>,
+    pub reason: RefusalReason,
+    pub detail: String,
+    pub meter_id: String,
+    /// The read (or batch) as received, JSON.
+    pub read_json: String,
+    pub existing_read_id: Option<i64>,
+    pub first_at: String,
+    pub last_at: String,
+    /// How many times the handheld sent it.
+    pub times: i64,
+}
+
+/// A handheld state the gateway has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStateRow {
+    pub device_id: String,
+    pub state_id: String,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+    pub via: String,
+    pub firmware_version: Option<String>,
+    /// Reads stored under this state.
+    pub reads: i64,
+    /// The highest sequence number held.
+    pub held_seq: i64,
+}
+
 impl Store {
+    /// Refused reads, newest first (at most `limit`), of one device or all.
+    pub fn refused_reads(&self, device: Option<&str>, limit: usize) -> Result<Vec<RefusedReadRow>> {
+        let mut st = self.conn().prepare(
+            "SELECT refusal_id, device_id, state_id, device_seq, batch_id, reason, detail, meter_id,
+                    read_json, existing_read_id, first_at, last_at, times
+               FROM refused_reads WHERE ?1 IS NULL OR device_id = ?1
+              ORDER BY last_at DESC, refusal_id DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![device, limit as i64], |r| {
+            let state: i64 = r.get(2)?;
+            Ok(RefusedReadRow {
+                refusal_id: r.get(0)?,
+                device_id: r.get(1)?,
+                state_id: format!("{:016x}", u64::from_ne_bytes(state.to_ne_bytes())),
+                device_seq: r.get(3)?,
+                batch_id: r.get(4)?,
+                reason: super::cycles::parse_at(r, 5)?,
+                detail: r.get(6)?,
+                meter_id: r.get(7)?,
+                read_json: r.get(8)?,
+                existing_read_id: r.get(9)?,
+                first_at: r.get(10)?,
+                last_at: r.get(11)?,
+                times: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The handheld states seen, newest first, with what each holds.
+    pub fn device_states(&self) -> Result<Vec<DeviceStateRow>> {
+        let mut st = self.conn().prepare(
+            "SELECT s.device_id, s.state_id, s.first_seen_at, s.last_seen_at, s.via, s.firmware_version,
+                    (SELECT count(*) FROM field_reads f
+                      WHERE f.device_id = s.device_id AND f.device_state = s.state_id),
+                    (SELECT coalesce(max(f.device_seq), 0) FROM field_reads f
+                      WHERE f.device_id = s.device_id AND f.device_state = s.state_id)
+               FROM device_states s ORDER BY s.device_id, s.last_seen_at DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            let state: i64 = r.get(1)?;
+            Ok(DeviceStateRow {
+                device_id: r.get(0)?,
+                state_id: format!("{:016x}", u64::from_ne_bytes(state.to_ne_bytes())),
+                first_seen_at: r.get(2)?,
+                last_seen_at: r.get(3)?,
+                via: r.get(4)?,
+                firmware_version: r.get(5)?,
+                reads: r.get(6)?,
+                held_seq: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Registers a handheld with the SHA-256 of its secret. Refuses an id already registered.
     pub fn add_device(&mut self, token: &DeviceToken, now: NaiveDateTime) -> Result<()> {
         let id = token.device_id.trim();
@@ -48,6 +139,18 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+
+    /// Takes back a registration that never reached its user (its token could not be shown): only a
+    /// device never seen by the gateway.
+    pub fn forget_new_device(&mut self, device_id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM devices WHERE device_id = ?1 AND last_seen_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM device_states WHERE device_id = ?1)
+                AND NOT EXISTS (SELECT 1 FROM route_assignments WHERE device_id = ?1)",
+            [device_id],
+        )?;
+        Ok(())
     }
 
     /// True when `token` names a registered, not retired device and its secret matches.

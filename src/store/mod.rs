@@ -29,7 +29,7 @@ pub(crate) use devices::{
     open_cycle_of_device, record_refusal, record_upload_batch, route_assignments, routes_of_device,
     upload_batch_in,
 };
-pub use devices::{Device, NewRefusal, UploadBatch, Via};
+pub use devices::{Device, DeviceStateRow, NewRefusal, RefusedReadRow, UploadBatch, Via};
 pub(crate) use district::{date_text, parse_date, DistrictTx};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
@@ -181,7 +181,7 @@ impl Store {
 /// `meter-gateway backup FILE`.
 pub fn cli_backup(db: &Path, file: &Path) -> anyhow::Result<()> {
     let report = backup_database(db, file)?;
-    println!(
+    crate::cli::say!(
         "backed up {} to {} ({} pages, {} bytes, schema version {})",
         db.display(),
         report.path.display(),

@@ -72,6 +72,20 @@ pub fn check_user_name(name: &str) -> Result<()> {
 
 impl Store {
     /// Creates a user. Clerks and admins need a password hash, billing users a token hash.
+    /// Takes back a billing user whose token never reached anyone (it could not be shown): the user
+    /// and its token, only while no session or use refers to it.
+    pub fn forget_new_user(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM api_tokens WHERE user_name = ?1", [name])?;
+            tx.execute(
+                "DELETE FROM users WHERE name = ?1
+                    AND NOT EXISTS (SELECT 1 FROM sessions WHERE user_name = ?1)",
+                [name],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn add_user(
         &mut self,
         name: &str,

@@ -1126,4 +1126,89 @@ mod tests {
         assert_ne!(db.district_epoch(), before);
         db.shutdown();
     }
+
+    /// The office's day limits (`domain::WindowLimits::on_day`) and the handheld's
+    /// (`message::limits_on`) are one formula: the spec's vectors, then random stops.
+    #[test]
+    fn the_office_and_the_handheld_compute_the_same_day_limits() {
+        use crate::domain::{DayLimits, Register, Unit, WindowLimits};
+        let text = include_str!("../../firmware-protocol/vectors/limits.txt");
+        let mut cases = 0;
+        for case in text.split("\n\n").filter(|c| c.contains("name = ")) {
+            let field = |k: &str| {
+                case.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k} = ")))
+                    .map(str::to_string)
+            };
+            let num = |k: &str| field(k).unwrap().parse::<u64>().unwrap();
+            let reg = Register {
+                dials: num("dials") as u8,
+                multiplier: 1,
+                unit: Unit::Hcf,
+            };
+            let w = WindowLimits {
+                first: (num("low_first"), num("high_first")),
+                last: (num("low_last"), num("high_last")),
+            };
+            let (from, to, day) = (num("window_from"), num("window_to"), num("day"));
+            let got = w.on_day(
+                &reg,
+                num("previous_reading"),
+                to as i64 - from as i64,
+                day as i64 - from as i64,
+            );
+            let want = match field("limits").as_deref() {
+                Some("any") => DayLimits::Any,
+                _ => DayLimits::Range {
+                    low: num("low"),
+                    high: num("high"),
+                },
+            };
+            assert_eq!(got, want, "{case}");
+            cases += 1;
+        }
+        assert!(cases >= 10);
+        let mut rng = handheld::Rng::new(77);
+        for _ in 0..20_000 {
+            let dials = 1 + rng.below(12) as u8;
+            let m = 10u64.pow(u32::from(dials));
+            let mut r = || rng.below(m);
+            let (prev, a, b, c, d) = (r(), r(), r(), r(), r());
+            let days = rng.below(40);
+            let day = rng.below(50);
+            let office = WindowLimits {
+                first: (a, b),
+                last: (c, d),
+            }
+            .on_day(
+                &Register {
+                    dials,
+                    multiplier: 1,
+                    unit: Unit::Hcf,
+                },
+                prev,
+                days as i64,
+                day as i64,
+            );
+            let handheld = msg::limits_on(
+                dials,
+                prev,
+                (a, b),
+                (c, d),
+                (100, 100 + days as u32),
+                100 + day as u32,
+            );
+            let same = match (office, handheld) {
+                (DayLimits::Any, msg::DayLimits::Any) => true,
+                (DayLimits::Range { low, high }, msg::DayLimits::Range { low: l, high: h }) => {
+                    (low, high) == (l, h)
+                }
+                _ => false,
+            };
+            assert!(
+                same,
+                "{dials} {prev} {a} {b} {c} {d} {days} {day}: {office:?} {handheld:?}"
+            );
+        }
+    }
 }

@@ -133,8 +133,10 @@ pub fn limits_as_readings(
     high: f64,
 ) -> Option<(u64, u64)> {
     let m = f64::from(register.multiplier.max(1));
-    let low_units = ((low - carry) / m).floor().max(0.0);
-    let high_units = ((high - carry) / m).ceil().max(0.0);
+    // The register units whose use lies inside the band: exactly the readings a float comparison
+    // with the band would pass.
+    let low_units = ((low - carry) / m).ceil().max(0.0);
+    let high_units = ((high - carry) / m).floor().max(low_units);
     if high_units >= register.modulus() as f64 {
         return None;
     }
@@ -197,26 +199,7 @@ fn window_band(
     let late = late.max(early);
     let (e, l) = expect_between(history, rate_class, judge.from, early, late, cfg)?;
     let (first, last) = (e.for_register(register), l.for_register(register));
-    let carry = history.carry / hcf_per_billing_unit(register);
-    let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
-    let end = |x: &Expectation| -> Option<(u64, u64)> {
-        let zero_floor = cfg.zero_min_use * x.days as f64 / 30.0 / hcf_per_billing_unit(register);
-        let zero_flagged = x.season_low >= zero_floor && zero_periods <= cfg.zero_periods_allowed;
-        let m = f64::from(register.multiplier.max(1));
-        let low_units = if zero_flagged {
-            ((x.low - carry) / m).floor().max(1.0)
-        } else {
-            0.0
-        };
-        let high_units = ((x.high - carry) / m).ceil().max(low_units);
-        if high_units >= register.modulus() as f64 - 1.0 {
-            return None;
-        }
-        Some((
-            register.advance(judge.reading, low_units as u64),
-            register.advance(judge.reading, high_units as u64),
-        ))
-    };
+    let end = |x: &Expectation| band_limits(x, history, judge.reading, register, cfg);
     let whole = (0, register.modulus() - 1);
     let limits = match (end(&first), end(&last)) {
         (Some(f), Some(l)) => WindowLimits { first: f, last: l },
@@ -230,6 +213,38 @@ fn window_band(
         last,
         limits,
     })
+}
+
+/// The limits, as register readings from `base` (the reading use is judged from), of the band of
+/// `x` (in `register`'s billing units): the register units whose use lies inside the band, so that
+/// the limits decide exactly as the band would. The low limit asks for at least one unit where a
+/// read of no use is flagged `zero` (the account normally uses water), and is `base` itself where
+/// no use is plausible. `None` when the band is as wide as the dial.
+fn band_limits(
+    x: &Expectation,
+    history: &AccountHistory,
+    base: u64,
+    register: &Register,
+    cfg: &ValidationConfig,
+) -> Option<(u64, u64)> {
+    let carry = history.carry / hcf_per_billing_unit(register);
+    let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
+    let zero_floor = cfg.zero_min_use * x.days as f64 / 30.0 / hcf_per_billing_unit(register);
+    let zero_flagged = x.season_low >= zero_floor && zero_periods <= cfg.zero_periods_allowed;
+    let m = f64::from(register.multiplier.max(1));
+    let low_units = if zero_flagged {
+        ((x.low - carry) / m).ceil().max(1.0)
+    } else {
+        0.0
+    };
+    let high_units = ((x.high - carry) / m).floor().max(low_units);
+    if high_units >= register.modulus() as f64 - 1.0 {
+        return None;
+    }
+    Some((
+        register.advance(base, low_units as u64),
+        register.advance(base, high_units as u64),
+    ))
 }
 
 /// `reading` as register units from `base`, signed, within half the dial either way.
@@ -393,12 +408,13 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     } else {
         let exp = expect_between(history, service.rate_class, from, day, day, cfg)
             .map(|(e, _)| e.for_register(&reg));
-        let limits = exp.as_ref().map(|e| {
-            match limits_as_readings(&reg, judge.reading, carry_units, e.low, e.high) {
-                Some((low, high)) => DayLimits::Range { low, high },
-                None => DayLimits::Any,
-            }
-        });
+        let limits =
+            exp.as_ref().map(
+                |e| match band_limits(e, history, judge.reading, &reg, cfg) {
+                    Some((low, high)) => DayLimits::Range { low, high },
+                    None => DayLimits::Any,
+                },
+            );
         (exp, limits)
     };
     if let Some(e) = &exp {
@@ -481,10 +497,10 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     };
     let zero_periods = history.unexpected_zero_periods(12, cfg.zero_min_use / 30.0);
     let outside = match limits {
-        DayLimits::Range { low, high } if !limits.contains(reading) => Some((low, high)),
+        DayLimits::Range { high, .. } if !limits.contains(reading) => Some(high),
         _ => None,
     };
-    if let Some((low, high)) = outside {
+    if let Some(high) = outside {
         if used == 0 {
             // The low limit asks for use only where the account normally uses water.
             let before = match zero_periods {
@@ -500,11 +516,10 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
                 ),
             ));
         } else {
-            // Outside the range: nearer its top (forward from the high limit) is high, nearer its
-            // bottom is low, as the handheld asked the reader to confirm.
-            let above = reg.forward_use(high, reading);
-            let below = reg.forward_use(reading, low);
-            let kind = if above <= below {
+            // Outside the range: more use since the previous reading than the high limit allows
+            // is high, else low, as the handheld asks the reader to confirm.
+            let previous = d.previous_reading.unwrap_or(reading);
+            let kind = if reg.forward_use(previous, reading) > reg.forward_use(previous, high) {
                 FlagKind::High
             } else {
                 FlagKind::Low

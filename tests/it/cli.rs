@@ -194,3 +194,48 @@ fn an_office_month_runs_through_the_readme_commands() {
         ],
     );
 }
+
+/// `meter-gateway ARGS` with its standard output a pipe nobody reads any more (`| head` gone).
+fn run_into_closed_pipe(db: &Path, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_meter-gateway"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("METER_GATEWAY_CONFIG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_output_pipe_ends_a_command_quietly_and_never_loses_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    ok(&db, &["device", "add", "HH-01"]);
+    // A listing into a closed pipe: no panic, no noise, success.
+    let out = run_into_closed_pipe(&db, &["device", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A token nobody could read is not a registration: the device is not added, and the command
+    // says so (it can simply be run again).
+    let out = run_into_closed_pipe(&db, &["device", "add", "HH-02"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("HH-02 was not registered"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let listed = ok(&db, &["device", "list"]);
+    assert!(
+        listed.contains("HH-01") && !listed.contains("HH-02"),
+        "{listed}"
+    );
+    let again = ok(&db, &["device", "add", "HH-02"]);
+    assert!(again.contains("HH-02."), "{again}");
+    // The same for a billing user's API token.
+    let out = run_into_closed_pipe(&db, &["user", "add", "billrun", "--role", "billing"]);
+    assert!(!out.status.success());
+    assert!(ok(&db, &["user", "add", "billrun", "--role", "billing"]).contains("mgb_"));
+}

@@ -390,6 +390,19 @@ fn import_reads_errors_name_the_file_line_and_column_and_write_nothing() {
             "meter_id,read_at,reading,reader,codes,verified\nM1,2026-11-05T10:00:00,05013\n",
             ":2: column reader: missing (row has 3 fields, the header 6)",
         ),
+        // A read time the cycle cannot take: the whole file is refused, the read named.
+        (
+            "meter_id,read_at,reading,reader,codes,verified\nM1,2026-11-05T10:00:00,05013,JD,,false\nM2,+10000-01-01T00:00:00,0007,JD,,false\n",
+            ":3: column read_at: read of meter M2: read time +10000-01-01 00:00:00 is not a calendar time",
+        ),
+        (
+            "meter_id,read_at,reading,reader,codes,verified\nM1,2025-01-05T10:00:00,05013,JD,,false\n",
+            ":2: column read_at: read of meter M1: read time 2025-01-05 10:00:00 is before 2026-09-02",
+        ),
+        (
+            "meter_id,read_at,reading,reader,codes,verified\nM1,2026-11-09T10:00:00,05013,JD,,false\n",
+            ":2: column read_at: read of meter M1: read time 2026-11-09 10:00:00 is after 2026-11-07 18:00",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let path = write(&dir, &format!("reads{i}.csv"), text);

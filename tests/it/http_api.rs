@@ -940,3 +940,410 @@ async fn shutdown_stops_accepting_and_is_bounded_even_with_a_stalled_request() {
     drop(stalled);
     state.db.shutdown();
 }
+
+// ---- protocol 2 over HTTP: state ids, content-checked repeats, refusals ---------------------------
+
+fn hello(token: &str, state_id: &str) -> Request<Body> {
+    request(Method::POST, "/api/v1/device/hello")
+        .header(header::AUTHORIZATION, bearer(token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({ "state_id": state_id, "firmware_version": "test-1" }).to_string(),
+        ))
+        .unwrap()
+}
+
+fn a_read(seq: u64, meter: &str, reading: u64, time: &str) -> Value {
+    json!({ "device_seq": seq, "meter_id": meter, "reading": reading, "read_time": time,
+            "read_type": "regular", "method": "keyed", "reader_id": "JD" })
+}
+
+/// The meters of the device's route and their previous readings (the route comes down first).
+async fn route_meters(app: &Router, token: &str) -> Vec<(String, u64)> {
+    let r = send(app, route_request(token)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["routes"][0]["stops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["account_status"] == "active")
+        .map(|s| {
+            (
+                s["meter_id"].as_str().unwrap().to_string(),
+                s["previous_reading"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+async fn held_seq(app: &Router, token: &str, state_id: &str) -> u64 {
+    let r = send(app, hello(token, state_id)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["protocol_version"], json!(2));
+    r.json()["held_seq"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_reused_sequence_number_or_batch_id_with_other_content_is_refused_and_logged() {
+    let (state, _) = district().await;
+    let app = serve::router(state.clone());
+    let token = serve::device_token_for_tests(&state, "HH-05").await;
+    let meters = route_meters(&app, &token).await;
+    let (a, b, c, d) = (&meters[0], &meters[1], &meters[2], &meters[3]);
+    assert_eq!(held_seq(&app, &token, "5a").await, 0);
+    let t = "2026-10-06T09:00:00";
+    let first =
+        json!({ "state_id": "5a", "batch_id": "b1", "reads": [a_read(10, &a.0, a.1 + 4, t)] });
+    let r = send(&app, upload(&token, &first)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (r.json()["stored"].clone(), r.json()["held_seq"].clone()),
+        (json!(1), json!(10))
+    );
+    assert_eq!(held_seq(&app, &token, "5a").await, 10);
+
+    // The same sequence number with another reading, then on another meter: refused, not stored.
+    for (batch, read) in [
+        ("b2", a_read(10, &a.0, a.1 + 9, t)),
+        ("b3", a_read(10, &b.0, b.1 + 2, t)),
+    ] {
+        let body = json!({ "state_id": "5a", "batch_id": batch, "reads": [read] });
+        let r = send(&app, upload(&token, &body)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let receipt = r.json();
+        assert_eq!(receipt["stored"], json!(0));
+        assert_eq!(receipt["already_received"], json!(0));
+        assert_eq!(receipt["refused"][0]["device_seq"], json!(10));
+        assert_eq!(receipt["refused"][0]["reason"], json!("seq_conflict"));
+        assert!(receipt["refused"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already holds a different read"));
+    }
+    assert_eq!(device_reads(&state, "HH-05").await, 1);
+    // Byte for byte the same read: already received.
+    let same =
+        json!({ "state_id": "5a", "batch_id": "b4", "reads": [a_read(10, &a.0, a.1 + 4, t)] });
+    let r = send(&app, upload(&token, &same)).await;
+    assert_eq!(r.json()["already_received"], json!(1));
+    assert_eq!(r.json()["refused"], json!([]));
+    // Two different reads under one number in one batch: the first is stored, the second refused.
+    let twice = json!({ "state_id": "5a", "batch_id": "b5",
+                        "reads": [a_read(20, &c.0, c.1 + 3, t), a_read(20, &d.0, d.1 + 3, t)] });
+    let r = send(&app, upload(&token, &twice)).await;
+    let receipt = r.json();
+    assert_eq!(receipt["stored"], json!(1), "{receipt}");
+    assert_eq!(receipt["refused"][0]["device_seq"], json!(20));
+    assert_eq!(device_reads(&state, "HH-05").await, 2);
+
+    // A batch id used before for other reads: 409 with a code, nothing stored; the same reads again
+    // get the first answer.
+    let other =
+        json!({ "state_id": "5a", "batch_id": "b1", "reads": [a_read(30, &d.0, d.1 + 5, t)] });
+    let r = send(&app, upload(&token, &other)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.json()["code"], json!("batch_conflict"));
+    assert_eq!(device_reads(&state, "HH-05").await, 2);
+    let r = send(&app, upload(&token, &first)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        (
+            r.json()["stored"].clone(),
+            r.json()["already_received"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+
+    // Every refusal is logged with the read's content, for a clerk.
+    let logged = state
+        .db
+        .call(|s| s.refused_reads(Some("HH-05"), 100))
+        .await
+        .unwrap()
+        .unwrap();
+    let reasons: Vec<String> = logged.iter().map(|r| r.reason.to_string()).collect();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "seq_conflict").count(),
+        3,
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"batch_conflict".to_string()));
+    let conflict = logged.iter().find(|r| r.meter_id == b.0).unwrap();
+    assert!(conflict.read_json.contains(&b.0), "{}", conflict.read_json);
+    assert!(conflict.existing_read_id.is_some());
+
+    // A wiped handheld (a new state id) numbering from 1 again: its reads are new reads.
+    assert_eq!(held_seq(&app, &token, "77").await, 0);
+    let wiped =
+        json!({ "state_id": "77", "batch_id": "b1", "reads": [a_read(10, &b.0, b.1 + 2, t)] });
+    let r = send(&app, upload(&token, &wiped)).await;
+    assert_eq!(r.json()["stored"], json!(1), "{}", r.body);
+    assert_eq!(device_reads(&state, "HH-05").await, 3);
+}
+
+#[tokio::test]
+async fn a_read_dated_far_away_is_refused_alone_and_the_cycle_stays_usable() {
+    let (state, _) = district().await;
+    let app = serve::router(state.clone());
+    let token = serve::device_token_for_tests(&state, "HH-06").await;
+    let meters = route_meters(&app, &token).await;
+    let (a, b, c) = (&meters[0], &meters[1], &meters[2]);
+    let body = json!({ "state_id": "6", "batch_id": "far", "reads": [
+        a_read(1, &a.0, a.1 + 4, "2026-10-06T09:00:00"),
+        a_read(2, &b.0, b.1 + 4, "+10000-01-01T00:00:00"),
+        a_read(3, &c.0, c.1 + 4, "2026-05-01T09:00:00"),
+    ]});
+    let r = send(&app, upload(&token, &body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let receipt = r.json();
+    assert_eq!(receipt["stored"], json!(1), "{receipt}");
+    let refused: Vec<(u64, String)> = receipt["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_seq"].as_u64().unwrap(),
+                r["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].1.contains(&b.0) && refused[0].1.contains("10000"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].1.contains(&c.0) && refused[1].1.contains("before"),
+        "{refused:?}"
+    );
+    // Everything that lists the cycle still reads it back.
+    let reads = state
+        .db
+        .call(|s| s.cycle_reads("2026-10"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!reads.is_empty());
+    let (clerk, _) = serve::sign_in_session_for_tests(&state, "carla", UserRole::Clerk).await;
+    let page = send(
+        &app,
+        get("/review/cycles/2026-10")
+            .header(header::COOKIE, clerk)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+/// A district whose route is assigned to HH-B (HH-A carries none), with `off_route` as given.
+async fn two_handhelds(
+    policy: meter_gateway::cycles::OffRoutePolicy,
+) -> (AppState, String, String) {
+    let (state, route) = district().await;
+    let mut config = (*state.config).clone();
+    config.reads.off_route = policy;
+    let state = AppState::new(state.db.clone(), std::sync::Arc::new(config));
+    let a = serve::device_token_for_tests(&state, "HH-A").await;
+    let b = serve::device_token_for_tests(&state, "HH-B").await;
+    state
+        .db
+        .call(move |s| s.assign_route("2026-10", &route, "HH-B", now()).unwrap())
+        .await
+        .unwrap();
+    (state, a, b)
+}
+
+#[tokio::test]
+async fn an_off_route_read_is_flagged_and_the_assigned_handhelds_read_replaces_it() {
+    use meter_gateway::cycles::OffRoutePolicy;
+    let (state, a, b) = two_handhelds(OffRoutePolicy::Flag).await;
+    let app = serve::router(state.clone());
+    let (m, prev) = route_meters(&app, &b).await[0].clone();
+    let t = "2026-10-06T09:00:00";
+    // HH-A helps out: it reads a meter of HH-B's route.
+    let body = json!({ "state_id": "a", "batch_id": "x", "reads": [a_read(1, &m, prev + 6, t)] });
+    let r = send(&app, upload(&a, &body)).await;
+    assert_eq!(r.json()["stored"], json!(1), "{}", r.body);
+    let reads = state
+        .db
+        .call(|s| s.cycle_reads("2026-10"))
+        .await
+        .unwrap()
+        .unwrap();
+    let helped = reads.iter().find(|r| r.meter_id == m).unwrap();
+    let flag = helped
+        .flags
+        .iter()
+        .find(|f| f.kind.as_str() == "off_route")
+        .expect("flagged off_route");
+    assert!(flag.explanation.contains("HH-A") && flag.explanation.contains("assigned to HH-B"));
+    // HH-B's own read of the meter arrives: stored as the meter's read, not a duplicate; the
+    // off-route read is superseded by it.
+    let body = json!({ "state_id": "b", "batch_id": "y", "reads": [a_read(1, &m, prev + 7, t)] });
+    let r = send(&app, upload(&b, &body)).await;
+    assert_eq!(r.json()["stored"], json!(1), "{}", r.body);
+    let reads = state
+        .db
+        .call(|s| s.cycle_reads("2026-10"))
+        .await
+        .unwrap()
+        .unwrap();
+    let own: Vec<_> = reads
+        .iter()
+        .filter(|r| r.meter_id == m && r.superseded_by.is_none())
+        .collect();
+    assert_eq!(own.len(), 1, "the off-route read left the queue: {own:?}");
+    let replaced = reads.iter().find(|r| r.read_id == helped.read_id).unwrap();
+    assert_eq!(replaced.superseded_by, Some(own[0].read_id));
+    assert!(own[0].device.as_ref().is_some_and(|(d, _)| d == "HH-B"));
+    assert!(
+        own[0].flags.iter().all(|f| f.kind.as_str() != "duplicate"),
+        "{:?}",
+        own[0].flags
+    );
+}
+
+#[tokio::test]
+async fn the_district_may_refuse_off_route_reads_and_they_are_logged() {
+    use meter_gateway::cycles::OffRoutePolicy;
+    let (state, a, b) = two_handhelds(OffRoutePolicy::Refuse).await;
+    let app = serve::router(state.clone());
+    let (m, prev) = route_meters(&app, &b).await[0].clone();
+    let body = json!({ "state_id": "a", "batch_id": "x",
+                       "reads": [a_read(1, &m, prev + 6, "2026-10-06T09:00:00")] });
+    let r = send(&app, upload(&a, &body)).await;
+    let receipt = r.json();
+    assert_eq!(receipt["stored"], json!(0), "{receipt}");
+    assert_eq!(receipt["refused"][0]["reason"], json!("off_route"));
+    assert_eq!(
+        receipt["up_to_seq"],
+        json!(1),
+        "acknowledged: its content is in the log"
+    );
+    let logged = state
+        .db
+        .call(|s| s.refused_reads(Some("HH-A"), 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    assert!(logged[0].detail.contains("refuses off-route reads"));
+}
+
+/// Every read stored from `device` in cycle 2026-10, as (meter, raw reading, protocol time), with
+/// how often.
+async fn stored_keys(
+    state: &AppState,
+    device: &str,
+) -> std::collections::HashMap<(String, String, i64), usize> {
+    let device = device.to_string();
+    let reads = state
+        .db
+        .call(|s| s.cycle_reads("2026-10"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for r in reads
+        .iter()
+        .filter(|r| r.device.as_ref().is_some_and(|(d, _)| *d == device))
+    {
+        let key = (
+            r.meter_id.clone(),
+            r.raw_reading.clone(),
+            meter_gateway::sync::protocol_time(r.read_at),
+        );
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The reference handheld (`sync::client::HttpCradle`, what `examples/handheld` runs) through a
+/// day whose state file is lost mid-cycle, then restored from an old copy: every read it keyed is
+/// stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_handheld_survives_a_wiped_state_file_with_no_read_lost() {
+    use crate::support::{keyed, walk_part};
+    use meter_gateway::sync::client::{Cradle, HttpCradle};
+    use meter_gateway::sync::handheld::{HandheldState, Mode};
+    let (state, _) = district().await;
+    let token = serve::device_token_for_tests(&state, "HH-R").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve::run(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let noon = |hours: i64| {
+        meter_gateway::sync::protocol_time(day(2026, 10, 6).and_hms_opt(9, 0, 0).unwrap())
+            + hours * 3_600
+    };
+    let keyed_all = tokio::task::spawn_blocking(move || {
+        let mut cradle = HttpCradle::new(&url, &token).unwrap();
+        let up = Mode {
+            download: false,
+            ..Mode::default()
+        };
+        let down = Mode {
+            upload: false,
+            ..Mode::default()
+        };
+        let dock = |cradle: &mut HttpCradle, s: HandheldState, mode: Mode| {
+            let (s, report) = cradle.dock(s, mode, &mut |_| {}).unwrap();
+            assert!(report.finished);
+            s
+        };
+        let flash = tempfile::tempdir().unwrap();
+        let file = flash.path().join("handheld.state");
+        // Morning: load the route, read the first quarter; a copy of the state file is taken.
+        let mut s = dock(&mut cradle, HandheldState::new("HH-R"), down);
+        let stops = s.routes[0].stops.len();
+        let q = stops / 4;
+        walk_part(&mut s, 1, 0..q, noon(0));
+        let mut all = keyed(&s);
+        std::fs::write(&file, s.to_bytes()).unwrap();
+        let old_copy = s.to_bytes();
+        let mut s = dock(&mut cradle, s, up);
+        assert_eq!(s.unacknowledged(), 0);
+        // The second quarter, uploaded: the gateway now holds numbers 1..2q of this state.
+        walk_part(&mut s, 2, q..2 * q, noon(1));
+        all.extend(keyed(&s));
+        let s = dock(&mut cradle, s, up);
+        assert_eq!(s.unacknowledged(), 0);
+        // Midday: the flash is wiped; a fresh state loads the route and reads the third quarter.
+        std::fs::remove_file(&file).unwrap();
+        let mut s = dock(&mut cradle, HandheldState::new("HH-R"), down);
+        walk_part(&mut s, 3, 2 * q..3 * q, noon(2));
+        assert_eq!(s.pending[0].device_seq, 1, "a new state counts from 1");
+        all.extend(keyed(&s));
+        let s = dock(&mut cradle, s, up);
+        assert_eq!(s.unacknowledged(), 0);
+        // Afternoon: the morning's copy is restored (its first quarter again, never acknowledged
+        // in its eyes) and reads the rest offline, numbering from q+1: numbers the gateway holds
+        // for the second quarter. Those are refused, renumbered and sent again in the same docking.
+        let mut s = HandheldState::from_bytes(&old_copy).unwrap();
+        walk_part(&mut s, 4, 3 * q..stops, noon(4));
+        all.extend(keyed(&s).into_iter().skip(q));
+        let (s, report) = cradle.dock(s, up, &mut |_| {}).unwrap();
+        assert!(report.reads_refused >= 1, "{report:?}");
+        assert!(
+            report.log.iter().any(|l| l.contains("seq_conflict")),
+            "{:?}",
+            report.log
+        );
+        assert_eq!(s.unacknowledged(), 0, "every read acknowledged");
+        all
+    })
+    .await
+    .unwrap();
+    let stored = stored_keys(&state, "HH-R").await;
+    for k in &keyed_all {
+        assert_eq!(stored.get(k), Some(&1), "{k:?}");
+    }
+    assert_eq!(stored.len(), keyed_all.len());
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    state.db.shutdown();
+}

@@ -86,3 +86,59 @@ pub fn gateway() -> Command {
         .env("RUST_LOG", "warn");
     c
 }
+
+// ---- handhelds --------------------------------------------------------------------------------
+
+/// Keeps only the reads of the stops at `positions` of the handheld's first route (a reader who read
+/// part of the route).
+pub fn keep_stops(
+    state: &mut meter_gateway::sync::handheld::HandheldState,
+    positions: std::ops::Range<usize>,
+) {
+    let meters: std::collections::HashSet<String> = state.routes[0].stops[positions]
+        .iter()
+        .map(|s| s.meter_id.clone())
+        .collect();
+    state.pending.retain(|r| meters.contains(&r.meter_id));
+}
+
+/// What the handheld keyed, by (meter, reading, time): the reads that must each be stored once.
+pub fn keyed(state: &meter_gateway::sync::handheld::HandheldState) -> Vec<(String, String, i64)> {
+    state
+        .pending
+        .iter()
+        .map(|r| {
+            let raw = if r.read_type == firmware_protocol::message::ReadType::Skipped {
+                String::new()
+            } else {
+                r.reading.to_string()
+            };
+            (r.meter_id.clone(), raw, r.read_time)
+        })
+        .collect()
+}
+
+/// Walks the handheld's route at `time` (protocol seconds) and keeps the reads of `stops`.
+pub fn walk_part(
+    state: &mut meter_gateway::sync::handheld::HandheldState,
+    seed: u64,
+    stops: std::ops::Range<usize>,
+    time: i64,
+) {
+    let mut part = state.clone();
+    part.pending.clear();
+    meter_gateway::sync::handheld::walk_route(
+        &mut part,
+        0,
+        &meter_gateway::sync::handheld::ReadModel::default(),
+        &mut meter_gateway::sync::handheld::Rng::new(seed),
+        "JS",
+        time,
+    );
+    keep_stops(&mut part, stops);
+    // Numbered in the handheld's own order, from its counter.
+    for mut r in part.pending.drain(..) {
+        r.device_seq = 0;
+        state.record(r);
+    }
+}

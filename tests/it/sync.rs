@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::support::day;
+use crate::support::{day, keep_stops, keyed, walk_part};
 
 const BAUD: u32 = 115_200;
 
@@ -239,7 +239,10 @@ fn a_cable_cut_mid_download_resumes_the_route_instead_of_restarting() {
     assert_eq!(state.partials.len(), 1, "the handheld keeps what it holds");
     let held = state.partials[0].data.len();
     assert!(held > 1000, "held {held} bytes");
-    let (_, hh, _) = dock_sim(
+    // What the dock logs of the first docking is not news for the second.
+    let mut d = d;
+    while d.poll_note().is_some() {}
+    let (mut d, hh, _) = dock_sim(
         d,
         handheld(state, now + 10, 8),
         LinkParams::default(),
@@ -250,6 +253,41 @@ fn a_cable_cut_mid_download_resumes_the_route_instead_of_restarting() {
     assert_eq!(out.routes_received, 1);
     assert_eq!(out.resumed_from, Some(held as u32));
     assert!(hh.state().partials.is_empty());
+    // The dock logs the resume once, with the route's size.
+    let resumes: Vec<(u32, u32)> = std::iter::from_fn(|| d.poll_note())
+        .filter_map(|n| match n {
+            Note::RouteResumed { from, total, .. } => Some((from, total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumes.len(), 1, "{resumes:?}");
+    assert!(
+        resumes[0].0 == held as u32 && resumes[0].1 > resumes[0].0,
+        "{resumes:?}"
+    );
+}
+
+#[test]
+fn an_idle_cradle_logs_nothing_while_it_waits() {
+    use firmware_protocol::sim::Station;
+    let svc = service(district(None, 60));
+    let (sync, _) = &svc;
+    let board = DockBoard::default();
+    let mut d = dock(sync, &board, 0);
+    // Five minutes with nothing on the line: the endpoint resets itself every few seconds.
+    let mut now = 0;
+    let mut out = Vec::new();
+    while now < 300_000 {
+        out.clear();
+        while d.poll_transmit(now, &mut out) {
+            out.clear();
+        }
+        now = d.poll_timeout().unwrap_or(now + 1_000).max(now + 1);
+        d.handle_timeout(now);
+    }
+    let notes: Vec<Note> = std::iter::from_fn(|| d.poll_note()).collect();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(d.phase(), Phase::AwaitHello);
 }
 
 #[test]
@@ -680,4 +718,429 @@ mod crash {
         let distinct: HashSet<u64> = all.iter().copied().collect();
         assert_eq!((all.len(), distinct.len()), (stops, stops));
     }
+}
+
+// ---- protocol 2: state identity, content-checked repeats, deadlines ----------------------------
+
+/// Every read stored from `device`, as (meter, raw reading, protocol time), with how often.
+fn stored_from(
+    (service, cycle): &(SyncService, String),
+    device: &str,
+) -> std::collections::HashMap<(String, String, i64), usize> {
+    let (device, cycle) = (device.to_string(), cycle.clone());
+    service
+        .db()
+        .call_blocking(move |s| {
+            let mut out = std::collections::HashMap::new();
+            for r in s.cycle_reads(&cycle).unwrap() {
+                if r.device.as_ref().is_some_and(|(d, _)| *d == device) {
+                    let key = (
+                        r.meter_id.clone(),
+                        r.raw_reading.clone(),
+                        meter_gateway::sync::protocol_time(r.read_at),
+                    );
+                    *out.entry(key).or_insert(0) += 1;
+                }
+            }
+            out
+        })
+        .unwrap()
+}
+
+fn refusals(service: &SyncService) -> Vec<(String, i64, String)> {
+    service
+        .db()
+        .call_blocking(|s| {
+            let mut rows = s.refused_reads(None, 10_000).unwrap();
+            rows.reverse();
+            rows.into_iter()
+                .map(|r| (r.reason.to_string(), r.device_seq.unwrap_or(0), r.detail))
+                .collect()
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_wiped_handheld_starts_a_new_state_and_none_of_its_reads_is_taken_for_an_old_one() {
+    let svc = service(district(None, 300));
+    let (sync, _) = &svc;
+    let board = DockBoard::default();
+    let (d, mut state, now) = walked(sync, &board);
+    let stops = state.routes[0].stops.len();
+    let half = stops / 2;
+    keep_stops(&mut state, 0..half);
+    let mut expected = keyed(&state);
+    let (d, hh, now) = dock_sim(d, handheld(state, now, 21), LinkParams::default(), now);
+    assert!(hh.outcome().done, "{:?}", hh.outcome());
+    assert_eq!(hh.outcome().reads_acknowledged, half);
+
+    // Flash wiped (or the unit replaced under the same device id): a new state, counting from 1.
+    let wiped = HandheldState::new("HH-01");
+    assert_ne!(wiped.state_id, hh.state().state_id);
+    let (d, hh, now) = dock_sim(
+        d,
+        handheld(wiped, now + 10, 22),
+        LinkParams::default(),
+        now + 10,
+    );
+    assert!(hh.outcome().done);
+    let mut state = hh.state();
+    assert_eq!(state.next_seq, 1, "nothing held under the new state");
+    walk_part(
+        &mut state,
+        9,
+        half..stops,
+        meter_gateway::sync::protocol_time(noon()) + 7_200,
+    );
+    assert_eq!(
+        state.pending[0].device_seq, 1,
+        "sequence numbers start again"
+    );
+    expected.extend(keyed(&state));
+    let (_, hh, _) = dock_sim(
+        d,
+        handheld(state, now + 20, 23),
+        LinkParams::default(),
+        now + 20,
+    );
+    assert!(hh.outcome().done);
+    assert_eq!(hh.outcome().reads_acknowledged, stops - half);
+    assert_eq!(hh.outcome().reads_refused, 0);
+    // Every keyed read is stored, exactly once.
+    let stored = stored_from(&svc, "HH-01");
+    for k in &expected {
+        assert_eq!(stored.get(k), Some(&1), "{k:?}");
+    }
+    assert_eq!(stored.len(), expected.len());
+}
+
+#[test]
+fn a_handheld_restored_from_an_old_state_renumbers_what_the_gateway_holds_and_loses_nothing() {
+    let svc = service(district(None, 300));
+    let (sync, _) = &svc;
+    let board = DockBoard::default();
+    let (d, mut state, now) = walked(sync, &board);
+    let stops = state.routes[0].stops.len();
+    let third = stops / 3;
+    keep_stops(&mut state, 0..third);
+    let mut expected = keyed(&state);
+    // A copy of the flash, taken before the first upload.
+    let old_copy = state.to_bytes();
+    let (d, hh, now) = dock_sim(d, handheld(state, now, 31), LinkParams::default(), now);
+    assert_eq!(hh.outcome().reads_acknowledged, third);
+    let mut state = hh.state();
+    walk_part(
+        &mut state,
+        10,
+        third..2 * third,
+        meter_gateway::sync::protocol_time(noon()) + 3_600,
+    );
+    expected.extend(keyed(&state));
+    let (d, hh, now) = dock_sim(
+        d,
+        handheld(state, now + 10, 32),
+        LinkParams::default(),
+        now + 10,
+    );
+    assert_eq!(hh.outcome().reads_acknowledged, third);
+
+    // The old copy is restored: its first third again (already received), and it numbers the
+    // reads it takes now from where the copy stood, over numbers the gateway already holds.
+    let mut restored = HandheldState::from_bytes(&old_copy).unwrap();
+    walk_part(
+        &mut restored,
+        11,
+        2 * third..stops,
+        meter_gateway::sync::protocol_time(noon()) + 7_200,
+    );
+    let last = stops - 2 * third;
+    expected.extend(restored.pending[third..].iter().map(|r| {
+        (
+            r.meter_id.clone(),
+            if r.read_type == firmware_protocol::message::ReadType::Skipped {
+                String::new()
+            } else {
+                r.reading.to_string()
+            },
+            r.read_time,
+        )
+    }));
+    let (d, hh, now) = dock_sim(
+        d,
+        handheld(restored, now + 10, 33),
+        LinkParams::default(),
+        now + 10,
+    );
+    let out = hh.outcome().clone();
+    assert!(out.done, "{out:?}");
+    // Reads numbered 2·third+… … up to the gateway's highest were refused and renumbered.
+    assert_eq!(out.reads_renumbered, third, "{out:?}");
+    assert_eq!(out.reads_refused, third);
+    assert_eq!(hh.state().unacknowledged(), third);
+    let logged = refusals(sync);
+    assert_eq!(logged.len(), third);
+    assert!(logged.iter().all(|(reason, ..)| reason == "seq_conflict"));
+    assert!(
+        logged[0].2.contains("already holds a different read"),
+        "{}",
+        logged[0].2
+    );
+    // The next docking takes them under their new numbers, above what the gateway holds.
+    let state = hh.state();
+    assert!(state
+        .pending
+        .iter()
+        .all(|r| r.device_seq > 2 * third as u64));
+    let (_, hh, _) = dock_sim(
+        d,
+        handheld(state, now + 10, 34),
+        LinkParams::default(),
+        now + 10,
+    );
+    assert!(hh.outcome().done);
+    assert_eq!(hh.outcome().reads_acknowledged, third);
+    assert_eq!(hh.state().unacknowledged(), 0);
+    let stored = stored_from(&svc, "HH-01");
+    for k in &expected {
+        assert_eq!(stored.get(k), Some(&1), "{k:?}");
+    }
+    assert_eq!(stored.len(), 2 * third + last);
+}
+
+/// A handheld that says `Hello` and then does only what `script` says with each message the dock
+/// sends it: a stalled or misbehaving peer for the dock's deadlines.
+struct Stalled {
+    ep: firmware_protocol::transfer::Endpoint,
+    hello: firmware_protocol::message::Hello,
+    /// Reads sent right after `Welcome` (fewer than announced, for the reads deadline).
+    reads: Vec<firmware_protocol::message::Read>,
+    /// Answer a `RouteOffer` with a `RouteAccept` for another transfer id.
+    wrong_accept: bool,
+    /// Accept routes properly but never say `Bye`.
+    no_bye: bool,
+    next_id: u32,
+    received: Vec<firmware_protocol::message::Message>,
+    said_hello: bool,
+}
+
+impl Stalled {
+    fn new(hello_pending: u32, nonce: u32) -> Self {
+        use firmware_protocol::message as msg;
+        let cfg = meter_gateway::sync::dock::link_config(BAUD, nonce);
+        Stalled {
+            ep: firmware_protocol::transfer::Endpoint::new(
+                firmware_protocol::transfer::Role::Handheld,
+                cfg,
+                0,
+            ),
+            hello: msg::Hello {
+                device_id: "HH-01".into(),
+                firmware_version: "stalled".into(),
+                protocol_versions: vec![msg::SESSION_PROTOCOL_VERSION],
+                max_payload: 4096,
+                window: 32,
+                compression: msg::Compression::DEFLATE,
+                pending_reads: hello_pending,
+                state_id: 0x5_7A11,
+            },
+            reads: Vec::new(),
+            wrong_accept: false,
+            no_bye: false,
+            next_id: 1,
+            received: Vec::new(),
+            said_hello: false,
+        }
+    }
+
+    fn send(&mut self, m: &firmware_protocol::message::Message) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ep.send(id, m.to_vec()).unwrap();
+    }
+
+    fn pump(&mut self) {
+        use firmware_protocol::message::Message;
+        use firmware_protocol::transfer::Event;
+        while let Some(e) = self.ep.poll_event() {
+            match e {
+                Event::LinkUp { .. } if !self.said_hello => {
+                    self.said_hello = true;
+                    self.send(&Message::Hello(self.hello.clone()));
+                }
+                Event::TransferComplete { data, .. } => {
+                    let Ok(m) = Message::decode(&data) else {
+                        continue; // a route transfer
+                    };
+                    match &m {
+                        Message::Welcome(_) if !self.reads.is_empty() => {
+                            let reads = std::mem::take(&mut self.reads);
+                            self.ep
+                                .send(0x8000_0001, Message::ReadBatch { reads }.to_vec())
+                                .unwrap();
+                        }
+                        Message::RouteOffer(o) if self.wrong_accept => {
+                            let wrong = o.transfer_id ^ 1;
+                            self.send(&Message::RouteAccept {
+                                transfer_id: wrong,
+                                resume_from: 0,
+                            });
+                        }
+                        Message::RouteOffer(o) if self.no_bye => {
+                            let id = o.transfer_id;
+                            self.send(&Message::RouteAccept {
+                                transfer_id: id,
+                                resume_from: 0,
+                            });
+                        }
+                        _ => {}
+                    }
+                    self.received.push(m);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl firmware_protocol::sim::Station for Stalled {
+    fn handle_input(&mut self, bytes: &[u8], now_ms: u64) {
+        self.ep.handle_input(bytes, now_ms);
+        self.pump();
+    }
+    fn poll_transmit(&mut self, now_ms: u64, out: &mut Vec<u8>) -> bool {
+        let sent = self.ep.poll_transmit(now_ms, out);
+        self.pump();
+        sent
+    }
+    fn poll_timeout(&self) -> Option<u64> {
+        self.ep.poll_timeout()
+    }
+    fn handle_timeout(&mut self, now_ms: u64) {
+        self.ep.handle_timeout(now_ms);
+        self.pump();
+    }
+}
+
+#[test]
+fn every_wait_of_a_docking_ends_at_its_deadline_and_the_cradle_serves_the_next_handheld() {
+    use firmware_protocol::message::{ByeReason, Message, ReadMethod, ReadType};
+    let svc = service(district(None, 60));
+    let (sync, _) = &svc;
+    let board = DockBoard::default();
+    let read = |seq: u64| firmware_protocol::message::Read {
+        device_seq: seq,
+        meter_id: "NO-SUCH-METER".into(),
+        reading: 5,
+        read_time: meter_gateway::sync::protocol_time(noon()),
+        read_type: ReadType::Regular,
+        method: ReadMethod::Keyed,
+        message_codes: Vec::new(),
+        skip_code: None,
+        note: None,
+        reader_id: "JS".into(),
+        order: None,
+    };
+    let cases: Vec<(&str, Stalled)> = vec![
+        ("read batch", {
+            // Announces 3 reads, sends 2.
+            let mut s = Stalled::new(3, 41);
+            s.reads = vec![read(1), read(2)];
+            s
+        }),
+        ("RouteAccept", {
+            // Answers the offer for another transfer (Error 6), then nothing.
+            let mut s = Stalled::new(0, 42);
+            s.wrong_accept = true;
+            s
+        }),
+        ("Bye", {
+            let mut s = Stalled::new(0, 43);
+            s.no_bye = true;
+            s
+        }),
+    ];
+    let mut d = dock(sync, &board, 0);
+    let mut now = 0;
+    for (waiting_for, stalled) in cases {
+        let mut sim = Sim::new(d, stalled, LinkParams::default(), now);
+        // Well past every default deadline (60 s at most), but not forever.
+        sim.run_until(now + 200_000, |s| {
+            s.b.received
+                .iter()
+                .any(|m| matches!(m, Message::Bye { reason } if *reason == ByeReason::Error))
+        });
+        now = sim.now_ms();
+        let Sim { a, b, .. } = sim;
+        d = a;
+        let timeout = b.received.iter().find_map(|m| match m {
+            Message::Error { code, text } if *code == error_code::TIMEOUT => Some(text.clone()),
+            _ => None,
+        });
+        let text = timeout.unwrap_or_else(|| panic!("{waiting_for}: {:?}", b.received));
+        assert!(text.contains(waiting_for), "{waiting_for}: {text}");
+        assert!(
+            b.received
+                .iter()
+                .any(|m| matches!(m, Message::Bye { reason } if *reason == ByeReason::Error)),
+            "{waiting_for}"
+        );
+        let expired = std::iter::from_fn(|| d.poll_note()).find_map(|n| match n {
+            Note::Expired { waiting_for, .. } => Some(waiting_for),
+            _ => None,
+        });
+        assert_eq!(expired, Some(waiting_for));
+        // Its Error and Bye out, the dock starts a fresh connection, free for the next handheld.
+        assert_eq!(d.phase(), Phase::Refused);
+        now += 5_000;
+        firmware_protocol::sim::Station::handle_timeout(&mut d, now);
+        assert_eq!(d.phase(), Phase::AwaitHello, "{waiting_for}");
+    }
+    // A good handheld docks at the same cradle and finishes.
+    let (d, hh, _) = dock_sim(
+        d,
+        handheld(HandheldState::new("HH-01"), now, 45),
+        LinkParams::default(),
+        now,
+    );
+    assert!(hh.outcome().done, "{:?}", hh.outcome());
+    assert_eq!(d.phase(), Phase::Done);
+}
+
+#[test]
+fn a_protocol_1_handheld_is_refused_with_a_clear_error_and_keeps_its_reads() {
+    let svc = service(district(None, 60));
+    let (sync, _) = &svc;
+    let board = DockBoard::default();
+    let mut v1 = Stalled::new(5, 51);
+    v1.hello.protocol_versions = vec![1];
+    v1.hello.state_id = 0;
+    let mut sim = Sim::new(dock(sync, &board, 0), v1, LinkParams::default(), 0);
+    sim.run_until(60_000, |s| {
+        s.b.received
+            .iter()
+            .any(|m| matches!(m, firmware_protocol::message::Message::Bye { .. }))
+    });
+    let text = sim
+        .b
+        .received
+        .iter()
+        .find_map(|m| match m {
+            firmware_protocol::message::Message::Error { code, text }
+                if *code == error_code::UNSUPPORTED_VERSION =>
+            {
+                Some(text.clone())
+            }
+            _ => None,
+        })
+        .expect("Error 2");
+    assert!(
+        text.contains("protocol 2") && text.contains("update its firmware"),
+        "{text}"
+    );
+    assert!(!sim
+        .b
+        .received
+        .iter()
+        .any(|m| matches!(m, firmware_protocol::message::Message::ReadAck { .. })));
+    assert_eq!(sim.a.phase(), Phase::Refused);
 }
