@@ -90,7 +90,7 @@ pub(crate) fn run(
                 continue; // blank line (trailing newline, spreadsheet padding)
             }
             report.rows += 1;
-            if report.rows % PROGRESS_EVERY == 0 {
+            if report.rows.is_multiple_of(PROGRESS_EVERY) {
                 progress(record.position().map(|p| p.byte()).unwrap_or(0));
             }
             let result = checker.row(table, &layout, &record, line, &mut keys, &mut report);
