@@ -112,7 +112,11 @@ label{display:inline-block;margin:.2rem .5rem .2rem 0}.muted{color:#555}\
 .pager a,.pager strong{margin-right:.5rem}.desk{display:flex;flex-wrap:wrap;gap:1rem}.desk>*{flex:1 1 22rem;min-width:0}\
 svg{max-width:100%;height:auto}.nav-read{display:flex;gap:1rem;flex-wrap:wrap}\
 .sheet{border:1px dashed #888;padding:1rem;margin:1rem 0;max-width:7.5in}.sheet h2{margin-top:0}\
-@media (max-width:40rem){main{padding:.5rem}td,th{padding:.2rem .3rem}}\
+@media (max-width:40rem){main{padding:.5rem}td,th{padding:.2rem .3rem}\
+table.cards,table.cards tbody,table.cards tr,table.cards td,table.cards th,table.cards caption{display:block;width:100%}\
+table.cards thead{display:none}table.cards tr{border-bottom:2px solid #888;margin-bottom:.4rem}\
+table.cards td,table.cards th{border:none;overflow-wrap:anywhere}td[data-label]::before{content:attr(data-label) \": \";font-weight:600}\
+label{display:block}input:not([type=checkbox]):not([type=hidden]),select{width:100%}}\
 @media print{@page{size:letter;margin:.5in}header,.noprint,nav,form{display:none!important}main{padding:0;max-width:none}\
 body{font-size:11pt}.sheet{border:none;page-break-after:always;break-after:page;margin:0;max-width:none}\
 table{width:100%}a{color:inherit;text-decoration:none}}";

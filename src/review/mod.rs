@@ -130,13 +130,14 @@ fn to_app(e: ReviewError) -> AppError {
     }
 }
 
-/// Runs `f` on a read-only connection (one read transaction, off the writer thread): GET pages never
-/// write and never wait behind the handhelds' uploads.
+/// Runs `f` on a read-only connection (one read transaction, off the writer thread, with the desk's own
+/// reader permit): GET pages never write, never wait behind the handhelds' uploads, and never make an
+/// upload's judging wait for them.
 async fn read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Connection) -> Result<T, ReviewError> + Send + 'static,
 ) -> Result<T, AppError> {
-    state.db.read(f).await?.map_err(to_app)
+    state.db.read_desk(f).await?.map_err(to_app)
 }
 
 /// Whether a refusal is the clerk's to fix (shown on the page) rather than a missing thing or a fault.

@@ -10,6 +10,7 @@ use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
 use crate::serve::AppState;
 use crate::store::review as sql;
+use crate::store::review::{QueueKey, QueueStatus};
 use crate::store::ReviewRead;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -19,7 +20,7 @@ use rusqlite::Connection;
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Rows on one page of the worklist.
 pub const PAGE_SIZE: usize = 50;
@@ -140,32 +141,58 @@ impl ListCtx {
     }
 }
 
-fn confirmed(r: &ReviewRead) -> bool {
-    matches!(r.read_type.as_str(), "high_confirmed" | "low_confirmed")
+fn confirmed(read_type: &str) -> bool {
+    matches!(read_type, "high_confirmed" | "low_confirmed")
 }
 
-fn in_status(show: &str, r: &ReviewRead) -> bool {
+fn in_status(show: &str, status: ReadStatus, flagged: bool) -> bool {
     match show {
-        "held" => r.status == ReadStatus::Held,
-        "resolved" => matches!(
-            r.status,
-            ReadStatus::Resolved | ReadStatus::Estimated | ReadStatus::Accepted
-        ),
+        "held" => status == ReadStatus::Held,
+        "resolved" => {
+            matches!(status, ReadStatus::Resolved | ReadStatus::Estimated)
+                || (status == ReadStatus::Accepted && flagged)
+        }
         "all" => true,
-        _ => r.status == ReadStatus::Flagged,
+        _ => status == ReadStatus::Flagged,
     }
 }
 
-/// A cycle's list as the clerk filtered and sorted it.
+/// A cycle's list as the clerk filtered and sorted it: the keys of every read in it (the page's rows
+/// are loaded whole afterwards, [`page_reads`]) with their likely bill impact.
 pub struct Listing {
-    pub rows: Vec<(ReviewRead, Option<Decimal>)>,
+    pub rows: Vec<(QueueKey, Option<Decimal>)>,
     /// Reads per flag among the reads of the chosen status (and search), before the flag filter.
     pub per_flag: BTreeMap<FlagKind, usize>,
     pub routes: Vec<String>,
 }
 
-/// Builds the list: the cycle's exceptions (or, with a search, every read of the cycle matching it),
-/// filtered, sorted by the chosen column, read id breaking ties.
+/// Bill impact of a key, the tariff's bills remembered per (class, HCF): a cycle's thousands of
+/// exceptions share few distinct uses.
+struct Impacts<'t> {
+    tariff: &'t TariffConfig,
+    bills: HashMap<(String, Decimal), Decimal>,
+}
+
+impl Impacts<'_> {
+    fn bill(&mut self, class: &str, hcf: Decimal) -> Decimal {
+        let tariff = self.tariff;
+        *self
+            .bills
+            .entry((class.to_string(), hcf))
+            .or_insert_with(|| tariff.bill(class, hcf).total)
+    }
+
+    fn of(&mut self, k: &QueueKey) -> Option<Decimal> {
+        let unit = k.unit?;
+        let class = k.rate_class.as_deref()?;
+        let used = to_hcf(Decimal::from(k.consumption?), unit);
+        let expected = to_hcf(Decimal::from_f64(k.expected_use?)?.round_dp(2), unit);
+        Some(self.bill(class, used) - self.bill(class, expected))
+    }
+}
+
+/// Builds the list: the cycle's exceptions of the chosen status (or, with a search, every read of the
+/// cycle matching it), filtered, sorted by the chosen column, read id breaking ties.
 pub fn listing(
     conn: &Connection,
     tariff: &TariffConfig,
@@ -173,45 +200,52 @@ pub fn listing(
     ctx: &ListCtx,
 ) -> Result<Listing, crate::store::StoreError> {
     let search = ctx.q.trim();
-    let reads = if search.is_empty() {
-        sql::cycle_review_reads(conn, cycle)?
-    } else {
-        sql::search_reads(conn, cycle, search, SEARCH_LIMIT)?
-    };
-    let mut routes: Vec<String> = reads.iter().filter_map(|r| r.route_id.clone()).collect();
-    routes.sort_unstable();
-    routes.dedup();
     let show = ctx.show();
-    // A search looks at every read it found, whatever their status, unless a status is chosen.
-    let status_ok = |r: &ReviewRead| {
-        if !search.is_empty() && ctx.show.is_empty() {
-            true
-        } else {
-            in_status(show, r)
-        }
+    let keys: Vec<QueueKey> = if search.is_empty() {
+        let status = match show {
+            "held" => QueueStatus::Held,
+            "resolved" => QueueStatus::Resolved,
+            "all" => QueueStatus::All,
+            _ => QueueStatus::Open,
+        };
+        sql::queue_keys(conn, cycle, status)?
+    } else {
+        // A search looks at every read it found, whatever their status, unless a status is chosen.
+        sql::search_reads(conn, cycle, search, SEARCH_LIMIT)?
+            .iter()
+            .map(QueueKey::of)
+            .filter(|k| ctx.show.is_empty() || in_status(show, k.status, !k.flags.is_empty()))
+            .collect()
     };
-    let base: Vec<ReviewRead> = reads
+    let routes = crate::store::routes_in(conn)?
         .into_iter()
-        .filter(|r| status_ok(r))
-        .filter(|r| ctx.route.is_empty() || r.route_id.as_deref() == Some(ctx.route.as_str()))
-        .filter(|r| match ctx.confirmed.as_str() {
-            "yes" => confirmed(r),
-            "no" => !confirmed(r),
+        .map(|r| r.id)
+        .collect();
+    let base: Vec<QueueKey> = keys
+        .into_iter()
+        .filter(|k| ctx.route.is_empty() || k.route_id.as_deref() == Some(ctx.route.as_str()))
+        .filter(|k| match ctx.confirmed.as_str() {
+            "yes" => confirmed(&k.read_type),
+            "no" => !confirmed(&k.read_type),
             _ => true,
         })
         .collect();
     let mut per_flag: BTreeMap<FlagKind, usize> = BTreeMap::new();
-    for r in &base {
-        for f in &r.flags {
-            *per_flag.entry(f.kind).or_default() += 1;
+    for k in &base {
+        for f in &k.flags {
+            *per_flag.entry(*f).or_default() += 1;
         }
     }
-    let mut rows: Vec<(ReviewRead, Option<Decimal>)> = base
+    let mut impacts = Impacts {
+        tariff,
+        bills: HashMap::new(),
+    };
+    let mut rows: Vec<(QueueKey, Option<Decimal>)> = base
         .into_iter()
-        .filter(|r| ctx.flag.is_empty() || r.flags.iter().any(|f| f.kind.as_str() == ctx.flag))
-        .map(|r| {
-            let i = bill_impact(tariff, &r);
-            (r, i)
+        .filter(|k| ctx.flag.is_empty() || k.flags.iter().any(|f| f.as_str() == ctx.flag))
+        .map(|k| {
+            let i = impacts.of(&k);
+            (k, i)
         })
         .collect();
     sort(&mut rows, ctx);
@@ -222,7 +256,20 @@ pub fn listing(
     })
 }
 
-fn sort(rows: &mut [(ReviewRead, Option<Decimal>)], ctx: &ListCtx) {
+/// The whole reads of some of a list's rows, in the list's order, each with its impact.
+pub fn page_reads(
+    conn: &Connection,
+    rows: &[(QueueKey, Option<Decimal>)],
+) -> Result<Vec<(ReviewRead, Option<Decimal>)>, crate::store::StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|(k, _)| k.read_id).collect();
+    let reads = sql::review_reads_by_ids(conn, &ids)?;
+    Ok(reads
+        .into_iter()
+        .zip(rows.iter().map(|(_, i)| *i))
+        .collect())
+}
+
+fn sort(rows: &mut [(QueueKey, Option<Decimal>)], ctx: &ListCtx) {
     use std::cmp::Ordering;
     let key = ctx.sort_key();
     let desc = ctx.descending();
@@ -255,13 +302,7 @@ fn sort(rows: &mut [(ReviewRead, Option<Decimal>)], ctx: &ListCtx) {
                 b.expected_use.and_then(Decimal::from_f64),
                 desc,
             ),
-            "flags" => flip(
-                a.flags
-                    .iter()
-                    .map(|f| f.kind)
-                    .collect::<Vec<_>>()
-                    .cmp(&b.flags.iter().map(|f| f.kind).collect::<Vec<_>>()),
-            ),
+            "flags" => flip(a.flags.cmp(&b.flags)),
             "reader" => flip(a.reader.cmp(&b.reader)),
             "status" => flip(a.status.as_str().cmp(b.status.as_str())),
             _ => opt(ia.map(|d| d.abs()), ib.map(|d| d.abs()), desc),
@@ -372,16 +413,21 @@ pub async fn queue(
     Query(q): Query<QueueQuery>,
 ) -> Result<Response, AppError> {
     let (c, ctx, tariff) = (cycle.clone(), q.ctx.clone(), state.config.tariff.clone());
-    let (listing, cycles) = read(&state, move |conn| {
+    let asked = q.page.parse::<usize>().unwrap_or(1).max(1);
+    let (listing, shown, page_no, cycles) = read(&state, move |conn| {
         known_cycle(conn, &c)?;
-        Ok((listing(conn, &tariff, &c, &ctx)?, sql::cycles_list(conn)?))
+        let l = listing(conn, &tariff, &c, &ctx)?;
+        let pages = l.rows.len().div_ceil(PAGE_SIZE).max(1);
+        let page_no = asked.min(pages);
+        let from = ((page_no - 1) * PAGE_SIZE).min(l.rows.len());
+        let to = (page_no * PAGE_SIZE).min(l.rows.len());
+        let shown = page_reads(conn, &l.rows[from..to])?;
+        Ok((l, shown, page_no, sql::cycles_list(conn)?))
     })
     .await?;
     let ctx = &q.ctx;
     let total = listing.rows.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
-    let page_no = q.page.parse::<usize>().unwrap_or(1).clamp(1, pages);
-    let shown = &listing.rows[(page_no - 1) * PAGE_SIZE..(page_no * PAGE_SIZE).min(total)];
     let base = format!("/review/cycles/{}", url(&cycle));
     let show = ctx.show();
     let searching = !ctx.q.trim().is_empty();
@@ -455,7 +501,7 @@ pub async fn queue(
                 }
             } }
             tbody {
-                @for (r, impact) in shown {
+                @for (r, impact) in &shown {
                     tr {
                         td data-label="Read" { a href=(ctx.link(&format!("/review/reads/{}", r.read_id), "")) { (r.read_id) } }
                         td data-label="Route" { (r.route_id.as_deref().unwrap_or("—")) }
@@ -464,7 +510,7 @@ pub async fn queue(
                             span.muted { (r.customer_name.as_deref().unwrap_or("")) " · " (r.service_address.as_deref().unwrap_or("")) }
                         }
                         td data-label="Meter" { (r.meter_id) }
-                        td data-label="Reading" { (r.raw_reading) @if confirmed(r) { " ✓ confirmed" } }
+                        td data-label="Reading" { (r.raw_reading) @if confirmed(&r.read_type) { " ✓ confirmed" } }
                         td.num data-label="Use" { (use_text(r)) }
                         td.num data-label="Expected" { (expected_text(r)) }
                         td data-label="Flags" { @for f in &r.flags { span.flag { (flag_label(f.kind)) } " " } }
@@ -571,9 +617,10 @@ pub async fn csv(
     let bytes = read(&state, move |conn| {
         known_cycle(conn, &c)?;
         let l = listing(conn, &tariff, &c, &ctx)?;
+        let rows = page_reads(conn, &l.rows)?;
         let mut w = csv::Writer::from_writer(Vec::new());
         let err = |e: csv::Error| super::actions::ReviewError::Invalid(format!("writing CSV: {e}"));
-        if l.rows.is_empty() {
+        if rows.is_empty() {
             w.write_record([
                 "read_id",
                 "route",
@@ -592,7 +639,7 @@ pub async fn csv(
             ])
             .map_err(err)?;
         }
-        for (r, i) in &l.rows {
+        for (r, i) in &rows {
             w.serialize(csv_row(r, *i)).map_err(err)?;
         }
         w.into_inner()
@@ -625,13 +672,14 @@ pub async fn print(
     Query(ctx): Query<ListCtx>,
 ) -> Result<Response, AppError> {
     let (c, tariff, cx) = (cycle.clone(), state.config.tariff.clone(), ctx.clone());
-    let l = read(&state, move |conn| {
+    let rows = read(&state, move |conn| {
         known_cycle(conn, &c)?;
-        Ok(listing(conn, &tariff, &c, &cx)?)
+        let l = listing(conn, &tariff, &c, &cx)?;
+        Ok(page_reads(conn, &l.rows)?)
     })
     .await?;
     let mut by_route: BTreeMap<String, Vec<&(ReviewRead, Option<Decimal>)>> = BTreeMap::new();
-    for row in &l.rows {
+    for row in &rows {
         by_route
             .entry(row.0.route_id.clone().unwrap_or_else(|| "no route".into()))
             .or_default()

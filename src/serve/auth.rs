@@ -198,7 +198,7 @@ async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<ClerkUse
     // On a read-only connection: a clerk's page never waits behind the writer (handhelds' uploads).
     let user = state
         .db
-        .read(move |c| crate::store::session_user_in(c, &hash, now))
+        .read_desk(move |c| crate::store::session_user_in(c, &hash, now))
         .await??;
     Ok(user.map(|u| ClerkUser {
         name: u.name,

@@ -1087,3 +1087,105 @@ pub fn record_service_tag(
     )?;
     set_account_status(conn, account_id, if start { "active" } else { "inactive" })
 }
+
+/// What the worklist needs of a read to filter and sort it (the rows of the page shown are then loaded
+/// whole, by id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueKey {
+    pub read_id: i64,
+    pub route_id: Option<String>,
+    pub account_id: Option<String>,
+    pub meter_id: String,
+    pub status: ReadStatus,
+    pub read_type: String,
+    pub reading: Option<u64>,
+    pub consumption: Option<i64>,
+    pub expected_use: Option<f64>,
+    pub unit: Option<Unit>,
+    pub rate_class: Option<String>,
+    pub reader: String,
+    pub flags: Vec<FlagKind>,
+}
+
+/// Which of a cycle's current reads the worklist lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Flagged, awaiting a clerk.
+    Open,
+    Held,
+    /// Resolved or estimated by a clerk, and accepted reads with flags.
+    Resolved,
+    /// Every read with an exception or a decision.
+    All,
+}
+
+/// The worklist's keys of a cycle: its current reads in `status` (one query: the status filter, the
+/// joins and each read's flags; no read's full row).
+pub fn queue_keys(conn: &Connection, cycle_id: &str, status: QueueStatus) -> Result<Vec<QueueKey>> {
+    let has_flags = "EXISTS (SELECT 1 FROM flags f WHERE f.read_id = r.read_id)";
+    let filter = match status {
+        QueueStatus::Open => "r.status = 'flagged'".to_string(),
+        QueueStatus::Held => "r.status = 'held'".to_string(),
+        QueueStatus::Resolved => format!(
+            "(r.status IN ('resolved', 'estimated') OR (r.status = 'accepted' AND {has_flags}))"
+        ),
+        QueueStatus::All => {
+            format!("(r.status IN ('flagged', 'held', 'resolved', 'estimated') OR {has_flags})")
+        }
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT r.read_id, a.route_id, r.account_id, r.meter_id, r.status, r.read_type, r.reading, r.consumption, \
+         r.expected_use, m.unit, a.rate_class, r.reader, \
+         (SELECT group_concat(f.flag, ',') FROM flags f WHERE f.read_id = r.read_id) \
+         FROM field_reads r LEFT JOIN accounts a ON a.account_id = r.account_id \
+         LEFT JOIN meters m ON m.meter_id = r.meter_id \
+         WHERE r.cycle_id = ?1 AND r.superseded_by IS NULL AND {filter}"
+    ))?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        let unit: Option<String> = r.get(9)?;
+        let flags: Option<String> = r.get(12)?;
+        let mut flags: Vec<FlagKind> = flags
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        flags.sort();
+        Ok(QueueKey {
+            read_id: r.get(0)?,
+            route_id: r.get(1)?,
+            account_id: r.get(2)?,
+            meter_id: r.get(3)?,
+            status: parse_at(r, 4)?,
+            read_type: r.get(5)?,
+            reading: opt_u64_at(r, 6)?,
+            consumption: r.get(7)?,
+            expected_use: r.get(8)?,
+            unit: unit.and_then(|u| u.parse().ok()),
+            rate_class: r.get(10)?,
+            reader: r.get(11)?,
+            flags,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+impl QueueKey {
+    /// The key of a read already loaded whole (a search's results).
+    pub fn of(r: &ReviewRead) -> QueueKey {
+        QueueKey {
+            read_id: r.read_id,
+            route_id: r.route_id.clone(),
+            account_id: r.account_id.clone(),
+            meter_id: r.meter_id.clone(),
+            status: r.status,
+            read_type: r.read_type.clone(),
+            reading: r.reading,
+            consumption: r.consumption,
+            expected_use: r.expected_use,
+            unit: r.unit,
+            rate_class: r.rate_class.clone(),
+            reader: r.reader.clone(),
+            flags: r.flags.iter().map(|f| f.kind).collect(),
+        }
+    }
+}
