@@ -28,7 +28,7 @@ use meter_gateway::store::{Db, Store};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -251,16 +251,25 @@ async fn upload_each(addr: SocketAddr, token: &str, reads: &[Value]) -> Result<V
     Ok(times)
 }
 
+/// What the clerk's pages took, by kind of page.
+const KINDS: [&str; 5] = [
+    "worklist",
+    "read page",
+    "page 2 by account",
+    "search",
+    "reports",
+];
+
 /// A clerk browsing as fast as the daemon answers, until `stop`: the worklist, a read's page, the
-/// worklist's second page, a search, the reports. Returns how many pages were served.
+/// worklist's second page, a search, the reports. Returns each page's kind and time.
 async fn browse(
     addr: SocketAddr,
     cookie: String,
     cycle: String,
     stop: Arc<AtomicBool>,
-) -> Result<usize> {
+) -> Result<Vec<(usize, Duration)>> {
     let headers = format!("Cookie: {cookie}\r\nAccept: text/html\r\n");
-    let served = AtomicUsize::new(0);
+    let mut served = Vec::new();
     let mut read_ids: Vec<i64> = Vec::new();
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -274,7 +283,9 @@ async fn browse(
             3 => format!("/review/cycles/{cycle}?q=main"),
             _ => format!("/review/reports/{cycle}"),
         };
+        let t = Instant::now();
         let (status, body) = http(addr, "GET", &path, &headers, b"").await?;
+        served.push((i % 5, t.elapsed()));
         ensure!(status == 200, "{path}: HTTP {status}");
         if read_ids.is_empty() && i % 5 == 0 {
             let text = String::from_utf8_lossy(&body);
@@ -290,10 +301,9 @@ async fn browse(
                 .take(20)
                 .collect();
         }
-        served.fetch_add(1, Ordering::Relaxed);
         i += 1;
     }
-    Ok(served.into_inner())
+    Ok(served)
 }
 
 fn main() -> Result<()> {
@@ -404,13 +414,25 @@ fn main() -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         let pages = clerk.await??;
         println!(
-            "single-read uploads while a clerk browses: p50 {}, p95 {} over {} uploads; the clerk got {pages} pages \
+            "single-read uploads while a clerk browses: p50 {}, p95 {} over {} uploads; the clerk got {} pages \
              in {:.1} s (target p95 ≤ 500 ms)",
             ms(percentile(&loaded, 0.5)),
             ms(percentile(&loaded, 0.95)),
             loaded.len(),
+            pages.len(),
             span.as_secs_f64()
         );
+        let by_kind: Vec<String> = KINDS
+            .iter()
+            .enumerate()
+            .filter_map(|(k, name)| {
+                let mut t: Vec<Duration> =
+                    pages.iter().filter(|p| p.0 == k).map(|p| p.1).collect();
+                t.sort();
+                (!t.is_empty()).then(|| format!("{name} {}", ms(percentile(&t, 0.5))))
+            })
+            .collect();
+        println!("the clerk's pages meanwhile, median: {}", by_kind.join(", "));
         println!(
             "baseline: the same uploads with no clerk: p50 {}, p95 {} over {} uploads",
             ms(percentile(&quiet, 0.5)),

@@ -62,9 +62,9 @@ impl Default for PaperworkConfig {
             office: "Pay at the District office or call us during business hours".into(),
             door_hanger_text:
                 "We called today about your water account. Your payment is past due. \
-                Please pay the amount due by the date below to avoid a shut-off notice."
+                Please pay the amount due by the date shown to avoid a shut-off notice."
                     .into(),
-            notice_text: "FINAL NOTICE: your water service will be shut off on the date below \
+            notice_text: "FINAL NOTICE: your water service will be shut off on the date shown \
                 unless the amount due is paid in full. A fee applies to restore service."
                 .into(),
             shut_off_after_days: 2,

@@ -6,7 +6,7 @@
 //! Skipped without chromium and chromedriver, unless `CI` is set.
 
 use crate::browser::{find_in_path, free_port, http, KillOnDrop, WebDriver};
-use chrono::{Duration as Days, Local};
+use chrono::{Datelike, Duration as Days, Local};
 use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::demo::{self, DemoParams};
@@ -43,7 +43,8 @@ fn a_clerks_morning_search_save_and_next_correct_print_and_sign_out() {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("desk-morning");
     std::fs::create_dir_all(&shots).unwrap();
 
-    // A small demo district, its cycle's reads in (yesterday's, so none is in the future).
+    // A small demo district, last month's cycle and its reads in (all in the past, as at the desk the
+    // morning after the handhelds brought them back).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("district.db");
     let now = Local::now().naive_local();
@@ -51,7 +52,7 @@ fn a_clerks_morning_search_save_and_next_correct_print_and_sign_out() {
         let district = demo::generate(&DemoParams {
             accounts: 800,
             seed: 2026,
-            as_of: Local::now().date_naive() - Days::days(1),
+            as_of: Local::now().date_naive().with_day(1).unwrap() - Days::days(1),
         });
         let mut store = Store::open(&path).unwrap();
         demo::load(&mut store, &district).unwrap();
