@@ -212,7 +212,9 @@ async fn route_reads(addr: SocketAddr, token: &str, n: usize) -> Result<Vec<Valu
         .enumerate()
         .map(|(i, s)| {
             let previous = s["previous_reading"].as_u64().unwrap_or(0);
-            let reading = match (s["limits"]["low"].as_u64(), s["limits"]["high"].as_u64()) {
+            // Read near the window's last day: the middle of that day's limits.
+            let last = &s["limits"]["last_day"];
+            let reading = match (last["low"].as_u64(), last["high"].as_u64()) {
                 (Some(lo), Some(hi)) if lo <= hi => lo + (hi - lo) / 2,
                 _ => previous + 7,
             };
@@ -236,7 +238,9 @@ async fn upload_each(addr: SocketAddr, token: &str, reads: &[Value]) -> Result<V
     let mut times = Vec::with_capacity(reads.len());
     for r in reads {
         let batch = format!("BENCH-{}", r["device_seq"]);
-        let body = serde_json::to_vec(&json!({ "batch_id": batch, "reads": [r] }))?;
+        let body = serde_json::to_vec(
+            &json!({ "state_id": "00000000000000b1", "batch_id": batch, "reads": [r] }),
+        )?;
         let t = Instant::now();
         let (status, answer) = http(addr, "POST", "/api/v1/device/reads", &auth, &body).await?;
         times.push(t.elapsed());

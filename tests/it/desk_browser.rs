@@ -219,7 +219,12 @@ fn a_clerks_morning_search_save_and_next_correct_print_and_sign_out() {
         "/window/rect",
         Some(json!({ "width": 390, "height": 844 })),
     );
-    for page in [list_url.clone(), format!("{base}/review/reads/{}", seen[0])] {
+    for page in [
+        list_url.clone(),
+        format!("{base}/review/reads/{}", seen[0]),
+        format!("{base}/review/orders"),
+        format!("{base}/review/paperwork"),
+    ] {
         wd.goto(&page);
         wd.wait("the page", |w| w.count("main") == 1);
         let fits = wd.script(

@@ -1863,3 +1863,58 @@ async fn door_hangers_notices_shut_off_lists_and_tags_print_and_a_tag_enters_his
         "stop_service"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_may_not_approve_their_own_leak_credit_and_another_may_decline_it() {
+    let desk = Desk::new(UserRole::Admin).await;
+    let high = desk.d.high;
+    sql(&desk.d)
+        .execute(
+            "UPDATE field_reads SET expected_use = 1.0, consumption = 600 WHERE read_id = ?1",
+            [high],
+        )
+        .unwrap();
+    assert!(done(
+        &desk
+            .post(
+                &format!("/review/reads/{high}/accept"),
+                &[("reason", "leak")]
+            )
+            .await
+    ));
+    assert!(done(
+        &desk
+            .post(
+                &format!("/review/reads/{high}/leak"),
+                &[("repair_proof", "invoice")]
+            )
+            .await
+    ));
+    let own = desk
+        .post(
+            &format!("/review/reads/{high}/approve_leak"),
+            &[("decision", "approve")],
+        )
+        .await;
+    assert!(refused_with_notice(&own));
+    assert!(own.body.contains("another admin approves it"));
+    let (cookie, csrf) = sign_in_session_for_tests(&desk.d.state, "chief", UserRole::Admin).await;
+    let chief = Desk {
+        d: district_of(&desk),
+        app: desk.app.clone(),
+        cookie,
+        csrf,
+    };
+    assert!(done(
+        &chief
+            .post(
+                &format!("/review/reads/{high}/approve_leak"),
+                &[("decision", "decline")],
+            )
+            .await
+    ));
+    assert_eq!(desk.count("SELECT count(*) FROM adjustments"), 0);
+    let page = desk.get(&format!("/review/reads/{high}")).await.body;
+    assert!(!page.contains("id=\"leak-pending\""));
+    assert!(page.contains("chief declined the leak credit of $1,000.00 that ann asked for."));
+}
