@@ -78,9 +78,9 @@ fn build(db: &Path, accounts: u32) -> Result<(String, String)> {
         seed: 2026,
         as_of,
     });
-    // The demo's reads cover the whole month (what the handhelds bring back by its end): the desk looks
-    // at them the morning after the window closes, so none is in the future.
-    let now = (district.cycle.window_to + chrono::Duration::days(1))
+    // The demo's reads cover the whole month and a few days past it (what the handhelds bring back):
+    // the desk looks at them a week after the window closes, so none is in the future.
+    let now = (district.cycle.window_to + chrono::Duration::days(7))
         .and_hms_opt(8, 0, 0)
         .context("time")?;
     let mut store = Store::open(db)?;
