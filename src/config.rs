@@ -18,6 +18,10 @@ pub struct Config {
     pub tariff: crate::review::TariffConfig,
     /// The District's leak (high-bill) adjustment policy (owned by `review`).
     pub leak_policy: crate::review::LeakPolicy,
+    /// Guardrails on the clerk's decisions (owned by `review`).
+    pub review: crate::review::ReviewConfig,
+    /// The District's wording on door hangers, notices and tags (owned by `review`).
+    pub paperwork: crate::review::PaperworkConfig,
 }
 
 /// How far a read may stray from expected use before it is flagged `high` or `low`, and the knobs of

@@ -81,14 +81,37 @@ pub enum BillingError {
 }
 
 fn unresolved_message(cycle_id: &str, exceptions: &[OpenException]) -> String {
-    let mut s = format!(
-        "cycle `{cycle_id}` cannot close: {} unresolved exception(s); resolve them, or hold the accounts \
-         (`cycle close {cycle_id} --hold ACCOUNT...`):",
-        exceptions.len()
-    );
+    let unowned = exceptions.iter().filter(|e| e.account_id.is_none()).count();
+    let mut s = if unowned == exceptions.len() {
+        format!(
+            "cycle `{cycle_id}` cannot close: {} read(s) no account owns (meters in inventory or unknown); \
+             resolve each on its page at /review/reads/ID: assign it to the right meter, or void it with a reason:",
+            exceptions.len()
+        )
+    } else {
+        format!(
+            "cycle `{cycle_id}` cannot close: {} unresolved exception(s); resolve them, or hold the accounts \
+             (`cycle close {cycle_id} --hold ACCOUNT...`){}:",
+            exceptions.len(),
+            if unowned > 0 {
+                "; a read no account owns cannot be held: on its page (/review/reads/ID) assign it to the \
+                 right meter or void it with a reason"
+            } else {
+                ""
+            }
+        )
+    };
     for e in exceptions {
         s.push_str("\n  ");
         s.push_str(&e.to_string());
+        if e.account_id.is_none() {
+            s.push_str(" — no account: assign or void it at /review/reads/");
+            s.push_str(
+                &e.read_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "ID".into()),
+            );
+        }
     }
     s
 }

@@ -215,10 +215,14 @@ pub struct CycleProgress {
 }
 
 pub fn cycle_status(store: &Store, cycle_id: &str) -> Result<CycleProgress> {
-    let cycle = store
-        .cycle(cycle_id)?
+    cycle_status_in(store.conn(), cycle_id)
+}
+
+/// [`cycle_status`] on any connection (a read-only one for the clerk pages).
+pub fn cycle_status_in(conn: &rusqlite::Connection, cycle_id: &str) -> Result<CycleProgress> {
+    let cycle = crate::store::load_cycle(conn, cycle_id)?
         .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
-    let mut routes: Vec<RouteProgress> = sql::expected_stops(store.conn(), cycle_id)?
+    let mut routes: Vec<RouteProgress> = sql::expected_stops(conn, cycle_id)?
         .into_iter()
         .map(|(route_id, expected)| RouteProgress {
             route_id,
@@ -226,13 +230,13 @@ pub fn cycle_status(store: &Store, cycle_id: &str) -> Result<CycleProgress> {
             ..RouteProgress::default()
         })
         .collect();
-    let stops: HashSet<(String, String)> = sql::route_stops(store.conn(), cycle_id, None)?
+    let stops: HashSet<(String, String)> = sql::route_stops(conn, cycle_id, None)?
         .into_iter()
         .filter_map(|m| Some((m.account.as_ref()?.route_id.clone(), m.meter_id)))
         .collect();
     let mut read_meters: HashSet<(String, String)> = HashSet::new();
     let mut unassigned = 0;
-    for r in store.cycle_reads(cycle_id)? {
+    for r in sql::cycle_reads(conn, cycle_id)? {
         let key = (r.route_id.clone().unwrap_or_default(), r.meter_id.clone());
         let Some(p) = routes
             .iter_mut()

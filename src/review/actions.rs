@@ -23,6 +23,8 @@ pub enum ReviewError {
     UnknownRead(i64),
     #[error("no field order {0}")]
     UnknownOrder(i64),
+    #[error("no cycle `{0}`")]
+    UnknownCycle(String),
     #[error("read {read} was replaced by read {by}: act on that one")]
     Superseded { read: i64, by: i64 },
     #[error("cycle `{0}` is closed: its reads have gone to billing")]
@@ -37,6 +39,12 @@ pub enum ReviewError {
     /// A refused form value; the message names it.
     #[error("{0}")]
     Invalid(String),
+    /// A refused value of one form field (the page shows the message beside it).
+    #[error("{message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
     #[error("leak credit refused: {0}")]
     Leak(#[from] LeakRefusal),
     #[error(transparent)]
@@ -54,6 +62,22 @@ impl From<rusqlite::Error> for ReviewError {
 }
 
 impl ReviewError {
+    fn field(field: &'static str, message: impl Into<String>) -> ReviewError {
+        ReviewError::Field {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The form field a refusal is about, if it names one.
+    pub fn field_name(&self) -> Option<&'static str> {
+        match self {
+            ReviewError::Field { field, .. } => Some(field),
+            ReviewError::Leak(LeakRefusal::ProofRequired) => Some("repair_proof"),
+            _ => None,
+        }
+    }
+
     /// Whether the clerk can fix this (shown on the page) rather than a fault (logged, 500).
     pub fn is_user_error(&self) -> bool {
         match self {
@@ -183,7 +207,9 @@ fn status_change(
     })
 }
 
-/// Accepts a flagged (or held) read as it is: it bills as read.
+/// Accepts a flagged (or held) read as it is: it bills as read. When the meter has another current read
+/// in the cycle (a duplicate with a different reading), accepting this one resolves the pair in the same
+/// decision: the other read is superseded by this one.
 pub fn accept(
     store: &mut Store,
     read_id: i64,
@@ -191,17 +217,92 @@ pub fn accept(
     reason: &str,
     now: NaiveDateTime,
 ) -> Result<()> {
-    status_change(
-        store,
-        read_id,
+    let reason = clean(reason, "reason", 500)?;
+    store.write(|tx| accept_in(tx, read_id, actor, &reason, now))
+}
+
+/// [`accept`] as the clerk's page does it: a read whose likely bill impact is above
+/// `[review] accept_reason_above` needs a reason.
+pub fn accept_checked(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    actor: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let reason = clean(reason, "reason", 500)?;
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        require_status(&r, "accept", FLAGGED_OR_HELD, "flagged or held")?;
+        let limit = config.review.accept_reason_above;
+        if reason.is_empty() {
+            if let Some(impact) = super::queue::bill_impact(&config.tariff, &r) {
+                if impact.abs() > limit {
+                    return Err(ReviewError::field(
+                        "reason",
+                        format!(
+                            "this read changes the bill by {} (more than {}): say why it is accepted",
+                            super::html::money(impact),
+                            super::html::money(limit)
+                        ),
+                    ));
+                }
+            }
+        }
+        accept_in(tx, read_id, actor, &reason, now)
+    })
+}
+
+fn accept_in(
+    tx: &Connection,
+    read_id: i64,
+    actor: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let r = actionable(tx, read_id)?;
+    require_status(&r, "accept", FLAGGED_OR_HELD, "flagged or held")?;
+    sql::set_read_status(tx, read_id, ReadStatus::Resolved)?;
+    let mut after = snapshot(&r);
+    after["status"] = json!("resolved");
+    let this_dup = r.flags.iter().any(|f| f.kind == FlagKind::Duplicate);
+    let mut pair = Vec::new();
+    for other in sql::other_current_reads_of_meter(tx, &r.cycle_id, &r.meter_id, read_id)? {
+        let o = load(tx, other)?;
+        if this_dup || o.flags.iter().any(|f| f.kind == FlagKind::Duplicate) {
+            pair.push(other);
+        }
+    }
+    record(
+        tx,
+        &r,
         "accept",
-        FLAGGED_OR_HELD,
-        "flagged or held",
-        ReadStatus::Resolved,
         actor,
-        reason,
         now,
-    )
+        reason,
+        json!({ "resolves": pair }),
+        after,
+    )?;
+    for other in pair {
+        let o = load(tx, other)?;
+        sql::set_superseded(tx, other, read_id)?;
+        sql::set_read_status(tx, other, ReadStatus::Resolved)?;
+        let mut after = snapshot(&o);
+        after["status"] = json!("resolved");
+        after["superseded_by"] = json!(read_id);
+        record(
+            tx,
+            &o,
+            "duplicate_resolved",
+            actor,
+            now,
+            reason,
+            json!({ "kept_read_id": read_id }),
+            after,
+        )?;
+    }
+    Ok(())
 }
 
 /// Holds a flagged read out of the billing batch.
@@ -213,8 +314,9 @@ pub fn hold(
     now: NaiveDateTime,
 ) -> Result<()> {
     if reason.trim().is_empty() {
-        return Err(ReviewError::Invalid(
-            "say why the read is held (reason)".into(),
+        return Err(ReviewError::field(
+            "reason",
+            "say why the read is held (reason)",
         ));
     }
     status_change(
@@ -241,21 +343,37 @@ pub fn correct(
     actor: &str,
     now: NaiveDateTime,
 ) -> Result<i64> {
-    let reason = clean(reason, "reason", 500)?;
-    if reason.is_empty() {
-        return Err(ReviewError::Invalid(
-            "a correction needs a reason (what was mis-keyed)".into(),
-        ));
-    }
     let raw = new_reading.trim();
     if raw.is_empty() || raw.len() > 12 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ReviewError::Invalid(format!(
-            "the corrected reading must be 1–12 digits, got `{raw}`"
-        )));
+        return Err(ReviewError::field(
+            "reading",
+            format!("the corrected reading must be 1–12 digits, got `{raw}`"),
+        ));
+    }
+    let reason = clean(reason, "reason", 500)?;
+    if reason.is_empty() {
+        return Err(ReviewError::field(
+            "reason",
+            "a correction needs a reason (what was mis-keyed)",
+        ));
     }
     store.write(|tx| {
         let r = actionable(tx, read_id)?;
         require_status(&r, "correct", FLAGGED_OR_HELD, "flagged or held")?;
+        if let Some(m) = crate::store::meter_in(tx, &r.meter_id)? {
+            let fits = raw.parse::<u64>().is_ok_and(|v| m.register.fits(v));
+            if !fits {
+                return Err(ReviewError::field(
+                    "reading",
+                    format!(
+                        "{raw} does not fit meter {}: it has {} dials (at most {})",
+                        r.meter_id,
+                        m.register.dials,
+                        10u64.checked_pow(u32::from(m.register.dials)).map_or(u64::MAX, |v| v - 1)
+                    ),
+                ));
+            }
+        }
         let read = FieldRead {
             meter_id: r.meter_id.clone(),
             read_at: r.read_at,
@@ -317,14 +435,14 @@ pub fn correct(
 
 /// The account's history as validation sees it, and the register of every meter it mentions.
 pub fn account_history(
-    store: &Store,
+    conn: &Connection,
     account_id: &str,
 ) -> Result<(Vec<crate::domain::HistoryRead>, AccountHistory)> {
-    let reads = store.history_of_account(account_id)?;
+    let reads = crate::store::history_of_account_in(conn, account_id)?;
     let mut regs: HashMap<String, Register> = HashMap::new();
     for r in &reads {
         if !regs.contains_key(&r.meter_id) {
-            if let Some(m) = store.meter(&r.meter_id)? {
+            if let Some(m) = crate::store::meter_in(conn, &r.meter_id)? {
                 regs.insert(m.id.clone(), m.register);
             }
         }
@@ -335,17 +453,17 @@ pub fn account_history(
 
 /// What an estimate of the read would be (same period last year, else average daily use × days).
 pub fn estimate_preview(
-    store: &Store,
+    conn: &Connection,
     config: &Config,
     r: &ReviewRead,
 ) -> Result<Option<vee::Estimate>> {
     let (Some(account), Some(class)) = (&r.account_id, &r.rate_class) else {
         return Ok(None);
     };
-    let Some(meter) = store.meter(&r.meter_id)? else {
+    let Some(meter) = crate::store::meter_in(conn, &r.meter_id)? else {
         return Ok(None);
     };
-    let (_, h) = account_history(store, account)?;
+    let (_, h) = account_history(conn, account)?;
     Ok(vee::estimate(
         &h,
         &r.meter_id,
@@ -367,7 +485,7 @@ pub fn estimate(
 ) -> Result<i64> {
     let reason = clean(reason, "reason", 500)?;
     let r = load(store.conn(), read_id)?;
-    let e = estimate_preview(store, config, &r)?.ok_or_else(|| {
+    let e = estimate_preview(store.conn(), config, &r)?.ok_or_else(|| {
         ReviewError::Invalid(format!(
             "read {read_id} cannot be estimated: no previous reading or no usable history; correct it by hand"
         ))
@@ -482,82 +600,105 @@ pub fn order_reread(
     })
 }
 
-/// Folds every completed re-read back into the read it was ordered for: the result read (named by the
-/// order's result JSON as `read_id`, else the meter's latest read after the original) supersedes the
-/// original, and loses the `duplicate` flag the original's presence gave it. Idempotent. Returns how
-/// many orders were folded.
+/// Folds every completed re-read back into the read it was ordered for (see [`fold_reread`]): for a
+/// database whose orders were completed before folding happened where they complete (the daemon runs
+/// it once at start). Idempotent. Returns how many orders were folded.
 pub fn apply_completed_rereads(store: &mut Store, now: NaiveDateTime) -> Result<usize> {
     store.write(|tx| {
         let mut n = 0;
         for o in sql::unapplied_rereads(tx)? {
-            let Some(original) = o.read_id else { continue };
-            let named = o
-                .result
-                .as_deref()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-                .and_then(|v| v.get("read_id").and_then(|x| x.as_i64()));
-            let orig = load(tx, original)?;
-            let result = match named {
-                Some(id) => Some(id),
-                None => sql::later_read_of_meter(tx, &orig.cycle_id, &orig.meter_id, original)?,
-            };
-            let Some(result) = result else { continue };
-            if result == original {
-                // The reader found the same reading: it stands, confirmed; the clerk still decides.
-                sql::insert_reread_result(tx, o.order_id, original, original, now)?;
-                record(
-                    tx,
-                    &orig,
-                    "reread_confirmed",
-                    "field",
-                    now,
-                    "",
-                    json!({ "order_id": o.order_id }),
-                    snapshot(&orig),
-                )?;
+            if fold_order(tx, &o, now)? {
                 n += 1;
-                continue;
             }
-            let Some(res) = sql::review_read_by_id(tx, result)? else {
-                continue;
-            };
-            if res.meter_id != orig.meter_id || res.cycle_id != orig.cycle_id {
-                tracing::warn!(
-                    order = o.order_id,
-                    result,
-                    "re-read result is not a read of the same meter and cycle; not folded"
-                );
-                continue;
-            }
-            // A read the clerk already replaced (corrected, estimated) stays replaced: the result is
-            // then judged against that replacement, duplicate flag and all.
-            let status = if orig.superseded_by.is_none() {
-                sql::set_superseded(tx, original, result)?;
-                sql::set_read_status(tx, original, ReadStatus::Resolved)?;
-                sql::drop_flag(tx, result, FlagKind::Duplicate)?
-            } else {
-                res.status
-            };
-            sql::insert_reread_result(tx, o.order_id, original, result, now)?;
-            record(
-                tx,
-                &orig,
-                "reread_result",
-                "field",
-                now,
-                "",
-                json!({ "order_id": o.order_id, "result_read_id": result, "result_status": status.as_str() }),
-                json!({ "superseded_by": result, "result": snapshot(&res) }),
-            )?;
-            n += 1;
         }
         Ok(n)
     })
 }
 
+/// Folds a completed re-read order back into the read it was ordered for, where the order completes
+/// (a handheld's upload, the office marking it done): the result read (named by the order's result
+/// JSON as `read_id`, else the meter's latest read after the original) supersedes the original, and
+/// loses the `duplicate` flag the original's presence gave it. Runs inside the caller's transaction;
+/// an order that is not a completed, unfolded re-read is left alone. Returns whether it folded.
+pub fn fold_reread(conn: &Connection, order_id: i64, now: NaiveDateTime) -> Result<bool> {
+    let Some(o) = sql::order_by_id(conn, order_id)? else {
+        return Ok(false);
+    };
+    if o.kind != "reread" || o.status != "completed" || sql::reread_folded(conn, order_id)? {
+        return Ok(false);
+    }
+    fold_order(conn, &o, now)
+}
+
+fn fold_order(tx: &Connection, o: &sql::FieldOrder, now: NaiveDateTime) -> Result<bool> {
+    let Some(original) = o.read_id else {
+        return Ok(false);
+    };
+    let named = o
+        .result
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| v.get("read_id").and_then(|x| x.as_i64()));
+    let orig = load(tx, original)?;
+    let result = match named {
+        Some(id) => Some(id),
+        None => sql::later_read_of_meter(tx, &orig.cycle_id, &orig.meter_id, original)?,
+    };
+    let Some(result) = result else {
+        return Ok(false);
+    };
+    if result == original {
+        // The reader found the same reading: it stands, confirmed; the clerk still decides.
+        sql::insert_reread_result(tx, o.order_id, original, original, now)?;
+        record(
+            tx,
+            &orig,
+            "reread_confirmed",
+            "field",
+            now,
+            "",
+            json!({ "order_id": o.order_id }),
+            snapshot(&orig),
+        )?;
+        return Ok(true);
+    }
+    let Some(res) = sql::review_read_by_id(tx, result)? else {
+        return Ok(false);
+    };
+    if res.meter_id != orig.meter_id || res.cycle_id != orig.cycle_id {
+        tracing::warn!(
+            order = o.order_id,
+            result,
+            "re-read result is not a read of the same meter and cycle; not folded"
+        );
+        return Ok(false);
+    }
+    // A read the clerk already replaced (corrected, estimated) stays replaced: the result is
+    // then judged against that replacement, duplicate flag and all.
+    let status = if orig.superseded_by.is_none() {
+        sql::set_superseded(tx, original, result)?;
+        sql::set_read_status(tx, original, ReadStatus::Resolved)?;
+        sql::drop_flag(tx, result, FlagKind::Duplicate)?
+    } else {
+        res.status
+    };
+    sql::insert_reread_result(tx, o.order_id, original, result, now)?;
+    record(
+        tx,
+        &orig,
+        "reread_result",
+        "field",
+        now,
+        "",
+        json!({ "order_id": o.order_id, "result_read_id": result, "result_status": status.as_str() }),
+        json!({ "superseded_by": result, "result": snapshot(&res) }),
+    )?;
+    Ok(true)
+}
+
 /// The leak policy applied to a read: its use and normal in HCF, and the earlier credit, if any.
 pub fn leak_input_parts(
-    store: &Store,
+    conn: &Connection,
     r: &ReviewRead,
 ) -> Result<(Decimal, Decimal, String, Option<chrono::NaiveDate>)> {
     let (Some(account), Some(consumption), Some(unit)) = (&r.account_id, r.consumption, r.unit)
@@ -583,7 +724,7 @@ pub fn leak_input_parts(
         .clone()
         .unwrap_or_else(|| "expected use".into())
         .replace('_', " ");
-    let last = sql::leak_credits_of(store.conn(), account)?
+    let last = sql::leak_credits_of(conn, account)?
         .into_iter()
         .map(|c| c.read_on)
         .max();
@@ -592,13 +733,13 @@ pub fn leak_input_parts(
 
 /// Computes the leak credit for a read under the configured policy (nothing is written).
 pub fn leak_preview(
-    store: &Store,
+    conn: &Connection,
     config: &Config,
     read_id: i64,
     repair_proof: &str,
 ) -> Result<LeakComputation> {
-    let r = load(store.conn(), read_id)?;
-    let (use_hcf, normal_hcf, basis, last) = leak_input_parts(store, &r)?;
+    let r = load(conn, read_id)?;
+    let (use_hcf, normal_hcf, basis, last) = leak_input_parts(conn, &r)?;
     Ok(leak::compute(
         &config.leak_policy,
         &config.tariff,
@@ -614,8 +755,50 @@ pub fn leak_preview(
     )?)
 }
 
+/// What became of a leak credit a clerk granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeakGrant {
+    /// Recorded for billing.
+    Granted(LeakComputation),
+    /// Above `[leak_policy] second_approval_above`: recorded as a request an admin (another person)
+    /// approves before anything reaches billing.
+    AwaitingApproval(LeakComputation),
+}
+
+/// A leak credit request waiting for an admin: who asked, when, the proof of repair, the credit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakRequest {
+    pub requested_by: String,
+    pub at: NaiveDateTime,
+    pub repair_proof: String,
+    pub credit: String,
+}
+
+/// The read's leak credit request still waiting for approval, if any.
+pub fn pending_leak_request(conn: &Connection, read_id: i64) -> Result<Option<LeakRequest>> {
+    let mut pending = None;
+    for a in sql::review_actions_of(conn, &[read_id])? {
+        match a.action.as_str() {
+            "leak_credit_requested" => {
+                let d: serde_json::Value = serde_json::from_str(&a.detail).unwrap_or_default();
+                pending = Some(LeakRequest {
+                    requested_by: a.actor,
+                    at: a.at,
+                    repair_proof: a.reason,
+                    credit: d["credit"].as_str().unwrap_or("").to_string(),
+                });
+            }
+            "leak_credit" | "leak_credit_declined" | "reopen" => pending = None,
+            _ => {}
+        }
+    }
+    Ok(pending)
+}
+
 /// Grants the leak credit: recorded for billing (`billing::record_adjustment`, a negative amount) and in
-/// `leak_credits` for the 12-month rule.
+/// `leak_credits` for the 12-month rule. Capped at `[leak_policy] max_credit`; above
+/// `second_approval_above` it waits for an admin other than the clerk who asked
+/// ([`approve_leak_credit`]).
 pub fn grant_leak_credit(
     store: &mut Store,
     config: &Config,
@@ -623,7 +806,7 @@ pub fn grant_leak_credit(
     repair_proof: &str,
     actor: &str,
     now: NaiveDateTime,
-) -> Result<LeakComputation> {
+) -> Result<LeakGrant> {
     let proof = clean(repair_proof, "proof of repair", 300)?;
     let r = load(store.conn(), read_id)?;
     require_status(
@@ -632,11 +815,110 @@ pub fn grant_leak_credit(
         &[ReadStatus::Accepted, ReadStatus::Resolved],
         "accepted (accept the confirmed high read first)",
     )?;
-    let c = leak_preview(store, config, read_id, &proof)?;
+    let c = leak_preview(store.conn(), config, read_id, &proof)?;
+    if let Some(p) = pending_leak_request(store.conn(), read_id)? {
+        return Err(ReviewError::Invalid(format!(
+            "a leak credit of ${} is already waiting for an admin's approval (asked by {})",
+            p.credit, p.requested_by
+        )));
+    }
+    let needs_approval = config
+        .leak_policy
+        .second_approval_above
+        .is_some_and(|limit| c.credit > limit);
+    if needs_approval {
+        store.write(|tx| {
+            let r = actionable(tx, read_id)?;
+            let detail = json!({ "credit": c.credit.to_string(), "excess_hcf": c.excess_hcf.to_string(), "steps": c.steps });
+            record(
+                tx,
+                &r,
+                "leak_credit_requested",
+                actor,
+                now,
+                &proof,
+                detail,
+                snapshot(&r),
+            )
+        })?;
+        return Ok(LeakGrant::AwaitingApproval(c));
+    }
+    write_leak_credit(store, config, read_id, &c, &proof, actor, None, now)?;
+    Ok(LeakGrant::Granted(c))
+}
+
+/// An admin approves (or, `approve` false, declines) the leak credit request waiting on a read. The
+/// approver must not be the clerk who asked.
+pub fn approve_leak_credit(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    approve: bool,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<Option<LeakComputation>> {
+    let p = pending_leak_request(store.conn(), read_id)?.ok_or_else(|| {
+        ReviewError::Invalid(format!(
+            "no leak credit of read {read_id} is waiting for approval"
+        ))
+    })?;
+    if p.requested_by == actor {
+        return Err(ReviewError::Invalid(format!(
+            "{actor} asked for this credit: another admin approves it"
+        )));
+    }
+    if !approve {
+        store.write(|tx| {
+            let r = actionable(tx, read_id)?;
+            record(
+                tx,
+                &r,
+                "leak_credit_declined",
+                actor,
+                now,
+                "",
+                json!({ "requested_by": p.requested_by, "credit": p.credit }),
+                snapshot(&r),
+            )
+        })?;
+        return Ok(None);
+    }
+    let c = leak_preview(store.conn(), config, read_id, &p.repair_proof)?;
+    write_leak_credit(
+        store,
+        config,
+        read_id,
+        &c,
+        &p.repair_proof,
+        &p.requested_by,
+        Some(actor),
+        now,
+    )?;
+    Ok(Some(c))
+}
+
+fn write_leak_credit(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    c: &LeakComputation,
+    proof: &str,
+    actor: &str,
+    approved_by: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<()> {
     store.write(|tx| {
         let r = actionable(tx, read_id)?;
+        if sql::leak_credit_of_read(tx, read_id)?.is_some() {
+            return Err(ReviewError::Invalid(format!(
+                "a leak credit was already granted for read {read_id}"
+            )));
+        }
         let account = r.account_id.clone().unwrap_or_default();
         let credited = c.excess_hcf * config.leak_policy.credit_percent / Decimal::from(100);
+        let approval = approved_by
+            .map(|a| format!("; approved by {a}"))
+            .unwrap_or_default();
         let adjustment_id = crate::billing::record_adjustment(
             tx,
             &Adjustment {
@@ -647,14 +929,14 @@ pub fn grant_leak_credit(
                 amount: -c.credit,
                 units: Some(credited.round_dp(2)),
                 note: format!(
-                    "leak credit: {}% of {} HCF above normal; proof of repair: {proof}",
+                    "leak credit: {}% of {} HCF above normal; proof of repair: {proof}{approval}",
                     config.leak_policy.credit_percent, c.excess_hcf
                 ),
                 created_by: actor.to_string(),
                 created_at: now,
             },
         )?;
-        let computation = serde_json::to_string(&c).map_err(|e| {
+        let computation = serde_json::to_string(c).map_err(|e| {
             ReviewError::Invalid(format!("cannot record the computation: {e}"))
         })?;
         let credit_id = sql::insert_leak_credit(
@@ -666,29 +948,260 @@ pub fn grant_leak_credit(
                 cycle_id: r.cycle_id.clone(),
                 read_on: r.read_at.date(),
                 granted_at: now,
-                granted_by: actor.to_string(),
+                granted_by: approved_by.map_or_else(|| actor.to_string(), |a| format!("{actor}, approved by {a}")),
                 excess_hcf: c.excess_hcf.to_string(),
                 credit: c.credit.to_string(),
-                repair_proof: proof.clone(),
+                repair_proof: proof.to_string(),
                 computation,
             },
         )?;
         let detail = json!({ "credit_id": credit_id, "adjustment_id": adjustment_id, "credit": c.credit.to_string(),
-            "excess_hcf": c.excess_hcf.to_string(), "steps": c.steps });
-        sql::insert_review_action(tx, read_id, "leak_credit", actor, now, &proof, &detail)?;
+            "excess_hcf": c.excess_hcf.to_string(), "steps": c.steps, "approved_by": approved_by });
+        sql::insert_review_action(tx, read_id, "leak_credit", approved_by.unwrap_or(actor), now, proof, &detail)?;
         sql::insert_audit(
             tx,
             &AuditEntry {
                 at: now,
-                actor,
+                actor: approved_by.unwrap_or(actor),
                 entity: "account",
                 entity_id: &account,
                 action: "leak_credit",
                 before: None,
                 after: Some(detail),
-                reason: &proof,
+                reason: proof,
             },
         )?;
-        Ok(c.clone())
+        Ok(())
+    })
+}
+
+// ---- undo, and reads no account owns ----------------------------------------------------------------
+
+/// Reopens a decision while the cycle is open (audited): an accepted or held read is flagged again; a
+/// correction or estimate is withdrawn (the original read is current and flagged again, the
+/// replacement is superseded by it). Refused when a leak credit was granted on the read.
+pub fn reopen(
+    store: &mut Store,
+    read_id: i64,
+    reason: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<i64> {
+    let reason = clean(reason, "reason", 500)?;
+    if reason.is_empty() {
+        return Err(ReviewError::field(
+            "reason",
+            "say why the decision is reopened (reason)",
+        ));
+    }
+    store.write(|tx| {
+        let r = load(tx, read_id)?;
+        if !r.cycle_open {
+            return Err(ReviewError::CycleClosed(r.cycle_id));
+        }
+        // The decision to undo is on the original read: this one, or the one a clerk replaced by it.
+        let replaced_by_clerk = |old: i64| -> Result<bool> {
+            Ok(last_decision(tx, old)?.is_some_and(|(a, d)| {
+                matches!(a.as_str(), "correct" | "estimate" | "assign")
+                    && d["new_read_id"].as_i64() == Some(read_id)
+            }))
+        };
+        let mut original = r.clone();
+        for old in sql::reads_superseded_by(tx, read_id)? {
+            if replaced_by_clerk(old)? {
+                original = load(tx, old)?;
+            }
+        }
+        let Some((action, detail)) = last_decision(tx, original.read_id)? else {
+            return Err(ReviewError::Invalid(format!(
+                "read {} has no decision to reopen",
+                original.read_id
+            )));
+        };
+        let replacement = match action.as_str() {
+            "correct" | "estimate" | "assign" => detail["new_read_id"].as_i64(),
+            _ => None,
+        };
+        for id in [Some(original.read_id), replacement].into_iter().flatten() {
+            if sql::leak_credit_of_read(tx, id)?.is_some() {
+                return Err(ReviewError::Invalid(format!(
+                    "a leak credit was granted on read {id}: it cannot be reopened (adjust the credit in billing)"
+                )));
+            }
+        }
+        let back = if original.flags.iter().any(|f| f.kind.is_exception()) {
+            ReadStatus::Flagged
+        } else {
+            ReadStatus::Accepted
+        };
+        if let Some(rep) = replacement {
+            let rep_read = load(tx, rep)?;
+            sql::clear_superseded(tx, original.read_id)?;
+            sql::set_superseded(tx, rep, original.read_id)?;
+            let mut after = snapshot(&rep_read);
+            after["superseded_by"] = json!(original.read_id);
+            record(tx, &rep_read, "withdrawn", actor, now, &reason, json!({ "reopened_read_id": original.read_id }), after)?;
+        }
+        // Reads an accept resolved as the other half of a duplicate pair are current again too.
+        if action == "accept" {
+            for other in detail["resolves"].as_array().into_iter().flatten().filter_map(|v| v.as_i64()) {
+                let o = load(tx, other)?;
+                if o.superseded_by == Some(original.read_id) {
+                    sql::clear_superseded(tx, other)?;
+                    let st = if o.flags.iter().any(|f| f.kind.is_exception()) { ReadStatus::Flagged } else { ReadStatus::Accepted };
+                    sql::set_read_status(tx, other, st)?;
+                    let mut after = snapshot(&o);
+                    after["status"] = json!(st.as_str());
+                    after["superseded_by"] = json!(null);
+                    record(tx, &o, "reopen", actor, now, &reason, json!({ "with_read_id": original.read_id }), after)?;
+                }
+            }
+        }
+        sql::set_read_status(tx, original.read_id, back)?;
+        let mut after = snapshot(&original);
+        after["status"] = json!(back.as_str());
+        after["superseded_by"] = json!(null);
+        record(tx, &original, "reopen", actor, now, &reason, json!({ "undoes": action, "withdrawn_read_id": replacement }), after)?;
+        Ok(original.read_id)
+    })
+}
+
+/// The read's latest decision still standing (`accept`, `hold`, `correct`, `estimate`, `assign`,
+/// `void`; `None` when the latest was reopened) and its detail.
+fn last_decision(conn: &Connection, read_id: i64) -> Result<Option<(String, serde_json::Value)>> {
+    let mut last = None;
+    for a in sql::review_actions_of(conn, &[read_id])? {
+        if a.read_id != read_id {
+            continue;
+        }
+        match a.action.as_str() {
+            "accept" | "hold" | "correct" | "estimate" | "assign" | "void" => {
+                last = Some((
+                    a.action,
+                    serde_json::from_str(&a.detail).unwrap_or_default(),
+                ));
+            }
+            "reopen" => last = None,
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
+/// The meter an unowned read (a meter in inventory, no account) most likely belongs to: a meter on
+/// the route its reader walked that day with no read yet this cycle, whose last reading is at or just
+/// below the read's (the two numbers swapped on a paper or in the CIS). `(meter, account)`.
+pub fn likely_meter(conn: &Connection, r: &ReviewRead) -> Result<Option<(String, String)>> {
+    let Some(reading) = r.reading else {
+        return Ok(None);
+    };
+    let Some(route) = sql::route_walked(conn, &r.cycle_id, &r.reader, r.read_at.date())? else {
+        return Ok(None);
+    };
+    Ok(sql::unread_meters_of_route(conn, &r.cycle_id, &route)?
+        .into_iter()
+        .filter_map(|(m, a, last)| {
+            let last = last?;
+            (last <= reading && reading - last <= 500).then_some((reading - last, m, a))
+        })
+        .min()
+        .map(|(_, m, a)| (m, a)))
+}
+
+/// Resolves an unowned read by assigning it to the right meter: the reading is taken again as a read
+/// of `meter_id` through validation (`cycles::ingest_in`), which supersedes the unowned read.
+pub fn assign_meter(
+    store: &mut Store,
+    config: &Config,
+    read_id: i64,
+    meter_id: &str,
+    reason: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<i64> {
+    let reason = clean(reason, "reason", 500)?;
+    let meter_id = meter_id.trim().to_string();
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        if r.account_id.is_some() {
+            return Err(ReviewError::Invalid(format!(
+                "read {read_id} belongs to account {}: correct it instead",
+                r.account_id.as_deref().unwrap_or("")
+            )));
+        }
+        let m = crate::store::meter_in(tx, &meter_id)?
+            .ok_or_else(|| ReviewError::field("meter_id", format!("no meter `{meter_id}`")))?;
+        if m.account_id.is_none() || m.status != crate::domain::MeterStatus::Active {
+            return Err(ReviewError::field(
+                "meter_id",
+                format!(
+                    "meter {meter_id} is {} at no account: pick a meter in service",
+                    m.status
+                ),
+            ));
+        }
+        let read = FieldRead {
+            meter_id: meter_id.clone(),
+            read_at: r.read_at,
+            raw_reading: r.raw_reading.clone(),
+            read_type: ReadType::Regular,
+            method: r.method.parse().unwrap_or(ReadMethod::Keyed),
+            reader: r.reader.clone(),
+            codes: r.codes.clone(),
+            skip_code: r.skip_code.clone(),
+            note: Some(format!(
+                "assigned by {actor} from meter {}: {reason}",
+                r.meter_id
+            )),
+            device: None,
+        };
+        sql::set_superseded(tx, read_id, read_id)?;
+        let out = cycles::ingest_in(tx, config, &r.cycle_id, &[read], now)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ReviewError::Invalid("validation returned no outcome".into()))?;
+        sql::set_superseded(tx, read_id, out.read_id)?;
+        sql::set_read_status(tx, read_id, ReadStatus::Resolved)?;
+        record(
+            tx,
+            &r,
+            "assign",
+            actor,
+            now,
+            &reason,
+            json!({ "meter_id": meter_id, "new_read_id": out.read_id }),
+            json!({ "status": "resolved", "superseded_by": out.read_id }),
+        )?;
+        Ok(out.read_id)
+    })
+}
+
+/// Resolves an unowned read by voiding it (a reason is required): it bills nothing.
+pub fn void(
+    store: &mut Store,
+    read_id: i64,
+    reason: &str,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let reason = clean(reason, "reason", 500)?;
+    if reason.is_empty() {
+        return Err(ReviewError::field(
+            "reason",
+            "say why the read is void (reason)",
+        ));
+    }
+    store.write(|tx| {
+        let r = actionable(tx, read_id)?;
+        if r.account_id.is_some() {
+            return Err(ReviewError::Invalid(format!(
+                "read {read_id} belongs to an account: only a read no account owns can be voided"
+            )));
+        }
+        require_status(&r, "voiding", FLAGGED_OR_HELD, "flagged or held")?;
+        sql::set_read_status(tx, read_id, ReadStatus::Resolved)?;
+        let mut after = snapshot(&r);
+        after["status"] = json!("resolved");
+        record(tx, &r, "void", actor, now, &reason, json!({}), after)
     })
 }

@@ -1,9 +1,11 @@
-//! The history chart of a read's detail page: inline SVG, one bar per billing period, the expected range
-//! of this period as a band, this read highlighted, estimates and meter changes marked. No script.
+//! The history chart of a read's page: inline SVG, one bar per billing period, the expected range drawn
+//! over this period only, this read highlighted, estimates and meter changes marked. An outlier (a
+//! 17,309-HCF mis-key among 12-HCF months) does not flatten the rest: the axis stops above the ordinary
+//! bars and the expected range, the outlier's bar is broken at the top and labelled with its value.
+//! No script.
 
-use super::html::Esc;
 use chrono::NaiveDate;
-use std::fmt::Write;
+use maud::{html, Markup};
 
 /// One billing period's use.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,189 +33,136 @@ const W: f64 = 760.0;
 const H: f64 = 280.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 16.0;
+const TOP: f64 = 22.0;
 const BOTTOM: f64 = 44.0;
 
 fn fmt_use(v: f64) -> String {
     crate::vee::amount(v)
 }
 
-/// The chart as an `<svg>` element (a text legend follows it on the page: see [`legend`]).
-pub fn svg(input: &ChartInput<'_>) -> String {
-    let n = input.bars.len().max(1) as f64;
-    let top_value = input
-        .bars
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// The top of the axis: above every ordinary bar and the expected range, but not stretched by an
+/// outlier (a bar over 4× the median of the others and over twice the expected range's top).
+pub fn axis_top(input: &ChartInput<'_>) -> f64 {
+    let mut values: Vec<f64> = input.bars.iter().map(|b| b.usage.max(0.0)).collect();
+    values.sort_by(f64::total_cmp);
+    let median = values.get(values.len() / 2).copied().unwrap_or(0.0);
+    let band_top = input.band.map_or(0.0, |b| b.1);
+    let limit = (median * 4.0).max(band_top * 2.0).max(10.0);
+    values
         .iter()
-        .map(|b| b.usage)
+        .copied()
+        .filter(|v| *v <= limit)
         .chain(input.band.map(|b| b.1))
         .fold(0.0f64, f64::max)
         .max(1.0)
-        * 1.1;
+}
+
+/// The chart as an `<svg>` element (a text legend follows it on the page: see [`legend`]).
+pub fn svg(input: &ChartInput<'_>) -> Markup {
+    let n = input.bars.len().max(1) as f64;
+    let top = axis_top(input);
+    let scale = top * 1.1;
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
-    let y = |v: f64| TOP + plot_h * (1.0 - (v.max(0.0) / top_value).min(1.0));
+    let base = TOP + plot_h;
+    let y = |v: f64| TOP + plot_h * (1.0 - (v.max(0.0) / scale).min(1.0));
     let slot = plot_w / n;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<svg id=\"history-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" \
-         role=\"img\" aria-labelledby=\"chart-title chart-desc\">\
-         <title id=\"chart-title\">Use per billing period, {unit}</title>\
-         <desc id=\"chart-desc\">{n} periods; this read is drawn in orange; estimates are hatched; the shaded band is the expected range for this period.</desc>\
-         <defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\">\
-         <rect width=\"6\" height=\"6\" fill=\"#c9d6e0\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#5a7184\" stroke-width=\"2\"/></pattern></defs>",
-        unit = Esc(input.unit),
-        n = input.bars.len(),
-    );
-    // Axes and gridlines at 0, ½ and the top.
-    for frac in [0.0, 0.5, 1.0] {
-        let v = top_value / 1.1 * frac;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{tx}\" y=\"{ty:.1}\" font-size=\"11\" text-anchor=\"end\">{label}</text>",
-            x2 = W - RIGHT,
-            tx = LEFT - 4.0,
-            ty = yy + 4.0,
-            label = Esc(&fmt_use(v)),
-        );
-    }
-    if let Some((low, high)) = input.band {
-        let _ = write!(
-            s,
-            "<rect class=\"band\" x=\"{LEFT}\" y=\"{y1:.1}\" width=\"{plot_w}\" height=\"{h:.1}\" fill=\"#b7e0b7\" fill-opacity=\"0.5\">\
-             <title>Expected range this period: {lo}–{hi} {unit}</title></rect>",
-            y1 = y(high),
-            h = (y(low) - y(high)).max(1.0),
-            lo = Esc(&fmt_use(low)),
-            hi = Esc(&fmt_use(high)),
-            unit = Esc(input.unit),
-        );
-    }
-    for (i, b) in input.bars.iter().enumerate() {
-        let x = LEFT + slot * i as f64 + slot * 0.15;
-        let bw = (slot * 0.7).max(1.0);
-        let yy = y(b.usage);
-        let h = (TOP + plot_h - yy).max(0.5);
-        let fill = if b.current {
-            "#e07b00"
-        } else if b.estimated {
-            "url(#hatch)"
-        } else {
-            "#2f6f9f"
-        };
-        let what = match (b.current, b.estimated) {
-            (true, _) => " (this read)",
-            (false, true) => " (estimated)",
-            _ => "",
-        };
-        let _ = write!(
-            s,
-            "<rect class=\"bar{cls}\" x=\"{x:.1}\" y=\"{yy:.1}\" width=\"{bw:.1}\" height=\"{h:.1}\" fill=\"{fill}\">\
-             <title>{from} – {to}: {u} {unit}{what}</title></rect>",
-            cls = if b.current {
-                " current"
-            } else if b.estimated {
-                " estimated"
-            } else {
-                ""
-            },
-            from = b.from,
-            to = b.to,
-            u = Esc(&fmt_use(b.usage)),
-            unit = Esc(input.unit),
-        );
-        if b.estimated {
-            let _ = write!(
-                s,
-                "<text x=\"{cx:.1}\" y=\"{ty:.1}\" font-size=\"10\" text-anchor=\"middle\">E</text>",
-                cx = x + bw / 2.0,
-                ty = yy - 3.0
-            );
-        }
-        // Month labels every third period (and the last), so they do not collide.
-        if i % 3 == 0 || i + 1 == input.bars.len() {
-            let _ = write!(
-                s,
-                "<text x=\"{cx:.1}\" y=\"{ty}\" font-size=\"10\" text-anchor=\"middle\">{m}</text>",
-                cx = x + bw / 2.0,
-                ty = H - BOTTOM + 14.0,
-                m = b.to.format("%b %y"),
-            );
+    let current_slot = input.bars.iter().position(|b| b.current);
+    html! {
+        svg #history-chart xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (H) } width=(W) height=(H)
+            role="img" aria-labelledby="chart-title chart-desc" {
+            title #chart-title { "Use per billing period, " (input.unit) }
+            desc #chart-desc { (input.bars.len()) " periods; this read is drawn in orange; estimates are hatched; the shaded band is the expected range for this period; a bar cut by a zigzag is off the scale." }
+            defs { pattern #hatch width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                rect width="6" height="6" fill="#c9d6e0" {}
+                line x1="0" y1="0" x2="0" y2="6" stroke="#5a7184" stroke-width="2" {}
+            } }
+            @for frac in [0.0, 0.5, 1.0] {
+                @let v = top * frac;
+                line x1=(LEFT) x2=(W - RIGHT) y1=(f1(y(v))) y2=(f1(y(v))) stroke="#ddd" {}
+                text x=(LEFT - 4.0) y=(f1(y(v) + 4.0)) font-size="11" text-anchor="end" { (fmt_use(v)) }
+            }
+            @if let Some((low, high)) = input.band {
+                // Over this period's bar (or the whole plot when this read has no bar).
+                @let (bx, bw) = match current_slot { Some(i) => (LEFT + slot * i as f64, slot), None => (LEFT, plot_w) };
+                rect.band x=(f1(bx)) y=(f1(y(high))) width=(f1(bw)) height=(f1((y(low) - y(high)).max(1.0))) fill="#5cb85c" fill-opacity="0.35" stroke="#2e7d32" stroke-dasharray="3 2" {
+                    title { "Expected range this period: " (fmt_use(low)) "–" (fmt_use(high)) " " (input.unit) }
+                }
+            }
+            @for (i, b) in input.bars.iter().enumerate() {
+                @let x = LEFT + slot * i as f64 + slot * 0.15;
+                @let bw = (slot * 0.7).max(1.0);
+                @let clipped = b.usage > scale;
+                @let yy = y(b.usage);
+                @let h = (base - yy).max(0.5);
+                @let fill = if b.current { "#e07b00" } else if b.estimated { "url(#hatch)" } else { "#2f6f9f" };
+                @let what = match (b.current, b.estimated) { (true, _) => " (this read)", (false, true) => " (estimated)", _ => "" };
+                @let cls = if b.current { "bar current" } else if b.estimated { "bar estimated" } else { "bar" };
+                rect class=(cls) x=(f1(x)) y=(f1(yy)) width=(f1(bw)) height=(f1(h)) fill=(fill) {
+                    title { (b.from) " – " (b.to) ": " (fmt_use(b.usage)) " " (input.unit) (what) }
+                }
+                @if clipped {
+                    // The break: a white zigzag across the bar near the top, and the value above it.
+                    path.axis-break d={ "M" (f1(x - 2.0)) " " (f1(TOP + 10.0)) " l" (f1(bw / 4.0 + 1.0)) " -5 l" (f1(bw / 4.0)) " 10 l" (f1(bw / 4.0)) " -10 l" (f1(bw / 4.0 + 1.0)) " 5" }
+                        stroke="#fff" stroke-width="3" fill="none" {}
+                    text.outlier x=(f1(x + bw / 2.0)) y=(f1(TOP - 6.0)) font-size="11" font-weight="bold" text-anchor="middle" fill="#8b1a1a" {
+                        (fmt_use(b.usage)) " ↑"
+                    }
+                }
+                @if b.estimated {
+                    text x=(f1(x + bw / 2.0)) y=(f1(yy - 3.0)) font-size="10" text-anchor="middle" { "E" }
+                }
+                @if i % 3 == 0 || i + 1 == input.bars.len() {
+                    text x=(f1(x + bw / 2.0)) y=(H - BOTTOM + 14.0) font-size="10" text-anchor="middle" { (b.to.format("%b %y")) }
+                }
+            }
+            @for change in &input.meter_changes {
+                @if let Some(i) = input.bars.iter().position(|b| b.to > *change) {
+                    @let x = LEFT + slot * i as f64;
+                    g.meter-change {
+                        line x1=(f1(x)) x2=(f1(x)) y1=(TOP) y2=(base) stroke="#8b1a1a" stroke-dasharray="4 3" stroke-width="2" {}
+                        text x=(f1(x + 3.0)) y=(TOP + 10.0) font-size="10" fill="#8b1a1a" { "meter change" }
+                        title { "Meter changed on " (change) }
+                    }
+                }
+            }
+            line x1=(LEFT) x2=(W - RIGHT) y1=(base) y2=(base) stroke="#333" {}
+            text x=(LEFT) y=(H - 6.0) font-size="11" {
+                "Use per period (" (input.unit) ") — orange: this read; hatched E: estimated; green: expected this period; zigzag: off the scale; dashed: meter change"
+            }
         }
     }
-    for change in &input.meter_changes {
-        // The boundary before the first period ending after the change.
-        let Some(i) = input.bars.iter().position(|b| b.to > *change) else {
-            continue;
-        };
-        let x = LEFT + slot * i as f64;
-        let _ = write!(
-            s,
-            "<g class=\"meter-change\"><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{yb}\" stroke=\"#8b1a1a\" stroke-dasharray=\"4 3\" stroke-width=\"2\"/>\
-             <text x=\"{tx:.1}\" y=\"{ty}\" font-size=\"10\" fill=\"#8b1a1a\">meter change</text>\
-             <title>Meter changed on {change}</title></g>",
-            yb = TOP + plot_h,
-            tx = x + 3.0,
-            ty = TOP + 10.0,
-        );
-    }
-    let _ = write!(
-        s,
-        "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{yb}\" y2=\"{yb}\" stroke=\"#333\"/>\
-         <text x=\"{LEFT}\" y=\"{ly}\" font-size=\"11\">Use per period ({unit}) — orange: this read; hatched E: estimated; green band: expected range; dashed: meter change</text></svg>",
-        x2 = W - RIGHT,
-        yb = TOP + plot_h,
-        ly = H - 6.0,
-        unit = Esc(input.unit),
-    );
-    s
 }
 
 /// The same facts as text, for readers who cannot see the chart.
-pub fn legend(input: &ChartInput<'_>) -> String {
-    let mut s = String::from("<ul class=\"legend\">");
-    if let Some(cur) = input.bars.iter().find(|b| b.current) {
-        let _ = write!(
-            s,
-            "<li>This read (orange): {} {} for {} – {}.</li>",
-            Esc(&fmt_use(cur.usage)),
-            Esc(input.unit),
-            cur.from,
-            cur.to
-        );
-    }
-    match input.band {
-        Some((lo, hi)) => {
-            let _ = write!(
-                s,
-                "<li>Expected range this period (green band): {}–{} {}.</li>",
-                Esc(&fmt_use(lo)),
-                Esc(&fmt_use(hi)),
-                Esc(input.unit)
-            );
-        }
-        None => s.push_str("<li>No expected range: too little history.</li>"),
-    }
+pub fn legend(input: &ChartInput<'_>) -> Markup {
     let past: Vec<&ChartBar> = input.bars.iter().filter(|b| !b.current).collect();
-    if !past.is_empty() {
-        let avg = past.iter().map(|b| b.usage).sum::<f64>() / past.len() as f64;
-        let est = past.iter().filter(|b| b.estimated).count();
-        let _ = write!(
-            s,
-            "<li>{} earlier periods (blue), average {} {}; {} estimated (hatched, marked E).</li>",
-            past.len(),
-            Esc(&fmt_use(avg)),
-            Esc(input.unit),
-            est
-        );
+    let top = axis_top(input) * 1.1;
+    let off: Vec<&ChartBar> = input.bars.iter().filter(|b| b.usage > top).collect();
+    html! {
+        ul.legend {
+            @if let Some(cur) = input.bars.iter().find(|b| b.current) {
+                li { "This read (orange): " (fmt_use(cur.usage)) " " (input.unit) " for " (cur.from) " – " (cur.to) "." }
+            }
+            @match input.band {
+                Some((lo, hi)) => li { "Expected range this period (green band): " (fmt_use(lo)) "–" (fmt_use(hi)) " " (input.unit) "." },
+                None => li { "No expected range: too little history." },
+            }
+            @if !past.is_empty() {
+                @let avg = past.iter().map(|b| b.usage).sum::<f64>() / past.len() as f64;
+                li { (past.len()) " earlier periods (blue), average " (fmt_use(avg)) " " (input.unit) "; "
+                    (past.iter().filter(|b| b.estimated).count()) " estimated (hatched, marked E)." }
+            }
+            @for b in &off {
+                li { "Off the scale: " (fmt_use(b.usage)) " " (input.unit) " for " (b.from) " – " (b.to) " (bar cut by a zigzag)." }
+            }
+            @for c in &input.meter_changes { li { "Meter changed on " (c) " (dashed line)." } }
+        }
     }
-    for c in &input.meter_changes {
-        let _ = write!(s, "<li>Meter changed on {c} (dashed line).</li>");
-    }
-    s.push_str("</ul>");
-    s
 }
 
 #[cfg(test)]
@@ -224,32 +173,77 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, m, 5).unwrap()
     }
 
-    #[test]
-    fn the_chart_has_one_bar_per_period_with_titles_band_and_markers() {
-        let bars: Vec<ChartBar> = (1..=10)
+    fn bars(current: f64) -> Vec<ChartBar> {
+        (1..=10)
             .map(|m| ChartBar {
                 from: day(m),
                 to: day(m + 1),
-                usage: if m == 10 { 48.0 } else { 12.0 },
+                usage: if m == 10 { current } else { 12.0 },
                 estimated: m == 4,
                 current: m == 10,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_chart_has_one_bar_per_period_with_titles_band_and_markers() {
         let input = ChartInput {
-            bars,
+            bars: bars(48.0),
             band: Some((8.0, 17.0)),
             meter_changes: vec![day(6)],
             unit: "hcf",
         };
-        let s = svg(&input);
+        let s = svg(&input).into_string();
         assert_eq!(s.matches("<rect class=\"bar").count(), 10);
         assert_eq!(s.matches("class=\"bar current\"").count(), 1);
         assert_eq!(s.matches("class=\"bar estimated\"").count(), 1);
         assert!(s.contains("<title>Expected range this period: 8–17 hcf</title>"));
         assert!(s.contains("Meter changed on 2026-06-05"));
         assert!(s.contains("<title>2026-10-05 – 2026-11-05: 48 hcf (this read)</title>"));
-        let l = legend(&input);
+        assert!(!s.contains("axis-break"), "nothing is off the scale");
+        // The band covers this period's slot only, not all ten.
+        let band = &s[s.find("class=\"band\"").unwrap()..];
+        let width: f64 = band["class=\"band\" x=\"".len()..]
+            .split("width=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(width < 80.0, "band width {width}");
+        let l = legend(&input).into_string();
         assert!(l.contains("9 earlier periods"), "{l}");
+    }
+
+    #[test]
+    fn an_outlier_is_cut_and_labelled_and_the_rest_keeps_its_scale() {
+        let input = ChartInput {
+            bars: bars(17_309.0),
+            band: Some((8.0, 17.0)),
+            meter_changes: vec![],
+            unit: "hcf",
+        };
+        assert!(axis_top(&input) < 40.0, "{}", axis_top(&input));
+        let s = svg(&input).into_string();
+        assert_eq!(s.matches("axis-break").count(), 1);
+        assert!(s.contains("17309 ↑"), "the outlier's value is written");
+        // An ordinary 12-HCF bar is a visible fraction of the plot, not a sliver.
+        let first = &s[s.find("<rect class=\"bar\"").unwrap()..];
+        let h: f64 = first
+            .split("height=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(h > 50.0, "ordinary bar height {h}");
+        assert!(legend(&input)
+            .into_string()
+            .contains("Off the scale: 17309 hcf"));
     }
 
     #[test]
@@ -259,7 +253,8 @@ mod tests {
             band: None,
             meter_changes: vec![],
             unit: "<gal>",
-        });
+        })
+        .into_string();
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("&lt;gal&gt;"));
     }

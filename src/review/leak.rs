@@ -27,6 +27,8 @@ pub enum ExcessPricing {
 /// proof_of_repair_required = true
 /// price_excess_at = "tiered"      # or "lowest_tier" (Otay Water District)
 /// # trigger_ratio = 2             # only use ≥ 2× normal qualifies (Boswell, Lake Mary)
+/// max_credit = "1000.00"          # no single credit above this (a mis-key is not a leak)
+/// second_approval_above = "250.00" # an admin (another person) approves larger credits
 /// ```
 ///
 /// "Normal for the period" is the season-aware expected use validation stored with the read.
@@ -43,6 +45,12 @@ pub struct LeakPolicy {
     /// Only use at least this many times normal qualifies (2 = "trigger at 2× the average bill").
     #[serde(deserialize_with = "super::tariff::opt_decimal")]
     pub trigger_ratio: Option<Decimal>,
+    /// The largest credit one leak may get, in dollars (the computed credit is capped at it).
+    #[serde(deserialize_with = "super::tariff::opt_decimal")]
+    pub max_credit: Option<Decimal>,
+    /// Credits above this many dollars wait for an admin's approval (not the clerk who asked).
+    #[serde(deserialize_with = "super::tariff::opt_decimal")]
+    pub second_approval_above: Option<Decimal>,
 }
 
 impl Default for LeakPolicy {
@@ -53,6 +61,8 @@ impl Default for LeakPolicy {
             proof_of_repair_required: true,
             price_excess_at: ExcessPricing::Tiered,
             trigger_ratio: None,
+            max_credit: Some(Decimal::from(1000)),
+            second_approval_above: Some(Decimal::from(250)),
         }
     }
 }
@@ -188,11 +198,18 @@ pub fn compute(
             charge
         }
     };
-    let credit = cents(excess_charge * policy.credit_percent / Decimal::from(100));
+    let mut credit = cents(excess_charge * policy.credit_percent / Decimal::from(100));
     steps.push(format!(
         "Credit: {}% × ${excess_charge} = ${credit}.",
         policy.credit_percent
     ));
+    if let Some(max) = policy.max_credit.filter(|m| credit > *m) {
+        credit = cents(max);
+        credit.rescale(2);
+        steps.push(format!(
+            "Capped at ${credit}, the most the District's policy credits for one leak."
+        ));
+    }
     let proof = input.repair_proof.trim();
     if proof.is_empty() {
         if policy.proof_of_repair_required {
@@ -257,6 +274,21 @@ mod tests {
             c.steps
                 .iter()
                 .any(|s| s.contains("50% × $270.60 = $135.30")),
+            "{:?}",
+            c.steps
+        );
+    }
+
+    #[test]
+    fn a_credit_is_capped_by_the_policy() {
+        let p = LeakPolicy {
+            max_credit: Some(d("100")),
+            ..LeakPolicy::default()
+        };
+        let c = compute(&p, &TariffConfig::default(), &input(None, "x")).unwrap();
+        assert_eq!(c.credit, d("100.00"));
+        assert!(
+            c.steps.iter().any(|s| s.contains("Capped at $100.00")),
             "{:?}",
             c.steps
         );

@@ -2,6 +2,7 @@
 //! codes: created and edited by the office, carried to handhelds in route files at their next dock.
 
 use super::actions::{Result, ReviewError};
+use super::settings::ReviewConfig;
 use crate::domain::{MessageCode, MeterStatus};
 use crate::store::review::{self as sql, AuditEntry, NewOrder};
 use crate::store::Store;
@@ -178,6 +179,7 @@ pub struct MeterChange {
 /// inactive (no use expected); a turn-on makes it active again.
 pub fn complete_order(
     store: &mut Store,
+    config: &ReviewConfig,
     order_id: i64,
     note: &str,
     change: Option<&MeterChange>,
@@ -201,7 +203,7 @@ pub fn complete_order(
         let old = o.meter_id.clone().ok_or_else(|| {
             ReviewError::Invalid(format!("order {order_id} names no meter to pull"))
         })?;
-        return apply_meter_change(store, order_id, &old, c, &note, actor, now);
+        return apply_meter_change(store, config, order_id, &old, c, &note, actor, now);
     }
     store.write(|tx| {
         let result = json!({ "completed_by": actor, "note": note });
@@ -243,13 +245,19 @@ pub fn complete_order(
             actor,
             now,
             &note,
-        )
+        )?;
+        // A re-read done on paper comes back into its read now (the meter's latest read after it).
+        if o.kind == "reread" {
+            super::actions::fold_reread(tx, order_id, now)?;
+        }
+        Ok(())
     })
 }
 
 /// Applies a meter change reported for `order_id` (by the office or, from an upload, by sync).
 pub fn apply_meter_change(
     store: &mut Store,
+    config: &ReviewConfig,
     order_id: i64,
     old_meter: &str,
     c: &MeterChange,
@@ -265,26 +273,54 @@ pub fn apply_meter_change(
         .clone()
         .ok_or_else(|| ReviewError::Invalid(format!("meter `{old_meter}` is at no account")))?;
     let new_id = c.new_meter_id.trim();
-    let new = store
-        .meter(new_id)?
-        .ok_or_else(|| ReviewError::Invalid(format!("no meter `{new_id}` in the inventory")))?;
+    let new = store.meter(new_id)?.ok_or_else(|| ReviewError::Field {
+        field: "new_meter_id",
+        message: format!("no meter `{new_id}` in the inventory"),
+    })?;
     if new.status != MeterStatus::Inventory {
-        return Err(ReviewError::Invalid(format!(
-            "meter `{new_id}` is {}, not in inventory",
-            new.status
-        )));
+        return Err(ReviewError::Field {
+            field: "new_meter_id",
+            message: format!("meter `{new_id}` is {}, not in inventory", new.status),
+        });
     }
     if !old.register.fits(c.final_reading) {
-        return Err(ReviewError::Invalid(format!(
-            "final reading {} does not fit meter `{old_meter}`'s {} dials",
-            c.final_reading, old.register.dials
-        )));
+        return Err(ReviewError::Field {
+            field: "final_reading",
+            message: format!(
+                "final reading {} does not fit meter `{old_meter}`'s {} dials",
+                c.final_reading, old.register.dials
+            ),
+        });
     }
     if !new.register.fits(c.initial_reading) {
-        return Err(ReviewError::Invalid(format!(
-            "initial reading {} does not fit meter `{new_id}`'s {} dials",
-            c.initial_reading, new.register.dials
-        )));
+        return Err(ReviewError::Field {
+            field: "initial_reading",
+            message: format!(
+                "initial reading {} does not fit meter `{new_id}`'s {} dials",
+                c.initial_reading, new.register.dials
+            ),
+        });
+    }
+    check_change_date(store.conn(), config, &account, c.on, now.date())?;
+    if let Some((day, reading)) = sql::last_actual_reading(store.conn(), old_meter)? {
+        if c.on < day {
+            return Err(ReviewError::Field {
+                field: "on",
+                message: format!(
+                    "{} is before meter {old_meter}'s last actual read ({reading} on {day}): the change cannot come before it",
+                    c.on
+                ),
+            });
+        }
+        if c.final_reading < reading {
+            return Err(ReviewError::Field {
+                field: "final_reading",
+                message: format!(
+                    "final reading {} is below meter {old_meter}'s last actual reading {reading} (on {day})",
+                    c.final_reading
+                ),
+            });
+        }
     }
     store.write(|tx| {
         sql::change_meter(
@@ -334,6 +370,62 @@ pub fn apply_meter_change(
     })
 }
 
+/// A meter change's date must fall in the read window of the open cycle that reads the account's route
+/// (widened by `meter_change_days_around_window`), or, with no open cycle, within
+/// `meter_change_days_back` days before today; never after today.
+fn check_change_date(
+    conn: &rusqlite::Connection,
+    config: &ReviewConfig,
+    account_id: &str,
+    on: NaiveDate,
+    today: NaiveDate,
+) -> Result<()> {
+    let refuse = |message: String| {
+        Err(ReviewError::Field {
+            field: "on",
+            message,
+        })
+    };
+    if on > today {
+        return refuse(format!(
+            "{on} is in the future: enter the day the meter was changed"
+        ));
+    }
+    let route = crate::store::account_in(conn, account_id)?.map(|a| a.route_id);
+    let cycle = match route {
+        Some(r) => crate::store::open_cycle_of_route(conn, &r)?,
+        None => None,
+    };
+    let slack = chrono::Days::new(u64::from(config.meter_change_days_around_window));
+    match cycle.and_then(|c| crate::store::load_cycle(conn, &c).ok().flatten()) {
+        Some(c) => {
+            let from = c
+                .window_from
+                .checked_sub_days(slack)
+                .unwrap_or(c.window_from);
+            let to = c.window_to.checked_add_days(slack).unwrap_or(c.window_to);
+            if on < from || on > to {
+                return refuse(format!(
+                    "{on} is outside cycle {}'s read window ({from} to {to})",
+                    c.id
+                ));
+            }
+        }
+        None => {
+            let from = today
+                .checked_sub_days(chrono::Days::new(u64::from(config.meter_change_days_back)))
+                .unwrap_or(today);
+            if on < from {
+                return refuse(format!(
+                    "{on} is more than {} days ago (the account is on no open cycle)",
+                    config.meter_change_days_back
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 // ---- message codes -------------------------------------------------------------------------------------
 
 /// A message code as the admin form sends it.
@@ -345,30 +437,47 @@ pub struct CodeForm {
     pub requires_follow_up: bool,
 }
 
-fn checked(f: &CodeForm) -> Result<MessageCode> {
+/// The message categories a code can have (a pick-list on the page): `(category, what it means)`.
+pub const CATEGORIES: &[(&str, &str)] = &[
+    ("trouble", "trouble: a problem at the meter or box"),
+    ("skip", "skip: the meter could not be read"),
+    ("hazard", "hazard: warns the reader (dog, traffic...)"),
+    ("note", "note: information for the office"),
+];
+
+fn checked(f: &CodeForm, existing_category: Option<&str>) -> Result<MessageCode> {
     let code = f.code.trim().to_ascii_uppercase();
     // Neptune skip codes are at most 4 characters; Badger's are 01–99: both fit.
     if code.is_empty() || code.len() > 4 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ReviewError::Invalid(format!(
-            "a code is 1–4 letters or digits, got `{}`",
-            f.code.trim()
-        )));
+        return Err(ReviewError::Field {
+            field: "code",
+            message: format!("a code is 1–4 letters or digits, got `{}`", f.code.trim()),
+        });
     }
     let category = f.category.trim().to_ascii_lowercase();
-    if category.is_empty()
-        || category.len() > 20
-        || !category
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_')
+    // A code imported from the CIS may carry a category of its own: editing it keeps it.
+    if !CATEGORIES.iter().any(|(c, _)| *c == category)
+        && existing_category != Some(category.as_str())
     {
-        return Err(ReviewError::Invalid(format!(
-            "a category is 1–20 letters (trouble, skip, note, hazard...), got `{}`",
-            f.category.trim()
-        )));
+        return Err(ReviewError::Field {
+            field: "category",
+            message: format!(
+                "pick a category from the list ({}), got `{}`",
+                CATEGORIES
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                f.category.trim()
+            ),
+        });
     }
     let description = one_line(&f.description, "description", 80)?;
     if description.is_empty() {
-        return Err(ReviewError::Invalid("a code needs a description".into()));
+        return Err(ReviewError::Field {
+            field: "description",
+            message: "a code needs a description".into(),
+        });
     }
     Ok(MessageCode {
         code,
@@ -392,7 +501,8 @@ pub fn save_code(
     actor: &str,
     now: NaiveDateTime,
 ) -> Result<MessageCode> {
-    let mut c = checked(form)?;
+    let existing = sql::code_by_id(store.conn(), form.code.trim().to_ascii_uppercase().as_str())?;
+    let mut c = checked(form, existing.as_ref().map(|e| e.category.as_str()))?;
     store.write(|tx| {
         let before = sql::code_by_id(tx, &c.code)?;
         match (&before, editing) {

@@ -2,21 +2,21 @@
 //! territory (route) for a month. Each is a page and a CSV download.
 
 use super::actions::ReviewError;
-use super::html::{page, url, Esc};
-use super::{db, viewer};
+use super::html::{flag_text, page, url};
+use super::{read, viewer};
 use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
 use crate::serve::AppState;
 use crate::store::review as sql;
-use crate::store::Store;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{Datelike, Months, NaiveDate};
+use maud::{html, Markup};
+use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CompletionRow {
@@ -58,8 +58,8 @@ pub struct TerritoryRow {
     pub stopped: u64,
 }
 
-pub fn completion(store: &Store, cycle: &str) -> Result<Vec<CompletionRow>, ReviewError> {
-    let s = crate::cycles::cycle_status(store, cycle)?;
+pub fn completion(conn: &Connection, cycle: &str) -> Result<Vec<CompletionRow>, ReviewError> {
+    let s = crate::cycles::cycle_status_in(conn, cycle)?;
     Ok(s.routes
         .into_iter()
         .map(|r| CompletionRow {
@@ -80,8 +80,8 @@ pub fn completion(store: &Store, cycle: &str) -> Result<Vec<CompletionRow>, Revi
         .collect())
 }
 
-pub fn productivity(store: &Store, cycle: &str) -> Result<Vec<ProductivityRow>, ReviewError> {
-    let reads = sql::reader_reads(store.conn(), cycle)?;
+pub fn productivity(conn: &Connection, cycle: &str) -> Result<Vec<ProductivityRow>, ReviewError> {
+    let reads = sql::reader_reads(conn, cycle)?;
     let mut out: Vec<ProductivityRow> = Vec::new();
     // Reads come ordered by reader then time: each reader's days are consecutive.
     let mut day_span: BTreeMap<
@@ -132,8 +132,8 @@ pub fn productivity(store: &Store, cycle: &str) -> Result<Vec<ProductivityRow>, 
     Ok(out)
 }
 
-pub fn exceptions(store: &Store, cycle: &str) -> Result<Vec<ExceptionRow>, ReviewError> {
-    Ok(sql::exceptions_by_flag(store.conn(), cycle)?
+pub fn exceptions(conn: &Connection, cycle: &str) -> Result<Vec<ExceptionRow>, ReviewError> {
+    Ok(sql::exceptions_by_flag(conn, cycle)?
         .into_iter()
         .map(|c| ExceptionRow {
             flag: c.flag,
@@ -147,15 +147,14 @@ pub fn exceptions(store: &Store, cycle: &str) -> Result<Vec<ExceptionRow>, Revie
 
 /// Accounts started and stopped per route in the month starting `month`, with the events behind them.
 pub fn territory(
-    store: &Store,
+    conn: &Connection,
     month: NaiveDate,
 ) -> Result<(Vec<TerritoryRow>, Vec<sql::ServiceEvent>), ReviewError> {
     let to = month
         .checked_add_months(Months::new(1))
         .ok_or_else(|| ReviewError::Invalid(format!("month {month} is out of range")))?;
-    let events = sql::service_events(store.conn(), month, to)?;
-    let mut per: BTreeMap<String, (u64, u64)> = store
-        .routes()?
+    let events = sql::service_events(conn, month, to)?;
+    let mut per: BTreeMap<String, (u64, u64)> = crate::store::routes_in(conn)?
         .into_iter()
         .map(|r| (r.id, (0, 0)))
         .collect();
@@ -199,11 +198,10 @@ pub struct MonthQuery {
     month: String,
 }
 
-fn month_of(q: &MonthQuery, store: &Store, cycle: &str) -> Result<NaiveDate, ReviewError> {
+fn month_of(q: &MonthQuery, conn: &Connection, cycle: &str) -> Result<NaiveDate, ReviewError> {
     let m = q.month.trim();
     if m.is_empty() {
-        let c = store
-            .cycle(cycle)?
+        let c = crate::store::load_cycle(conn, cycle)?
             .ok_or_else(|| ReviewError::Invalid(format!("no cycle `{cycle}`")))?;
         return Ok(c.window_from.with_day(1).unwrap_or(c.window_from));
     }
@@ -213,20 +211,15 @@ fn month_of(q: &MonthQuery, store: &Store, cycle: &str) -> Result<NaiveDate, Rev
 
 /// `GET /review/reports`: the newest cycle's reports.
 pub async fn home(State(state): State<AppState>, _user: ClerkUser) -> Result<Response, AppError> {
-    let cycles = db(&state, |s| Ok(sql::cycles_list(s.conn())?)).await?;
+    let cycles = read(&state, |c| Ok(sql::cycles_list(c)?)).await?;
     match cycles.first() {
         Some((id, _)) => Ok(Redirect::to(&format!("/review/reports/{}", url(id))).into_response()),
         None => Err(AppError::NotFound("no read cycle yet".into())),
     }
 }
 
-fn table<T: Serialize>(rows: &[T], header: &[&str]) -> String {
+fn table<T: Serialize>(rows: &[T], header: &[&str]) -> Markup {
     // Rendered from the same serialisation as the CSV, so page and download never disagree.
-    let mut s = String::from("<table><tr>");
-    for h in header {
-        let _ = write!(s, "<th>{}</th>", Esc(&h.replace('_', " ")));
-    }
-    s.push_str("</tr>");
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
@@ -237,15 +230,18 @@ fn table<T: Serialize>(rows: &[T], header: &[&str]) -> String {
     let mut rd = csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(bytes.as_slice());
-    for rec in rd.records().flatten() {
-        s.push_str("<tr>");
-        for f in rec.iter() {
-            let _ = write!(s, "<td>{}</td>", Esc(f));
+    let records: Vec<csv::StringRecord> = rd.records().flatten().collect();
+    html! {
+        table.cards {
+            tr { @for h in header { th { (h.replace('_', " ")) } } }
+            @for rec in &records {
+                tr { @for (i, f) in rec.iter().enumerate() {
+                    // The flag column in the clerk's words.
+                    td { (if header.get(i) == Some(&"flag") { flag_text(f) } else { f.to_string() }) }
+                } }
+            }
         }
-        s.push_str("</tr>");
     }
-    s.push_str("</table>");
-    s
 }
 
 const COMPLETION: &[&str] = &[
@@ -277,65 +273,42 @@ async fn page_handler(
     q: MonthQuery,
 ) -> Result<Response, AppError> {
     let c = cycle.clone();
-    let (comp, prod, exc, (terr, events), month, cycles) = db(&state, move |s| {
-        if s.cycle(&c)?.is_none() {
-            return Err(ReviewError::Invalid(format!("no cycle `{c}`")));
+    let (comp, prod, exc, (terr, events), month, cycles) = read(&state, move |conn| {
+        if crate::store::load_cycle(conn, &c)?.is_none() {
+            return Err(ReviewError::UnknownCycle(c.clone()));
         }
-        let month = month_of(&q, s, &c)?;
+        let month = month_of(&q, conn, &c)?;
         Ok((
-            completion(s, &c)?,
-            productivity(s, &c)?,
-            exceptions(s, &c)?,
-            territory(s, month)?,
+            completion(conn, &c)?,
+            productivity(conn, &c)?,
+            exceptions(conn, &c)?,
+            territory(conn, month)?,
             month,
-            sql::cycles_list(s.conn())?,
+            sql::cycles_list(conn)?,
         ))
     })
     .await?;
     let v = viewer(&user);
     let cu = url(&cycle);
     let m = month.format("%Y-%m").to_string();
-    let mut b = String::from("<nav aria-label=\"Cycles\">Cycles: ");
-    for (id, _) in &cycles {
-        if *id == cycle {
-            let _ = write!(b, "<strong>{}</strong> ", Esc(id));
-        } else {
-            let _ = write!(
-                b,
-                "<a href=\"/review/reports/{}\">{}</a> ",
-                url(id),
-                Esc(id)
-            );
+    let body = html! {
+        nav aria-label="Cycles" { "Cycles: "
+            @for (id, _) in &cycles {
+                @if *id == cycle { strong { (id) } " " } @else { a href={ "/review/reports/" (url(id)) } { (id) } " " }
+            }
         }
-    }
-    let _ = write!(
-        b,
-        "</nav><form method=\"get\"><label>Month for starts/stops <input name=\"month\" value=\"{m}\" pattern=\"[0-9]{{4}}-[0-9]{{2}}\" size=\"7\"></label> <button type=\"submit\">Show</button></form>"
-    );
-    let _ = write!(b, "<h2>Route completion</h2><p><a href=\"/review/reports/{cu}/completion.csv\">Download CSV</a></p>{}", table(&comp, COMPLETION));
-    let _ = write!(b, "<h2>Reader productivity</h2><p><a href=\"/review/reports/{cu}/productivity.csv\">Download CSV</a></p>{}", table(&prod, PRODUCTIVITY));
-    let _ = write!(b, "<h2>Exceptions by type</h2><p><a href=\"/review/reports/{cu}/exceptions.csv\">Download CSV</a></p>{}", table(&exc, EXCEPTIONS));
-    let _ = write!(
-        b,
-        "<h2>Accounts started and stopped by territory, {m}</h2><p><a href=\"/review/reports/{cu}/accounts.csv?month={m}\">Download CSV</a></p>{}",
-        table(&terr, TERRITORY)
-    );
-    if !events.is_empty() {
-        b.push_str("<details><summary>The accounts</summary><ul>");
-        for e in &events {
-            let _ = write!(
-                b,
-                "<li>{} {} {} on {} ({})</li>",
-                Esc(&e.route_id),
-                Esc(&e.account_id),
-                e.event,
-                e.on,
-                e.source.replace('_', " ")
-            );
+        form method="get" { label { "Month for starts/stops " input name="month" value=(m) pattern="[0-9]{4}-[0-9]{2}" size="7"; } " " button type="submit" { "Show" } }
+        h2 { "Route completion" } p { a href={ "/review/reports/" (cu) "/completion.csv" } { "Download CSV" } } (table(&comp, COMPLETION))
+        h2 { "Reader productivity" } p { a href={ "/review/reports/" (cu) "/productivity.csv" } { "Download CSV" } } (table(&prod, PRODUCTIVITY))
+        h2 { "Exceptions by type" } p { a href={ "/review/reports/" (cu) "/exceptions.csv" } { "Download CSV" } } (table(&exc, EXCEPTIONS))
+        h2 { "Accounts started and stopped by territory, " (m) } p { a href={ "/review/reports/" (cu) "/accounts.csv?month=" (m) } { "Download CSV" } } (table(&terr, TERRITORY))
+        @if !events.is_empty() {
+            details { summary { "The accounts" } ul { @for e in &events {
+                li { (e.route_id) " " (e.account_id) " " (e.event) " on " (e.on) " (" (e.source.replace('_', " ")) ")" }
+            } } }
         }
-        b.push_str("</ul></details>");
-    }
-    Ok(Html(page(&format!("Reports · cycle {cycle}"), &v, &b)).into_response())
+    };
+    Ok(Html(page(&format!("Reports · cycle {cycle}"), &v, body).into_string()).into_response())
 }
 
 pub async fn report_page(
@@ -358,15 +331,15 @@ pub async fn csv(
         return Err(AppError::NotFound(format!("no report `{file}`")));
     };
     let (c, n) = (cycle.clone(), name.clone());
-    let bytes = db(&state, move |s| {
-        if s.cycle(&c)?.is_none() {
-            return Err(ReviewError::Invalid(format!("no cycle `{c}`")));
+    let bytes = read(&state, move |conn| {
+        if crate::store::load_cycle(conn, &c)?.is_none() {
+            return Err(ReviewError::UnknownCycle(c.clone()));
         }
         match n.as_str() {
-            "completion" => to_csv(&completion(s, &c)?, COMPLETION),
-            "productivity" => to_csv(&productivity(s, &c)?, PRODUCTIVITY),
-            "exceptions" => to_csv(&exceptions(s, &c)?, EXCEPTIONS),
-            "accounts" => to_csv(&territory(s, month_of(&q, s, &c)?)?.0, TERRITORY),
+            "completion" => to_csv(&completion(conn, &c)?, COMPLETION),
+            "productivity" => to_csv(&productivity(conn, &c)?, PRODUCTIVITY),
+            "exceptions" => to_csv(&exceptions(conn, &c)?, EXCEPTIONS),
+            "accounts" => to_csv(&territory(conn, month_of(&q, conn, &c)?)?.0, TERRITORY),
             other => Err(ReviewError::Invalid(format!("no report `{other}`"))),
         }
     })

@@ -195,7 +195,11 @@ async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<ClerkUse
     };
     let hash = sha256_hex(id.as_bytes());
     let now = now_local();
-    let user = state.db.call(move |s| s.session_user(&hash, now)).await??;
+    // On a read-only connection: a clerk's page never waits behind the writer (handhelds' uploads).
+    let user = state
+        .db
+        .read_desk(move |c| crate::store::session_user_in(c, &hash, now))
+        .await??;
     Ok(user.map(|u| ClerkUser {
         name: u.name,
         role: u.role,

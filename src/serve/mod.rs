@@ -218,6 +218,14 @@ pub fn cli_serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<
         .build()
         .context("cannot start the async runtime")?;
     let db = Db::open(db).with_context(|| format!("opening {}", db.display()))?;
+    // Re-reads completed before folding happened where orders complete come back into their reads
+    // once, here, rather than on a clerk's page.
+    let folded = db.call_blocking(|s| {
+        crate::review::actions::apply_completed_rereads(s, auth::now_local())
+    })??;
+    if folded > 0 {
+        tracing::info!(folded, "completed re-reads folded back into their reads");
+    }
     let state = AppState::new(db.clone(), Arc::new(config));
     let docks = match crate::sync::serial::start_docks(&args.serial, &state.sync, &state.docks) {
         Ok(d) => d,

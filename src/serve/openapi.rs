@@ -37,18 +37,16 @@ fn html_ok(description: &str) -> Value {
     json!({ "description": description, "content": { "text/html": { "schema": { "type": "string" } } } })
 }
 
-/// Who may call a clerk page: any signed-in clerk or admin, or admins only.
+/// Who may call a clerk page: any signed-in clerk or admin (approving a large leak credit, one action
+/// of a read's form, is refused to clerks by the handler).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Desk {
     Clerk,
-    Admin,
 }
 
 fn session(desk: Desk) -> Value {
     match desk {
         Desk::Clerk => json!([{ "session": [] }]),
-        // OpenAPI scopes on an apiKey scheme: the role the session's user must have.
-        Desk::Admin => json!([{ "session": ["admin"] }]),
     }
 }
 
@@ -77,8 +75,10 @@ fn clerk_form(summary: &str, desk: Desk, params: Value, fields: &[&str]) -> Valu
         "requestBody": { "required": true, "content": { "application/x-www-form-urlencoded": {
             "schema": { "type": "object", "required": ["csrf"], "properties": props } } } },
         "responses": with_refusals(json!({
-            "303": { "description": "Done: back to a page" },
+            "303": { "description": "Done: back to a page (after a decision on a read: the next read of the list)" },
             "400": error_response("The form is refused (the message says why)"),
+            "422": { "description": "Refused: the page again, the message beside the field, what was typed kept",
+                "content": { "text/html": { "schema": { "type": "string" } } } },
             "404": error_response("No such record or action"),
             "409": error_response("The record changed or the action does not apply any more"),
         })),
@@ -105,22 +105,48 @@ fn desk_paths() -> Value {
     ];
     json!({
         "/review": { "get": clerk_page("The clerk's desk: open cycles and their exceptions", Desk::Clerk, json!([])) },
-        "/review/cycles/{cycle}": { "get": clerk_page("A cycle's exception queue", Desk::Clerk, json!([
-            cycle, query_param("route", "Only this route"), query_param("flag", "Only this flag"),
+        "/review/cycles/{cycle}": { "get": clerk_page("A cycle's worklist: search, filters, sort, pages", Desk::Clerk, json!([
+            cycle, query_param("q", "Search: account, name, address, meter or read id (every read of the cycle)"),
+            query_param("route", "Only this route"), query_param("flag", "Only this flag"),
             query_param("confirmed", "Only reads the reader confirmed"), query_param("show", "Which reads to list"),
+            query_param("sort", "Column to sort by"), query_param("dir", "asc or desc"), query_param("page", "Page number"),
             notices[0], notices[1]])) },
-        "/review/reads/{id}": { "get": clerk_page("One read: history chart, flags, codes, possible actions",
-            Desk::Clerk, json!([read, notices[0], notices[1]])) },
+        "/review/cycles/{cycle}/exceptions.csv": { "get": {
+            "summary": "The worklist (filtered, sorted, every page) as CSV", "tags": ["clerk pages"],
+            "security": session(Desk::Clerk), "parameters": [cycle, query_param("q", "Search"),
+                query_param("route", "Only this route"), query_param("flag", "Only this flag"), query_param("show", "Which reads")],
+            "responses": with_refusals(json!({
+                "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "404": error_response("No such cycle"),
+            })) } },
+        "/review/cycles/{cycle}/print": { "get": clerk_page("The worklist per route, to print", Desk::Clerk,
+            json!([cycle, query_param("route", "Only this route"), query_param("flag", "Only this flag")])) },
+        "/review/reads/{id}": { "get": clerk_page("One read: where it stands in the list, flags, decisions, history, last 13 reads",
+            Desk::Clerk, json!([read, query_param("q", "The list's search"), query_param("route", "The list's route"),
+                query_param("flag", "The list's flag"), query_param("show", "The list's status"),
+                query_param("sort", "The list's order"), notices[0], notices[1]])) },
         "/review/reads/{id}/{action}": { "post": clerk_form(
-            "Act on a read: accept, hold, correct, estimate, reread, leak", Desk::Clerk,
-            json!([read, path_param("action", "accept | hold | correct | estimate | reread | leak")]),
-            &["reason", "reading", "instructions", "repair_proof"]) },
+            "Act on a read; then the next read of the list opens", Desk::Clerk,
+            json!([read, path_param("action", "accept | hold | correct | estimate | reread | leak | approve_leak (admin) | reopen | assign | void")]),
+            &["reason", "reading", "instructions", "repair_proof", "meter_id", "decision"]) },
+        "/review/paperwork": { "get": clerk_page("Paperwork: door hangers, notices, shut-off lists, in/out tags", Desk::Clerk, json!([])) },
+        "/review/paperwork/notices": { "get": clerk_page("Door hangers or 48-hour notices to print", Desk::Clerk,
+            json!([query_param("kind", "door_hanger or notice"), query_param("accounts", "Account ids"),
+                query_param("amount", "Amount due"), query_param("date", "Pay by / shut off on, YYYY-MM-DD")])) },
+        "/review/paperwork/shut-offs": { "get": clerk_page("The shut-off list of a route in walk order", Desk::Clerk,
+            json!([query_param("route", "Only this route")])) },
+        "/review/paperwork/tags": {
+            "get": clerk_page("An in or out tag to print", Desk::Clerk,
+                json!([query_param("kind", "in or out"), query_param("account", "Account id")])),
+            "post": clerk_form("Record a tag back from the field: its reading enters history", Desk::Clerk, json!([]),
+                &["kind", "account", "reading", "on"]),
+        },
         "/review/codes": {
-            "get": clerk_page("Message codes (admin)", Desk::Admin, json!([notices[0], notices[1]])),
-            "post": clerk_form("Add a message code (admin)", Desk::Admin, json!([]),
+            "get": clerk_page("Message codes", Desk::Clerk, json!([notices[0], notices[1]])),
+            "post": clerk_form("Add a message code", Desk::Clerk, json!([]),
                 &["code", "category", "description", "requires_follow_up", "op"]),
         },
-        "/review/codes/{code}": { "post": clerk_form("Edit or retire a message code (admin)", Desk::Admin,
+        "/review/codes/{code}": { "post": clerk_form("Edit or retire a message code", Desk::Clerk,
             json!([path_param("code", "Message code")]),
             &["code", "category", "description", "requires_follow_up", "op"]) },
         "/review/orders": {

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use chrono::NaiveDate;
 use rusqlite::types::Type;
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::str::FromStr;
 
 /// How many rows of each kind the district holds.
@@ -480,6 +480,76 @@ impl<'a> DistrictTx<'a> {
     }
 }
 
+// ---- reads on any connection (the writer's, or a read-only one for the clerk pages) --------------
+
+pub(crate) fn routes_in(conn: &Connection) -> Result<Vec<Route>> {
+    let mut stmt = conn.prepare_cached("SELECT route_id, name FROM routes ORDER BY route_id")?;
+    let rows = stmt.query_map([], route_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn account_in(conn: &Connection, id: &str) -> Result<Option<Account>> {
+    Ok(conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts WHERE account_id = ?1"
+        ))?
+        .query_row([id], account_from_row)
+        .optional()?)
+}
+
+pub(crate) fn accounts_on_route_in(conn: &Connection, route_id: &str) -> Result<Vec<Account>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        account_columns!(),
+        " FROM accounts WHERE route_id = ?1 ORDER BY sequence, account_id"
+    ))?;
+    let rows = stmt.query_map([route_id], account_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn meter_in(conn: &Connection, id: &str) -> Result<Option<Meter>> {
+    Ok(conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            meter_columns!(),
+            " FROM meters WHERE meter_id = ?1"
+        ))?
+        .query_row([id], meter_from_row)
+        .optional()?)
+}
+
+pub(crate) fn meters_of_account_in(conn: &Connection, account_id: &str) -> Result<Vec<Meter>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        meter_columns!(),
+        " FROM meters WHERE account_id = ?1 ORDER BY installed_on, meter_id"
+    ))?;
+    let rows = stmt.query_map([account_id], meter_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn history_of_account_in(
+    conn: &Connection,
+    account_id: &str,
+) -> Result<Vec<HistoryRead>> {
+    let mut stmt = conn.prepare_cached(concat!("SELECT ", history_columns!(), " FROM history WHERE account_id = ?1 \
+         ORDER BY read_on, CASE kind WHEN 'final' THEN 0 WHEN 'initial' THEN 2 ELSE 1 END, meter_id"))?;
+    let rows = stmt.query_map([account_id], history_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn codes_in(conn: &Connection, include_retired: bool) -> Result<Vec<MessageCode>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        code_columns!(),
+        " FROM message_codes WHERE ?1 OR retired = 0 ORDER BY code"
+    ))?;
+    let rows = stmt.query_map([include_retired], code_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 // ---- the Store API -------------------------------------------------------------------------------
 
 fn count_changed(outcomes: impl IntoIterator<Item = Result<Upserted>>) -> Result<usize> {
@@ -535,76 +605,35 @@ impl Store {
     }
 
     pub fn routes(&self) -> Result<Vec<Route>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT route_id, name FROM routes ORDER BY route_id")?;
-        let rows = stmt.query_map([], route_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        routes_in(self.conn())
     }
 
     pub fn account(&self, id: &str) -> Result<Option<Account>> {
-        Ok(self
-            .conn()
-            .prepare_cached(concat!(
-                "SELECT ",
-                account_columns!(),
-                " FROM accounts WHERE account_id = ?1"
-            ))?
-            .query_row([id], account_from_row)
-            .optional()?)
+        account_in(self.conn(), id)
     }
 
     /// The route's accounts in walk order.
     pub fn accounts_on_route(&self, route_id: &str) -> Result<Vec<Account>> {
-        let mut stmt = self.conn().prepare_cached(concat!(
-            "SELECT ",
-            account_columns!(),
-            " FROM accounts WHERE route_id = ?1 ORDER BY sequence, account_id"
-        ))?;
-        let rows = stmt.query_map([route_id], account_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        accounts_on_route_in(self.conn(), route_id)
     }
 
     pub fn meter(&self, id: &str) -> Result<Option<Meter>> {
-        Ok(self
-            .conn()
-            .prepare_cached(concat!(
-                "SELECT ",
-                meter_columns!(),
-                " FROM meters WHERE meter_id = ?1"
-            ))?
-            .query_row([id], meter_from_row)
-            .optional()?)
+        meter_in(self.conn(), id)
     }
 
     /// The account's meters, oldest installation first (a meter never installed sorts first).
     pub fn meters_of_account(&self, account_id: &str) -> Result<Vec<Meter>> {
-        let mut stmt = self.conn().prepare_cached(concat!(
-            "SELECT ",
-            meter_columns!(),
-            " FROM meters WHERE account_id = ?1 ORDER BY installed_on, meter_id"
-        ))?;
-        let rows = stmt.query_map([account_id], meter_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        meters_of_account_in(self.conn(), account_id)
     }
 
     /// The account's read history, oldest first. Reads on the same day come in a stable order:
     /// by meter, then `final` of the old meter before `initial` of the new one.
     pub fn history_of_account(&self, account_id: &str) -> Result<Vec<HistoryRead>> {
-        let mut stmt = self.conn().prepare_cached(concat!("SELECT ", history_columns!(), " FROM history WHERE account_id = ?1 \
-             ORDER BY read_on, CASE kind WHEN 'final' THEN 0 WHEN 'initial' THEN 2 ELSE 1 END, meter_id"))?;
-        let rows = stmt.query_map([account_id], history_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        history_of_account_in(self.conn(), account_id)
     }
 
     pub fn codes(&self, include_retired: bool) -> Result<Vec<MessageCode>> {
-        let mut stmt = self.conn().prepare_cached(concat!(
-            "SELECT ",
-            code_columns!(),
-            " FROM message_codes WHERE ?1 OR retired = 0 ORDER BY code"
-        ))?;
-        let rows = stmt.query_map([include_retired], code_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        codes_in(self.conn(), include_retired)
     }
 
     pub fn counts(&self) -> Result<DistrictCounts> {

@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
 pub use backup::{backup_database, BackupError, BackupReport};
+pub(crate) use cycles::load_cycle;
 pub(crate) use cycles::{open_cycle_of_route, routes_in_open_cycles};
 pub use cycles::{
     time_is_storable, AccountRow, EarlierRead, FollowUp, HeldRead, MeterRow, OpenOrder, StoredRead,
@@ -30,10 +31,14 @@ pub(crate) use devices::{
     upload_batch_in,
 };
 pub use devices::{Device, DeviceStateRow, NewRefusal, RefusedReadRow, UploadBatch, Via};
-pub(crate) use district::{date_text, parse_date, DistrictTx};
+pub(crate) use district::{
+    account_in, codes_in, date_text, history_of_account_in, meter_in, parse_date, routes_in,
+    DistrictTx,
+};
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use review::{AuditRecord, FieldOrder, LeakCredit, ReviewAction, ReviewRead};
+pub(crate) use users::session_user_in;
 pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User};
 pub use writer::{Db, DbError, GroupedError};
 

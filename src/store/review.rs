@@ -535,6 +535,15 @@ pub fn unapplied_rereads(conn: &Connection) -> Result<Vec<FieldOrder>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Whether a re-read order's result has been folded back into its read.
+pub fn reread_folded(conn: &Connection, order_id: i64) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM reread_results WHERE order_id = ?1)",
+        [order_id],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn insert_reread_result(
     conn: &Connection,
     order_id: i64,
@@ -823,4 +832,360 @@ pub fn follow_ups_of(
         out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
     }
     Ok(out)
+}
+
+// ---- the worklist ----------------------------------------------------------------------------------------
+
+/// Reads by id, with their flags, in the order asked for (ids that do not exist are left out).
+pub fn review_reads_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<ReviewRead>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = review_read_by_id(conn, *id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The cycle's current reads (accepted ones too) matching what a clerk typed: a read id, an account or
+/// meter id exactly, or part of a customer's name or service address. At most `limit`, by read id.
+pub fn search_reads(
+    conn: &Connection,
+    cycle_id: &str,
+    text: &str,
+    limit: u32,
+) -> Result<Vec<ReviewRead>> {
+    let like = format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let id: Option<i64> = text.parse().ok();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {READ_COLUMNS} WHERE r.cycle_id = ?1 AND r.superseded_by IS NULL AND (r.read_id = ?2 \
+         OR r.meter_id = ?3 COLLATE NOCASE OR r.account_id = ?3 COLLATE NOCASE OR r.account_id IN \
+         (SELECT account_id FROM accounts WHERE name LIKE ?4 ESCAPE '\\' OR service_address LIKE ?4 ESCAPE '\\')) \
+         ORDER BY r.read_id LIMIT ?5"
+    ))?;
+    let mut reads = stmt
+        .query_map(params![cycle_id, id, text, like, limit], review_read)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for r in &mut reads {
+        r.flags = flags_of(conn, r.read_id)?;
+    }
+    Ok(reads)
+}
+
+/// The other current reads of the same meter in the cycle (a duplicate's pair).
+pub fn other_current_reads_of_meter(
+    conn: &Connection,
+    cycle_id: &str,
+    meter_id: &str,
+    except: i64,
+) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT read_id FROM field_reads WHERE cycle_id = ?1 AND meter_id = ?2 AND read_id <> ?3 \
+         AND superseded_by IS NULL ORDER BY read_id",
+    )?;
+    let ids = stmt
+        .query_map(params![cycle_id, meter_id, except], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+/// The latest actual reading of a meter: from its history (actual, initial or final reads) or a
+/// current field read with a usable reading (not estimated), whichever is later: `(date, reading)`.
+pub fn last_actual_reading(conn: &Connection, meter_id: &str) -> Result<Option<(NaiveDate, u64)>> {
+    let hist: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT read_on, reading FROM history WHERE meter_id = ?1 AND kind <> 'estimated' \
+             ORDER BY read_on DESC, CASE kind WHEN 'final' THEN 2 WHEN 'initial' THEN 0 ELSE 1 END DESC LIMIT 1",
+            [meter_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let field: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT substr(read_at, 1, 10), reading FROM field_reads WHERE meter_id = ?1 \
+             AND superseded_by IS NULL AND reading IS NOT NULL AND status <> 'estimated' \
+             ORDER BY read_at DESC LIMIT 1",
+            [meter_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let parse = |(d, v): (String, i64)| -> Option<(NaiveDate, u64)> {
+        Some((super::parse_date(&d).ok()?, u64::try_from(v).ok()?))
+    };
+    let (h, f) = (hist.and_then(parse), field.and_then(parse));
+    Ok(match (h, f) {
+        (Some(a), Some(b)) => Some(if b.0 >= a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    })
+}
+
+/// The reader's codes of an account's earlier field reads, by read day (for the last reads' table).
+pub fn codes_by_day(
+    conn: &Connection,
+    account_id: &str,
+) -> Result<std::collections::HashMap<NaiveDate, Vec<String>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT substr(read_at, 1, 10), codes, skip_code FROM field_reads WHERE account_id = ?1 \
+         AND superseded_by IS NULL AND (codes <> '' OR skip_code IS NOT NULL)",
+    )?;
+    let mut out: std::collections::HashMap<NaiveDate, Vec<String>> = Default::default();
+    let rows = stmt.query_map([account_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            codes_at(r, 1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (day, codes, skip) = row?;
+        if let Ok(d) = super::parse_date(&day) {
+            let e = out.entry(d).or_default();
+            e.extend(codes);
+            e.extend(skip);
+        }
+    }
+    Ok(out)
+}
+
+/// Meters in service on `route_id` with no current read in `cycle_id`: `(meter, account, last reading)`
+/// (an unowned read's likely swapped meter is among them).
+pub fn unread_meters_of_route(
+    conn: &Connection,
+    cycle_id: &str,
+    route_id: &str,
+) -> Result<Vec<(String, String, Option<u64>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.meter_id, a.account_id, (SELECT h.reading FROM history h WHERE h.meter_id = m.meter_id \
+         ORDER BY h.read_on DESC LIMIT 1) FROM meters m JOIN accounts a ON a.account_id = m.account_id \
+         WHERE a.route_id = ?2 AND m.status = 'active' AND NOT EXISTS (SELECT 1 FROM field_reads r \
+         WHERE r.cycle_id = ?1 AND r.meter_id = m.meter_id AND r.superseded_by IS NULL) ORDER BY a.sequence",
+    )?;
+    let rows = stmt.query_map(params![cycle_id, route_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, opt_u64_at(r, 2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The route the reader of a read walked that day (the route most of that reader's reads that day
+/// belong to), for an unowned read.
+pub fn route_walked(
+    conn: &Connection,
+    cycle_id: &str,
+    reader: &str,
+    day: NaiveDate,
+) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT a.route_id FROM field_reads r JOIN accounts a ON a.account_id = r.account_id \
+             WHERE r.cycle_id = ?1 AND r.reader = ?2 AND substr(r.read_at, 1, 10) = ?3 \
+             GROUP BY a.route_id ORDER BY count(*) DESC LIMIT 1",
+            params![cycle_id, reader, date_text(day)],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Clears a read's `superseded_by` (a decision reopened: the read is current again).
+pub fn clear_superseded(conn: &Connection, read_id: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE field_reads SET superseded_by = NULL WHERE read_id = ?1",
+        [read_id],
+    )?;
+    Ok(())
+}
+
+/// Whether a leak credit was granted on the read.
+pub fn leak_credit_of_read(conn: &Connection, read_id: i64) -> Result<Option<LeakCredit>> {
+    let account: Option<String> = conn
+        .query_row(
+            "SELECT account_id FROM leak_credits WHERE read_id = ?1",
+            [read_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(account) = account else {
+        return Ok(None);
+    };
+    Ok(leak_credits_of(conn, &account)?
+        .into_iter()
+        .find(|c| c.read_id == read_id))
+}
+
+/// One account on a printed notice or list: who, where, and the walk order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeAccount {
+    pub account_id: String,
+    pub name: String,
+    pub service_address: String,
+    pub route_id: String,
+    pub sequence: u32,
+    pub status: String,
+    pub meter_id: Option<String>,
+}
+
+/// Accounts (active meter, if any) in walk order: those named, or every account with an open or sent
+/// order of `kind` (on `route_id` when given).
+pub fn notice_accounts(
+    conn: &Connection,
+    ids: &[String],
+    order_kind: Option<&str>,
+    route_id: Option<&str>,
+) -> Result<Vec<NoticeAccount>> {
+    let base = "SELECT a.account_id, a.name, a.service_address, a.route_id, a.sequence, a.status, \
+         (SELECT m.meter_id FROM meters m WHERE m.account_id = a.account_id AND m.status = 'active' ORDER BY m.installed_on DESC LIMIT 1) \
+         FROM accounts a";
+    let map = |r: &Row<'_>| -> rusqlite::Result<NoticeAccount> {
+        Ok(NoticeAccount {
+            account_id: r.get(0)?,
+            name: r.get(1)?,
+            service_address: r.get(2)?,
+            route_id: r.get(3)?,
+            sequence: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            status: r.get(5)?,
+            meter_id: r.get(6)?,
+        })
+    };
+    let mut out = Vec::new();
+    if let Some(kind) = order_kind {
+        let mut stmt = conn.prepare_cached(&format!(
+            "{base} WHERE a.account_id IN (SELECT account_id FROM field_orders WHERE kind = ?1 \
+             AND status IN ('open', 'sent')) AND (?2 IS NULL OR a.route_id = ?2) ORDER BY a.route_id, a.sequence, a.account_id"
+        ))?;
+        let rows = stmt.query_map(params![kind, route_id], map)?;
+        out = rows.collect::<rusqlite::Result<_>>()?;
+    } else {
+        let mut stmt = conn.prepare_cached(&format!("{base} WHERE a.account_id = ?1"))?;
+        for id in ids {
+            if let Some(a) = stmt.query_row([id], map).optional()? {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| (&a.route_id, a.sequence).cmp(&(&b.route_id, b.sequence)));
+    }
+    Ok(out)
+}
+
+/// Writes a start- or stop-of-service reading to the account's history (an in/out tag returned from
+/// the field) and sets the account's status; returns the status it had.
+pub fn record_service_tag(
+    conn: &Connection,
+    account_id: &str,
+    meter_id: &str,
+    on: NaiveDate,
+    reading: u64,
+    start: bool,
+) -> Result<String> {
+    conn.execute(
+        "INSERT INTO history (account_id, meter_id, read_on, reading, kind) VALUES (?1, ?2, ?3, ?4, 'actual') \
+         ON CONFLICT DO UPDATE SET reading = excluded.reading",
+        params![account_id, meter_id, date_text(on), super::cycles::store_int(reading)?],
+    )?;
+    set_account_status(conn, account_id, if start { "active" } else { "inactive" })
+}
+
+/// What the worklist needs of a read to filter and sort it (the rows of the page shown are then loaded
+/// whole, by id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueKey {
+    pub read_id: i64,
+    pub route_id: Option<String>,
+    pub account_id: Option<String>,
+    pub meter_id: String,
+    pub status: ReadStatus,
+    pub read_type: String,
+    pub reading: Option<u64>,
+    pub consumption: Option<i64>,
+    pub expected_use: Option<f64>,
+    pub unit: Option<Unit>,
+    pub rate_class: Option<String>,
+    pub reader: String,
+    pub flags: Vec<FlagKind>,
+}
+
+/// Which of a cycle's current reads the worklist lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueStatus {
+    /// Flagged, awaiting a clerk.
+    Open,
+    Held,
+    /// Resolved or estimated by a clerk, and accepted reads with flags.
+    Resolved,
+    /// Every read with an exception or a decision.
+    All,
+}
+
+/// The worklist's keys of a cycle: its current reads in `status` (one query: the status filter, the
+/// joins and each read's flags; no read's full row).
+pub fn queue_keys(conn: &Connection, cycle_id: &str, status: QueueStatus) -> Result<Vec<QueueKey>> {
+    let has_flags = "EXISTS (SELECT 1 FROM flags f WHERE f.read_id = r.read_id)";
+    let filter = match status {
+        QueueStatus::Open => "r.status = 'flagged'".to_string(),
+        QueueStatus::Held => "r.status = 'held'".to_string(),
+        QueueStatus::Resolved => format!(
+            "(r.status IN ('resolved', 'estimated') OR (r.status = 'accepted' AND {has_flags}))"
+        ),
+        QueueStatus::All => {
+            format!("(r.status IN ('flagged', 'held', 'resolved', 'estimated') OR {has_flags})")
+        }
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT r.read_id, a.route_id, r.account_id, r.meter_id, r.status, r.read_type, r.reading, r.consumption, \
+         r.expected_use, m.unit, a.rate_class, r.reader, \
+         (SELECT group_concat(f.flag, ',') FROM flags f WHERE f.read_id = r.read_id) \
+         FROM field_reads r LEFT JOIN accounts a ON a.account_id = r.account_id \
+         LEFT JOIN meters m ON m.meter_id = r.meter_id \
+         WHERE r.cycle_id = ?1 AND r.superseded_by IS NULL AND {filter}"
+    ))?;
+    let rows = stmt.query_map([cycle_id], |r| {
+        let unit: Option<String> = r.get(9)?;
+        let flags: Option<String> = r.get(12)?;
+        let mut flags: Vec<FlagKind> = flags
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        flags.sort();
+        Ok(QueueKey {
+            read_id: r.get(0)?,
+            route_id: r.get(1)?,
+            account_id: r.get(2)?,
+            meter_id: r.get(3)?,
+            status: parse_at(r, 4)?,
+            read_type: r.get(5)?,
+            reading: opt_u64_at(r, 6)?,
+            consumption: r.get(7)?,
+            expected_use: r.get(8)?,
+            unit: unit.and_then(|u| u.parse().ok()),
+            rate_class: r.get(10)?,
+            reader: r.get(11)?,
+            flags,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+impl QueueKey {
+    /// The key of a read already loaded whole (a search's results).
+    pub fn of(r: &ReviewRead) -> QueueKey {
+        QueueKey {
+            read_id: r.read_id,
+            route_id: r.route_id.clone(),
+            account_id: r.account_id.clone(),
+            meter_id: r.meter_id.clone(),
+            status: r.status,
+            read_type: r.read_type.clone(),
+            reading: r.reading,
+            consumption: r.consumption,
+            expected_use: r.expected_use,
+            unit: r.unit,
+            rate_class: r.rate_class.clone(),
+            reader: r.reader.clone(),
+            flags: r.flags.iter().map(|f| f.kind).collect(),
+        }
+    }
 }

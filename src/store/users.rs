@@ -208,21 +208,7 @@ impl Store {
         session_sha256: &str,
         now: NaiveDateTime,
     ) -> Result<Option<SessionUser>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name
-                  WHERE s.session_sha256 = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
-                params![session_sha256, time_text(now)],
-                |r| {
-                    Ok(SessionUser {
-                        name: r.get(0)?,
-                        role: parse_role(&r.get::<_, String>(1)?)?,
-                        csrf: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        session_user_in(self.conn(), session_sha256, now)
     }
 
     pub fn delete_session(&mut self, session_sha256: &str) -> Result<()> {
@@ -278,6 +264,29 @@ impl Store {
         )?;
         Ok((by_user, by_client))
     }
+}
+
+/// The signed-in user of a session that has not expired (on any connection: the clerk pages look it
+/// up on a read-only one).
+pub(crate) fn session_user_in(
+    conn: &rusqlite::Connection,
+    session_sha256: &str,
+    now: NaiveDateTime,
+) -> Result<Option<SessionUser>> {
+    Ok(conn
+        .query_row(
+            "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name
+              WHERE s.session_sha256 = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
+            params![session_sha256, time_text(now)],
+            |r| {
+                Ok(SessionUser {
+                    name: r.get(0)?,
+                    role: parse_role(&r.get::<_, String>(1)?)?,
+                    csrf: r.get(2)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
 #[cfg(test)]

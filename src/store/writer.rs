@@ -71,6 +71,9 @@ struct Readers {
     /// waits for, so readers must not take its core (on 2 cores, one reader at a time measured 57 k
     /// reads/s under `http_load`, two 49 k, the writer's work per upload then taking 2.5× as long).
     permits: tokio::sync::Semaphore,
+    /// The clerk pages' own reader ([`Db::read_desk`]): a page being built never holds the permit an
+    /// upload's judging waits for.
+    desk: tokio::sync::Semaphore,
     keep: usize,
 }
 
@@ -82,7 +85,8 @@ impl Readers {
             path,
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new((cores - 1).clamp(1, 8)),
-            keep,
+            desk: tokio::sync::Semaphore::new(1),
+            keep: keep + 1,
         }
     }
 
@@ -186,6 +190,34 @@ impl Db {
                 .acquire()
                 .await
                 .map_err(|_| DbError::Stopped)?
+        };
+        let db = self.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            db.inner
+                .readers
+                .as_ref()
+                .ok_or(DbError::Stopped)
+                .and_then(|r| r.run(f))
+        })
+        .await
+        .map_err(|_| DbError::Stopped)?;
+        drop(permit);
+        out
+    }
+
+    /// [`Db::read`] for the clerk pages: the same read-only connections and one read transaction, but
+    /// its own permit (one page at a time), so a clerk's page never holds up an upload's judging and
+    /// an upload never waits behind a page.
+    pub async fn read_desk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        if self.inner.readers.is_none() {
+            return self.call(move |s| f(s.conn())).await;
+        }
+        let permit = {
+            let readers = self.inner.readers.as_ref().ok_or(DbError::Stopped)?;
+            readers.desk.acquire().await.map_err(|_| DbError::Stopped)?
         };
         let db = self.clone();
         let out = tokio::task::spawn_blocking(move || {

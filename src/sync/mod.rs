@@ -714,7 +714,16 @@ fn complete_order(
         .ok()
         .map(|id| crate::store::complete_field_order(conn, id, read_id, &result.to_string(), now));
     match done {
-        Some(Ok(true)) => {}
+        Some(Ok(true)) => {
+            // A completed re-read comes back into the read it was ordered for, here where it
+            // completes (not when a clerk next looks).
+            let id = i64::try_from(order.order_id).unwrap_or_default();
+            crate::review::actions::fold_reread(conn, id, now).map_err(|e| {
+                SyncError::Store(crate::store::StoreError::Invalid(format!(
+                    "folding re-read order {id}: {e}"
+                )))
+            })?;
+        }
         Some(Err(e)) => return Err(e.into()),
         _ => tracing::warn!(
             device,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// The W3C WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn find_in_path(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_in_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
@@ -26,7 +26,7 @@ fn find_in_path(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Kills and reaps the process when dropped, also when the test fails half-way.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -36,12 +36,17 @@ impl Drop for KillOnDrop {
 }
 
 /// A blocking WebDriver client: one HTTP/1.1 request per connection.
-struct WebDriver {
-    addr: SocketAddr,
-    session: String,
+pub(crate) struct WebDriver {
+    pub(crate) addr: SocketAddr,
+    pub(crate) session: String,
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
@@ -100,24 +105,24 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Res
 }
 
 impl WebDriver {
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let p = format!("/session/{}{path}", self.session);
         http(self.addr, method, &p, body.as_ref())
             .unwrap_or_else(|e| panic!("webdriver {method} {p}: {e}"))
     }
 
-    fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.cmd("GET", "/url", None)
             .as_str()
             .unwrap_or("")
             .to_string()
     }
 
-    fn find(&self, css: &str) -> String {
+    pub(crate) fn find(&self, css: &str) -> String {
         let v = self.cmd(
             "POST",
             "/element",
@@ -129,7 +134,7 @@ impl WebDriver {
             .to_string()
     }
 
-    fn count(&self, css: &str) -> usize {
+    pub(crate) fn count(&self, css: &str) -> usize {
         let v = self.cmd(
             "POST",
             "/elements",
@@ -138,7 +143,7 @@ impl WebDriver {
         v.as_array().map_or(0, Vec::len)
     }
 
-    fn type_into(&self, element: &str, text: &str) {
+    pub(crate) fn type_into(&self, element: &str, text: &str) {
         self.cmd(
             "POST",
             &format!("/element/{element}/value"),
@@ -146,7 +151,7 @@ impl WebDriver {
         );
     }
 
-    fn click(&self, element: &str) {
+    pub(crate) fn click(&self, element: &str) {
         self.cmd(
             "POST",
             &format!("/element/{element}/click"),
@@ -154,7 +159,7 @@ impl WebDriver {
         );
     }
 
-    fn script(&self, script: &str) -> Value {
+    pub(crate) fn script(&self, script: &str) -> Value {
         self.cmd(
             "POST",
             "/execute/sync",
@@ -162,14 +167,14 @@ impl WebDriver {
         )
     }
 
-    fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         self.cmd("GET", "/source", None)
             .as_str()
             .unwrap_or("")
             .to_string()
     }
 
-    fn screenshot(&self, to: &Path) {
+    pub(crate) fn screenshot(&self, to: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
         let png = base64_decode(b64.as_str().unwrap_or(""));
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
@@ -177,7 +182,7 @@ impl WebDriver {
     }
 
     /// Waits (up to 10 s) until `check` holds: navigation after a click is asynchronous.
-    fn wait(&self, what: &str, check: impl Fn(&WebDriver) -> bool) {
+    pub(crate) fn wait(&self, what: &str, check: impl Fn(&WebDriver) -> bool) {
         let start = Instant::now();
         while !check(self) {
             assert!(
@@ -201,7 +206,7 @@ impl Drop for WebDriver {
     }
 }
 
-fn base64_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),
@@ -223,7 +228,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

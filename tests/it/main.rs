@@ -6,6 +6,7 @@ mod cis;
 mod cli;
 mod cycles;
 mod demo;
+mod desk_browser;
 mod fixture;
 mod http_api;
 mod review;
