@@ -291,7 +291,7 @@ async fn browse(
         let (status, body) = http(addr, "GET", &path, &headers, b"").await?;
         served.push((i % 5, t.elapsed()));
         ensure!(status == 200, "{path}: HTTP {status}");
-        if read_ids.is_empty() && i % 5 == 0 {
+        if read_ids.is_empty() && i.is_multiple_of(5) {
             let text = String::from_utf8_lossy(&body);
             read_ids = text
                 .match_indices("href=\"/review/reads/")
