@@ -642,7 +642,7 @@ pub fn summary(district: &District, params: &DemoParams) -> String {
     }
     let _ = writeln!(
         out,
-        "Open cycle {} ({}..{}) over {} routes: {} field reads from the handhelds.",
+        "Open cycle {} ({}..{}) over {} routes: {} field reads taken on them so far.",
         district.cycle.id,
         district.cycle.window_from,
         district.cycle.window_to,
