@@ -81,7 +81,10 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         let mut rng = Rng::new(args.seed);
-        let start = meter_gateway::sync::protocol_time(chrono::Local::now().naive_local());
+        // A stop a minute, route after route, finishing now: no read is timed after the docking.
+        let stops: usize = state.routes.iter().map(|r| r.stops.len()).sum();
+        let now = meter_gateway::sync::protocol_time(chrono::Local::now().naive_local());
+        let mut start = now - 60 * stops as i64;
         for i in 0..state.routes.len() {
             let n = walk_route(
                 &mut state,
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
                 &args.reader,
                 start,
             );
+            start += 60 * state.routes[i].stops.len() as i64;
             let confirmed = state
                 .pending
                 .iter()

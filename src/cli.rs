@@ -26,14 +26,18 @@ use std::path::{Path, PathBuf};
 #[command(
     name = "meter-gateway",
     version,
-    about = "Meter-reading gateway for water utilities"
+    about = "Meter-reading gateway for water utilities: district data from the CIS, read cycles, \
+             handheld sync, validation, the clerks' exception queue, the billing handoff",
+    after_help = "Start with `meter-gateway demo`: a demo district served on http://127.0.0.1:8080 with \
+                  simulated handhelds syncing into it."
 )]
 pub struct Cli {
     /// The district database, created if missing [default: meter-gateway.db; `demo` uses a temporary
     /// one unless given]
     #[arg(long, global = true, env = "METER_GATEWAY_DB")]
     pub db: Option<PathBuf>,
-    /// Settings file (TOML): tolerances per rate class, tariff, leak policy.
+    /// Settings file (TOML): tolerances per rate class, daemon limits, tariff, leak policy; without
+    /// one, every setting has its default (see examples/config.toml)
     #[arg(long, global = true, env = "METER_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -42,9 +46,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build a demo district (and, once the daemon exists, run the whole system on it).
+    /// Build a demo district and run the whole system on it: the daemon with a clerk and an admin
+    /// login, and simulated handhelds syncing over serial and HTTP (until Ctrl-C).
     Demo(DemoArgs),
-    /// Import a CIS file (CSV with a header row) in one transaction.
+    /// Import a CIS file (CSV with a header row) in one transaction: any bad row, nothing written.
     Import {
         #[command(subcommand)]
         what: ImportWhat,
@@ -55,8 +60,11 @@ pub enum Command {
         what: ExportCommand,
     },
     /// Online, consistent copy of the database (safe while the daemon serves).
-    Backup { file: PathBuf },
-    /// Read cycles: open, status, close.
+    Backup {
+        /// Where to write the copy (a SQLite database file).
+        file: PathBuf,
+    },
+    /// Read cycles: open, status, close, reopen.
     Cycle {
         #[command(subcommand)]
         action: CycleAction,
@@ -72,12 +80,15 @@ pub enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
-    /// Assign a cycle's route to a handheld.
+    /// Assign a cycle's route to a handheld (it loads it at its next docking).
     Assign {
+        /// The cycle id, e.g. 2026-11.
         #[arg(long)]
         cycle: String,
+        /// The route id, e.g. R01.
         #[arg(long)]
         route: String,
+        /// The handheld's device id, e.g. HH-01.
         #[arg(long)]
         device: String,
     },
@@ -101,15 +112,21 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum DeviceAction {
     /// Register a handheld; prints its secret token once (only a hash is kept).
-    Add { device_id: String },
+    Add {
+        /// The handheld's id, e.g. HH-01 (the token starts with it).
+        device_id: String,
+    },
     /// List registered handhelds.
     List,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum UserRole {
+    /// Works the exception queue, field orders and reports (signs in with a password).
     Clerk,
+    /// A clerk who also manages message codes (signs in with a password).
     Admin,
+    /// The billing run: fetches closed cycles' batches with an API token.
     Billing,
 }
 
@@ -118,7 +135,9 @@ pub enum UserAction {
     /// Create a user. Clerks and admins get a password (prompted, or --password-stdin); billing users
     /// get an API token, printed once.
     Add {
+        /// The user's sign-in name.
         name: String,
+        /// What the user may do.
         #[arg(long, value_enum)]
         role: UserRole,
         /// Read the password from standard input instead of prompting.
@@ -131,7 +150,7 @@ pub enum UserAction {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of accounts in the demo district.
+    /// Number of accounts in the demo district (routes of about 600).
     #[arg(long, default_value_t = 7000)]
     pub accounts: u32,
     /// Seed: the same seed builds the same district.
@@ -144,46 +163,67 @@ pub struct DemoArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportWhat {
+    /// Accounts (account_id, name, service_address, status, rate_class, route_id, sequence, apn, phone).
     Accounts {
+        /// The CSV file.
         file: PathBuf,
     },
+    /// Meters (meter_id, account_id, status, dials, multiplier, unit, installed_on, removed_on).
     Meters {
+        /// The CSV file.
         file: PathBuf,
     },
+    /// Read history (account_id, meter_id, read_on, reading, kind).
     History {
+        /// The CSV file.
         file: PathBuf,
     },
+    /// Message codes (code, category, description, requires_follow_up).
     Codes {
+        /// The CSV file.
         file: PathBuf,
     },
     /// Field reads for a cycle (meter_id, read_at, reading, reader, codes, verified): validated on import.
     Reads {
+        /// The open cycle the reads belong to, e.g. 2026-11.
         #[arg(long)]
         cycle: String,
+        /// The CSV file.
         file: PathBuf,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ExportCommand {
+    /// Accounts, in the format `import accounts` reads.
     Accounts {
+        /// The CSV file to write (replaced only once complete).
         file: PathBuf,
     },
+    /// Meters, in the format `import meters` reads.
     Meters {
+        /// The CSV file to write (replaced only once complete).
         file: PathBuf,
     },
+    /// Read history, in the format `import history` reads.
     History {
+        /// The CSV file to write (replaced only once complete).
         file: PathBuf,
     },
+    /// Message codes, in the format `import codes` reads.
     Codes {
+        /// The CSV file to write (replaced only once complete).
         file: PathBuf,
     },
     /// A closed cycle's billing batch (standard output when no FILE).
     Billing {
+        /// The closed cycle, e.g. 2026-11.
         #[arg(long)]
         cycle: String,
+        /// JSON lines (one record per account after a header) or CSV.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: BillingFormat,
+        /// Where to write the batch.
         file: Option<PathBuf>,
     },
 }
@@ -198,7 +238,9 @@ pub enum ExportWhat {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum BillingFormat {
+    /// JSON lines: a header, then one record per account.
     Jsonl,
+    /// CSV with a header row, one row per account and meter.
     Csv,
 }
 
@@ -206,9 +248,12 @@ pub enum BillingFormat {
 pub enum CycleAction {
     /// Open a read cycle over some or all routes.
     Open {
+        /// The cycle id, e.g. 2026-11.
         id: String,
+        /// First day of the read window (YYYY-MM-DD).
         #[arg(long)]
         from: chrono::NaiveDate,
+        /// Last day of the read window (YYYY-MM-DD).
         #[arg(long)]
         to: chrono::NaiveDate,
         /// Comma-separated route ids (default: every route).
@@ -216,10 +261,14 @@ pub enum CycleAction {
         routes: Vec<String>,
     },
     /// Reads expected / in / flagged / resolved, per route.
-    Status { id: String },
+    Status {
+        /// The cycle id.
+        id: String,
+    },
     /// Estimate missing reads, refuse while exceptions are unresolved, freeze the cycle and write its
     /// billing batch.
     Close {
+        /// The cycle id.
         id: String,
         /// Accounts to hold out of the batch explicitly.
         #[arg(long, num_args = 1..)]
@@ -227,7 +276,9 @@ pub enum CycleAction {
     },
     /// Reopen a closed cycle for corrections (audited); closing again writes a new batch version.
     Reopen {
+        /// The cycle id.
         id: String,
+        /// Why, for the audit log.
         #[arg(long)]
         reason: String,
     },
@@ -235,14 +286,18 @@ pub enum CycleAction {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ReadsFormat {
+    /// CSV with a header row.
     Csv,
+    /// A JSON array of objects.
     Json,
 }
 
 #[derive(Debug, Args)]
 pub struct ReadsArgs {
+    /// The cycle id, e.g. 2026-11.
     #[arg(long)]
     pub cycle: String,
+    /// One row per read, with its flags and explanation.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ReadsFormat,
     /// Write here instead of standard output.
@@ -252,8 +307,10 @@ pub struct ReadsArgs {
 
 #[derive(Debug, Args)]
 pub struct RouteArgs {
+    /// The cycle id, e.g. 2026-11.
     #[arg(long)]
     pub cycle: String,
+    /// The route id, e.g. R01.
     #[arg(long)]
     pub route: String,
     /// Write the route file (JSON) here instead of standard output.
@@ -337,5 +394,58 @@ fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyho
             device,
         } => crate::serve::cli_assign(&cli.db, &cycle, &route, &device),
         Command::User { action } => crate::serve::cli_user(&cli.db, &action),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, subcommand, argument and choice says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd.get_about().is_none() {
+                missing.push(format!("`{path}` has no about"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("`{path}`: argument `{id}` has no help"));
+                }
+                // A flag's true/false are not choices to explain.
+                let choices = if arg.get_action().takes_values() {
+                    arg.get_possible_values()
+                } else {
+                    Vec::new()
+                };
+                for value in choices {
+                    if value.get_help().is_none() {
+                        missing.push(format!(
+                            "`{path}`: value `{}` of `{id}` has no help",
+                            value.get_name()
+                        ));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn the_demo_is_described_as_what_it_does_today() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("once the daemon exists"), "{help}");
+        assert!(help.contains("demo"), "{help}");
     }
 }

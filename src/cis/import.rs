@@ -348,17 +348,25 @@ impl<'d, 'tx> Checker<'d, 'tx> {
 
 /// Why the meter cannot have served the account on the read date, if the records say so.
 ///
-/// The meters table holds only a meter's current placement, so the evidence is: the meter is at
-/// this account now; or the history (earlier imports, or earlier rows of this file) already links
-/// the two; or the read predates the meter's current installation elsewhere, or is no later than
-/// its removal into inventory. A meter never installed anywhere served no account.
+/// The meters table holds only a meter's current placement (or, for a meter removed from service,
+/// possibly the account it was last installed at), so the evidence is: the meter is at this account
+/// now, or was until its removal on or after the read; or the history (earlier imports, or earlier
+/// rows of this file) already links the two; or the read predates the meter's current installation
+/// elsewhere, or is no later than its removal into inventory. A meter never installed anywhere served
+/// no account.
 fn never_served(
     d: &DistrictTx<'_>,
     h: &HistoryRead,
     meter: &MeterFacts,
 ) -> Result<Option<String>, StoreError> {
     if meter.account_id.as_deref() == Some(h.account_id.as_str()) {
-        return Ok(None);
+        return Ok(match meter.removed_on {
+            Some(on) if h.read_on > on => Some(format!(
+                "meter {} was removed from account {} on {on}, before this read",
+                h.meter_id, h.account_id
+            )),
+            _ => None,
+        });
     }
     let before_current_placement = match (&meter.account_id, meter.installed_on, meter.removed_on) {
         (Some(_), Some(installed), _) => h.read_on <= installed,

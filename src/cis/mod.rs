@@ -3,7 +3,7 @@
 //! | file     | columns                                                                                    |
 //! |----------|--------------------------------------------------------------------------------------------|
 //! | accounts | account_id, name, service_address, status, rate_class, route_id, sequence, apn?, phone?  |
-//! | meters   | meter_id, account_id (empty in inventory), status, dials, multiplier, unit, installed_on?, removed_on? |
+//! | meters   | meter_id, account_id (empty in inventory, or the last account with removed_on), status, dials, multiplier, unit, installed_on?, removed_on? |
 //! | history  | account_id, meter_id, read_on, reading, kind                                               |
 //! | codes    | code, category, description, requires_follow_up?, retired?                               |
 //!

@@ -376,15 +376,23 @@ pub(crate) fn parse_meter(mut f: Fields<'_>) -> Result<Meter, Vec<FieldError>> {
         }
     }
     let account_id = account.map(|a| (!a.is_empty()).then(|| a.to_string()));
+    // A meter out of service may name the account it was last installed at (CIS exports often keep
+    // it) when it has a removal date: it stays there, out of service, and history keeps the link.
+    // Without a removal date such a meter would look set at the account.
+    let removed = matches!(removed_on, Ok(Some(_)));
     match (status, &account_id) {
         (Some(MeterStatus::Active), Some(None)) => f.bad(
             "account_id",
             "is empty, but an active meter is set at an account",
         ),
-        (Some(s @ (MeterStatus::Inventory | MeterStatus::Retired)), Some(Some(a))) => f.bad(
-            "account_id",
-            format!("a meter in status {s} is at no account; leave it empty (found `{a}`)"),
-        ),
+        (Some(s @ (MeterStatus::Inventory | MeterStatus::Retired)), Some(Some(a))) if !removed => f
+            .bad(
+                "account_id",
+                format!(
+                    "a meter in status {s} with no removal date is at no account: leave account_id \
+                     empty, or give removed_on if `{a}` is where it was last installed"
+                ),
+            ),
         _ => {}
     }
     let value = (|| {
@@ -566,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn an_inventory_meter_must_not_name_an_account() {
+    fn an_inventory_meter_names_an_account_only_as_where_it_was_removed_from() {
         let l = layout(
             Table::Meters,
             &[
@@ -586,6 +594,52 @@ mod tests {
         assert_eq!(errs[0].column, "account_id");
         let rec = ByteRecord::from(vec!["M1", "", "inventory", "4", "1", "hcf"]);
         assert_eq!(parse_meter(Fields::new(&l, &rec)).unwrap().account_id, None);
+        // With its removal date, the account is where it was last installed.
+        let l = layout(
+            Table::Meters,
+            &[
+                "meter_id",
+                "account_id",
+                "status",
+                "dials",
+                "multiplier",
+                "unit",
+                "installed_on",
+                "removed_on",
+            ],
+        );
+        for status in ["inventory", "retired"] {
+            let rec = ByteRecord::from(vec![
+                "M1",
+                "A1",
+                status,
+                "4",
+                "1",
+                "hcf",
+                "2010-01-04",
+                "2024-06-03",
+            ]);
+            let m = parse_meter(Fields::new(&l, &rec)).unwrap();
+            assert_eq!(m.account_id.as_deref(), Some("A1"), "{status}");
+            assert_eq!(
+                meter_record(&m),
+                rec.iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect::<Vec<_>>()
+            );
+        }
+        let rec = ByteRecord::from(vec![
+            "M1",
+            "A1",
+            "retired",
+            "4",
+            "1",
+            "hcf",
+            "2010-01-04",
+            "",
+        ]);
+        let errs = parse_meter(Fields::new(&l, &rec)).unwrap_err();
+        assert_eq!(errs[0].column, "account_id");
     }
 
     #[test]

@@ -6,10 +6,19 @@
 //! squeezed-in stops); residential 80%, multi-family 8%, commercial 7%, irrigation 5%; 2.5% inactive
 //! (meter in place, no use since some month), 1.5% closed (final read, meter pulled). One reader and
 //! handheld (`HH-01`...) per three routes; each route is read on two consecutive weekdays, routes
-//! staggered through the month. The open cycle is `as_of`'s month; its field reads cover the whole
-//! window, as the handhelds will have brought them back by the end of the month, whatever day `as_of`
-//! is. ~4% of meters were changed during the history (`final` + `initial`, old meter to inventory or
-//! retired); ~1% of monthly reads are estimated.
+//! staggered over the first three weeks of a cycle's read window. ~4% of meters were changed during
+//! the history (`final` + `initial`, old meter to inventory or retired); ~1% of monthly reads are
+//! estimated.
+//!
+//! # The day the demo runs
+//! Whatever day `as_of` is, the open cycle is the one being read then, near its end: its read window
+//! opened [`WINDOW_OPENED_DAYS_AGO`] (25) days before `as_of` and runs a month (to 2–5 days after
+//! `as_of`), every route has been read (the last reads at least two days before `as_of`), and the
+//! handhelds bring all of it back. A real district on the 1st–3rd of a month is still reading, or
+//! reviewing, the cycle whose window opened in the previous month; the demo's cycle is named for the
+//! month its window opens in (on 3 December: `2026-11`, window 8 November – 7 December). Earlier
+//! cycles' windows open on the same day of earlier months, so every period is about a month long
+//! whatever the day. Nothing is dated on or after `as_of`: no read is ever after "now".
 //!
 //! # The model
 //! Every account has a size (lognormal per rate class), a slow drift (a household grows, a shop changes
@@ -46,7 +55,7 @@
 //! | `unknown_meter`         | a read keyed for a meter id the district does not know              | meter_mismatch                  |
 //! | `invalid_reading`       | raw reading not a number (`45O1`, `4,521`, `4521.5`, blank, `*`)    | invalid_reading                 |
 //! | `duplicate_different`   | the meter read twice with different readings                       | duplicate                       |
-//! | `out_of_window`         | read a few days before the window opens or after it closes          | out_of_window                   |
+//! | `out_of_window`         | read a few days before the window opened (never in the future)     | out_of_window                   |
 //! | `skipped`               | read type skipped with a skip code (LG, NA, DG, CP, MC)             | missing                         |
 //! | `missing`               | no read at all for an active meter                                  | missing                         |
 //!
@@ -83,7 +92,7 @@ use crate::domain::{
     Account, AccountStatus, Cycle, CycleStatus, DeviceRef, FieldRead, FlagKind, HistoryRead,
     MessageCode, Meter, MeterStatus, ReadKind, ReadMethod, ReadType, Register, Route, Unit,
 };
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use std::collections::{HashMap, HashSet};
 
 /// Monthly history reads before the open cycle.
@@ -243,10 +252,19 @@ fn is_weekend(d: NaiveDate) -> bool {
     matches!(d.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
-/// The weekday on or nearest after `d`, else before it, staying inside `d`'s month.
-fn weekday_in_month(d: NaiveDate) -> NaiveDate {
-    let first = month_first(d, 0);
-    let last = month_first(d, 1) - Duration::days(1);
+/// `d` moved by `months` calendar months, on the same day of the month (the month's last day when it
+/// has fewer days): the read windows of successive cycles.
+fn months_after(d: NaiveDate, months: i32) -> NaiveDate {
+    let shifted = if months >= 0 {
+        d.checked_add_months(Months::new(months.unsigned_abs()))
+    } else {
+        d.checked_sub_months(Months::new(months.unsigned_abs()))
+    };
+    shifted.unwrap_or(d)
+}
+
+/// The weekday on or nearest after `d`, else before it, staying within `first..=last`.
+fn weekday_within(d: NaiveDate, first: NaiveDate, last: NaiveDate) -> NaiveDate {
     for step in [0i64, 1, 2, -1, -2, 3, -3] {
         let c = d + Duration::days(step);
         if c >= first && c <= last && !is_weekend(c) {
@@ -272,25 +290,34 @@ fn prev_weekday(d: NaiveDate) -> NaiveDate {
     c
 }
 
+/// How many days before the day the demo runs its cycle's read window opened. With routes read over the
+/// first three weeks of a window ([`READ_SPREAD_DAYS`], two weekdays each: the last read at most 22 days
+/// in), every route has been read by the day before, and the window, a month long, still runs for a few
+/// days after today (re-reads ordered today fall inside it).
+pub const WINDOW_OPENED_DAYS_AGO: i64 = 25;
+/// Routes' first read days are spread over this many days from the second day of each window.
+const READ_SPREAD_DAYS: f64 = 18.0;
+
 /// Everything derived from the parameters that every account shares.
 struct Ctx {
     as_of: NaiveDate,
-    cycle_first: NaiveDate,
+    /// The open cycle's read window. Earlier cycles' windows open on the same day of earlier months.
+    window_from: NaiveDate,
     window_to: NaiveDate,
     /// First day of the use tables.
     t0: NaiveDate,
     /// Per class, cumulative seasonal×weather use (in "average months") from `t0` to the start of day i.
     cum: [Vec<f64>; 4],
-    /// Per route, per month (index m + 36, m = −36..=0), the two read days (first and second half).
+    /// Per route, per cycle (index m + 36, m = −36..=0), the two read days (first and second half).
     read_days: Vec<Vec<[NaiveDate; 2]>>,
 }
 
 impl Ctx {
     fn new(params: &DemoParams, routes: usize, rng: &mut Rng) -> Ctx {
-        let cycle_first = month_first(params.as_of, 0);
-        let window_to = month_first(cycle_first, 1) - Duration::days(1);
-        let t0 = month_first(cycle_first, -(HISTORY_MONTHS + 3));
-        let t_end = month_first(cycle_first, 2);
+        let window_from = params.as_of - Duration::days(WINDOW_OPENED_DAYS_AGO);
+        let window_to = months_after(window_from, 1) - Duration::days(1);
+        let t0 = month_first(window_from, -(HISTORY_MONTHS + 3));
+        let t_end = month_first(window_from, 3);
         let n_days = (t_end - t0).num_days() as usize + 1;
         let n_months = (HISTORY_MONTHS + 6) as usize;
         // Weather: AR(1) in log space, one value per calendar month from t0.
@@ -319,30 +346,27 @@ impl Ctx {
         for r in 0..routes {
             let mut per_month = Vec::with_capacity(HISTORY_MONTHS as usize + 1);
             for m in -HISTORY_MONTHS..=0 {
-                let first = month_first(cycle_first, m);
-                let dim = days_in_month(first) as f64;
-                let target = 2.0 + (r as f64 + 0.5) / routes as f64 * (dim - 8.0);
+                let first = months_after(window_from, m);
+                let last = months_after(window_from, m + 1) - Duration::days(1);
+                let target = 1.0 + (r as f64 + 0.5) / routes as f64 * READ_SPREAD_DAYS;
                 // The current cycle is read on schedule; history wanders ±3 days.
                 let jitter = if m == 0 {
                     0
                 } else {
                     rng.range(0, 6) as i64 - 3
                 };
-                let day = (target.round() as i64 + jitter).clamp(1, dim as i64 - 2);
-                let d1 = weekday_in_month(first + Duration::days(day - 1));
+                let offset =
+                    (target.round() as i64 + jitter).clamp(0, (last - first).num_days() - 2);
+                let d1 = weekday_within(first + Duration::days(offset), first, last);
                 let next = next_weekday(d1);
-                let d2 = if next.month() == d1.month() {
-                    next
-                } else {
-                    prev_weekday(d1)
-                };
+                let d2 = if next <= last { next } else { prev_weekday(d1) };
                 per_month.push(if d2 < d1 { [d2, d1] } else { [d1, d2] });
             }
             read_days.push(per_month);
         }
         Ctx {
             as_of: params.as_of,
-            cycle_first,
+            window_from,
             window_to,
             t0,
             cum,
@@ -359,6 +383,17 @@ impl Ctx {
 
     fn read_day(&self, route: usize, m: i32, half: usize) -> NaiveDate {
         self.read_days[route][(m + HISTORY_MONTHS) as usize][half]
+    }
+
+    /// The first day of cycle `m`'s read window (0: the open cycle).
+    fn window_start(&self, m: i32) -> NaiveDate {
+        months_after(self.window_from, m)
+    }
+
+    /// The weekday nearest `d` within cycle `m`'s read window.
+    fn weekday_in_window(&self, m: i32, d: NaiveDate) -> NaiveDate {
+        let last = self.window_start(m + 1) - Duration::days(1);
+        weekday_within(d, self.window_start(m), last)
     }
 }
 
@@ -506,10 +541,11 @@ pub fn generate(params: &DemoParams) -> District {
     let routes_n = (params.accounts.div_ceil(ACCOUNTS_PER_ROUTE)).max(1) as usize;
     let mut rng_ctx = master.fork(1);
     let ctx = Ctx::new(params, routes_n, &mut rng_ctx);
+    // Named for the month its window opens in.
     let cycle_id = format!(
         "{:04}-{:02}",
-        ctx.cycle_first.year(),
-        ctx.cycle_first.month()
+        ctx.window_from.year(),
+        ctx.window_from.month()
     );
 
     let routes = make_routes(routes_n);
@@ -586,7 +622,7 @@ pub fn generate(params: &DemoParams) -> District {
     District {
         cycle: Cycle {
             id: cycle_id,
-            window_from: ctx.cycle_first,
+            window_from: ctx.window_from,
             window_to: ctx.window_to,
             routes: routes.iter().map(|r| r.id.clone()).collect(),
             status: CycleStatus::Open,
@@ -888,18 +924,17 @@ fn plan_structure(plans: &mut [Plan], ctx: &Ctx, rng: &mut Rng) {
     // Structural traps.
     for &i in &thin {
         let m = -(rng.range(2, 4) as i32);
-        let first = month_first(ctx.cycle_first, m);
+        let first = ctx.window_start(m);
         let before_read = month_day(&plans[i], m) - Duration::days(10);
         let d = first + Duration::days(rng.range(0, 6) as i64);
-        plans[i].start = Some(weekday_in_month(d.min(before_read.max(first))));
+        plans[i].start = Some(ctx.weekday_in_window(m, d.min(before_read.max(first))));
         plans[i].trap = Some(Problem::ThinHistory);
     }
     for &i in &background_start {
         let m = -(rng.range(13, 34) as i32);
-        let first = month_first(ctx.cycle_first, m);
-        plans[i].start = Some(weekday_in_month(
-            first + Duration::days(rng.range(0, 20) as i64),
-        ));
+        let first = ctx.window_start(m);
+        plans[i].start =
+            Some(ctx.weekday_in_window(m, first + Duration::days(rng.range(0, 20) as i64)));
     }
     let change = |plan: &mut Plan, period: i32, new_unit: bool, rng: &mut Rng| -> bool {
         let a = month_day(plan, period - 1);
@@ -1081,7 +1116,7 @@ fn simulate(
         }
     }
     let old_installed = plan.start.unwrap_or_else(|| {
-        ctx.cycle_first - Duration::days((plan.years_installed * 365.25) as i64 + 1_100)
+        ctx.window_from - Duration::days((plan.years_installed * 365.25) as i64 + 1_100)
     });
     let old_id = ids.next(&old_reg, rng);
     let old_idx = meters.len();
@@ -1397,8 +1432,9 @@ fn plant_and_read(
                 let full_dials = cur(i)
                     .is_some_and(|c| c.reading.to_string().len() == usize::from(c.register.dials));
                 let candidate = cur(i).filter(|_| !strict || full_dials);
-                match candidate.and_then(|c| plant_value(want.problem, c, keyed(i), e_hcf(i), rng))
-                {
+                match candidate.and_then(|c| {
+                    plant_value(want.problem, c, keyed(i), e_hcf(i), ctx.window_from, rng)
+                }) {
                     Some(v) => {
                         values.insert(i, v);
                         plant.insert(i, want.problem);
@@ -1529,12 +1565,9 @@ fn plant_and_read(
                 );
             }
             Some(Problem::OutOfWindow) => {
-                let early_room = (ctx.cycle_first - c.prev_on).num_days();
-                let d = if early_room > 12 && rng.chance(0.5) {
-                    prev_weekday(ctx.cycle_first - Duration::days(rng.range(0, 2) as i64))
-                } else {
-                    next_weekday(ctx.window_to + Duration::days(rng.range(0, 2) as i64))
-                };
+                // Read a few days before the window opened (early, or late for the last cycle) and
+                // docked with this cycle's reads. Never after it closes: that is still to come.
+                let d = prev_weekday(ctx.window_from - Duration::days(rng.range(0, 2) as i64));
                 at = d.and_time(at.time());
                 let span = ctx.c(plan.class, c.on) - ctx.c(plan.class, c.prev_on);
                 let f = if span > 0.0 {
@@ -1546,7 +1579,7 @@ fn plant_and_read(
                 record(
                     Problem::OutOfWindow,
                     Expect::exception(FlagKind::OutOfWindow),
-                    format!("read on {d}, window {}..{}", ctx.cycle_first, ctx.window_to),
+                    format!("read on {d}, window {}..{}", ctx.window_from, ctx.window_to),
                 );
             }
             Some(Problem::DuplicateSame) | Some(Problem::DuplicateDifferent) => {
@@ -1774,6 +1807,7 @@ fn plant_value(
     c: &Current,
     keyed: bool,
     e_hcf: f64,
+    window_from: NaiveDate,
     rng: &mut Rng,
 ) -> Option<(String, Expect, String)> {
     let reg = &c.register;
@@ -1920,7 +1954,11 @@ fn plant_value(
                 String::new(),
             )
         }),
-        Problem::DuplicateSame | Problem::OutOfWindow | Problem::Skipped | Problem::Missing => {
+        // An out-of-window read is dated a few days before the window opened: well after the
+        // previous read, so that its use is still a plausible share of the period's.
+        Problem::OutOfWindow => ((window_from - c.prev_on).num_days() > 12)
+            .then(|| (String::new(), Expect::NotFlagged, String::new())),
+        Problem::DuplicateSame | Problem::Skipped | Problem::Missing => {
             Some((String::new(), Expect::NotFlagged, String::new()))
         }
         _ => None,

@@ -11,20 +11,25 @@ mod rng;
 pub mod show;
 
 use crate::domain::{
-    Account, AccountStatus, Cycle, FieldRead, FlagKind, HistoryRead, MessageCode, Meter, Route,
+    Account, AccountStatus, Cycle, FieldRead, FlagKind, HistoryRead, MessageCode, Meter,
+    ReadMethod, ReadType, Route,
 };
 use crate::store::{Store, StoreError};
 use chrono::{NaiveDate, NaiveDateTime};
-use std::collections::{BTreeMap, BTreeSet};
+use firmware_protocol::message as msg;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub use generate::{generate, HISTORY_MONTHS};
+pub use generate::{generate, HISTORY_MONTHS, WINDOW_OPENED_DAYS_AGO};
 
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoParams {
     pub accounts: u32,
     pub seed: u64,
-    /// The day the demo runs: the open cycle is this date's month, history the 36 months before it.
+    /// The day the demo runs ("today"). The open cycle is the one being read now: its read window
+    /// opened [`WINDOW_OPENED_DAYS_AGO`] days before, every route has been read since (the last reads
+    /// are from a few days ago), and it still runs for a few days. History covers the 36 cycles before.
+    /// Nothing is dated on or after this day.
     pub as_of: NaiveDate,
 }
 
@@ -259,6 +264,146 @@ impl District {
         let c = &self.cycle;
         crate::cycles::open_cycle(store, &c.id, c.window_from, c.window_to, &c.routes, at)
     }
+
+    /// The route a field read was taken on: its meter's account's route, or, for a meter not in
+    /// service or unknown to the district (a planted read), the route of the account where the
+    /// reader keyed it.
+    fn read_routes(&self) -> HashMap<&str, &str> {
+        let route_of: HashMap<&str, &str> = self
+            .accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.route_id.as_str()))
+            .collect();
+        let mut routes: HashMap<&str, &str> = HashMap::new();
+        for t in &self.truth {
+            if let Some(r) = route_of.get(t.account_id.as_str()) {
+                routes.insert(t.meter_id.as_str(), r);
+            }
+        }
+        for m in &self.meters {
+            if let Some(r) = m.account_id.as_deref().and_then(|a| route_of.get(a)) {
+                routes.insert(m.id.as_str(), r);
+            }
+        }
+        routes
+    }
+
+    /// What the handhelds carrying `routes` bring back, as a district of its own for [`score`]: those
+    /// routes, their accounts, meters and history, the reads taken on them (with the planted reads of
+    /// meters not in service or unknown, keyed at their stops) and the truth about them. A reading that
+    /// is not a number cannot be keyed on a handheld (it comes from files): such a read stays out
+    /// ([`handheld_read`]), and so does its truth entry. The cycle and the message codes are the
+    /// district's.
+    pub fn on_handheld_routes(&self, routes: &[String]) -> District {
+        let wanted: BTreeSet<&str> = routes.iter().map(String::as_str).collect();
+        let read_routes = self.read_routes();
+        let on = |meter: &str| read_routes.get(meter).is_some_and(|r| wanted.contains(r));
+        let mut field_reads = Vec::new();
+        let mut not_carried: BTreeSet<&str> = BTreeSet::new();
+        for r in self.field_reads.iter().filter(|r| on(&r.meter_id)) {
+            if handheld_read(r).is_some() {
+                field_reads.push(r.clone());
+            } else {
+                not_carried.insert(r.meter_id.as_str());
+            }
+        }
+        let accounts: Vec<Account> = self
+            .accounts
+            .iter()
+            .filter(|a| wanted.contains(a.route_id.as_str()))
+            .cloned()
+            .collect();
+        let account_ids: BTreeSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+        let history: Vec<HistoryRead> = self
+            .history
+            .iter()
+            .filter(|h| account_ids.contains(h.account_id.as_str()))
+            .cloned()
+            .collect();
+        let served: BTreeSet<&str> = history.iter().map(|h| h.meter_id.as_str()).collect();
+        District {
+            routes: self
+                .routes
+                .iter()
+                .filter(|r| wanted.contains(r.id.as_str()))
+                .cloned()
+                .collect(),
+            meters: self
+                .meters
+                .iter()
+                .filter(|m| {
+                    m.account_id
+                        .as_deref()
+                        .is_some_and(|a| account_ids.contains(a))
+                        || served.contains(m.id.as_str())
+                })
+                .cloned()
+                .collect(),
+            truth: self
+                .truth
+                .iter()
+                .filter(|t| account_ids.contains(t.account_id.as_str()))
+                .filter(|t| !not_carried.contains(t.meter_id.as_str()))
+                .cloned()
+                .collect(),
+            accounts,
+            history,
+            codes: self.codes.clone(),
+            cycle: self.cycle.clone(),
+            field_reads,
+        }
+    }
+}
+
+/// A district field read as a handheld sends it over the wire protocol; `None` for a reading that is
+/// not a number, which a handheld's numeric keypad cannot produce.
+pub fn handheld_read(r: &FieldRead) -> Option<msg::Read> {
+    let skipped = r.read_type == ReadType::Skipped;
+    let reading = if skipped { 0 } else { r.reading()? };
+    Some(msg::Read {
+        device_seq: 0,
+        meter_id: r.meter_id.clone(),
+        reading,
+        read_time: crate::sync::protocol_time(r.read_at),
+        read_type: match r.read_type {
+            ReadType::Regular => msg::ReadType::Regular,
+            ReadType::HighConfirmed => msg::ReadType::HighConfirmed,
+            ReadType::LowConfirmed => msg::ReadType::LowConfirmed,
+            ReadType::Skipped => msg::ReadType::Skipped,
+        },
+        method: match r.method {
+            ReadMethod::Keyed => msg::ReadMethod::Keyed,
+            ReadMethod::Probe => msg::ReadMethod::Probe,
+            ReadMethod::Radio => msg::ReadMethod::Radio,
+        },
+        message_codes: r.codes.clone(),
+        skip_code: r.skip_code.clone(),
+        note: r.note.clone(),
+        reader_id: r.reader.clone(),
+        order: None,
+    })
+}
+
+/// Every flag validation put on a meter this cycle, as `store` holds it: the flags of each of its
+/// stored reads, and `missing` for a stop of the cycle with no usable read (what cycle close would
+/// estimate, on `on`). What [`score`] grades, for a district loaded in `store` with its cycle open.
+pub fn flags_in_store(
+    store: &Store,
+    config: &crate::config::Config,
+    cycle_id: &str,
+    on: NaiveDate,
+) -> Result<HashMap<String, Vec<FlagKind>>, crate::cycles::CycleError> {
+    let mut flags: HashMap<String, Vec<FlagKind>> = HashMap::new();
+    for r in store.cycle_reads(cycle_id)? {
+        flags
+            .entry(r.meter_id)
+            .or_default()
+            .extend(r.flags.iter().map(|f| f.kind));
+    }
+    for m in crate::cycles::missing_reads(store, config, cycle_id, on)? {
+        flags.entry(m.meter_id).or_default().push(FlagKind::Missing);
+    }
+    Ok(flags)
 }
 
 /// How a validator did against a district's truth.
@@ -292,6 +437,52 @@ impl Score {
     pub fn false_positive_rate(&self) -> f64 {
         ratio(self.normal_flagged, self.normal_meters)
     }
+
+    /// For a person: planted problems flagged, traps left alone, normal reads flagged, then the misses
+    /// (at most ten), one a line.
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut line = |what: &str, n: usize, of: usize| {
+            let _ = writeln!(out, "  {what:<30} {n:>6} of {of}");
+        };
+        line(
+            "planted problems flagged",
+            self.problems_caught,
+            self.problems,
+        );
+        line("traps left unflagged", self.traps_clean, self.traps);
+        line(
+            "normal reads flagged",
+            self.normal_flagged,
+            self.normal_meters,
+        );
+        for (problem, meter, flags) in self.misses.iter().take(10) {
+            let flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  missed: {problem} on meter {meter} (flags: {})",
+                if flags.is_empty() {
+                    "none".to_string()
+                } else {
+                    flags.join(", ")
+                }
+            );
+        }
+        if self.misses.len() > 10 {
+            let _ = writeln!(out, "  ... and {} more misses", self.misses.len() - 10);
+        }
+        out
+    }
+}
+
+/// When a simulated handheld starts walking its route in the demo, one stop a minute: yesterday at
+/// 07:30 (no earlier than the cycle's first day), so that a route of up to 900 stops (a route is about 600) is walked
+/// inside the read window and before `now`, when it docks.
+pub fn walk_start(cycle: &Cycle, now: NaiveDateTime) -> NaiveDateTime {
+    let day = (now.date() - chrono::Duration::days(1)).max(cycle.window_from);
+    let morning = chrono::NaiveTime::from_hms_opt(7, 30, 0).unwrap_or_default();
+    day.and_time(morning)
 }
 
 fn ratio(num: usize, den: usize) -> f64 {
@@ -451,7 +642,7 @@ pub fn summary(district: &District, params: &DemoParams) -> String {
     }
     let _ = writeln!(
         out,
-        "Open cycle {} ({}..{}) over {} routes: {} field reads from the handhelds.",
+        "Open cycle {} ({}..{}) over {} routes: {} field reads taken on them so far.",
         district.cycle.id,
         district.cycle.window_from,
         district.cycle.window_to,

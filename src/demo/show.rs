@@ -1,17 +1,19 @@
-//! `meter-gateway demo`: the whole system in one command. Builds the demo district, opens its cycle,
-//! starts the daemon on 127.0.0.1 with a clerk login, and runs simulated handhelds (the reference
-//! handheld) docking over virtual serial links (PTY pairs) and over HTTP: routes go down, a day's reads
-//! come up, validation flags the anomalies, and the clerk's exception queue fills. Stays up until Ctrl-C.
+//! `meter-gateway demo`: the whole system in one command. Builds the demo district as of today (the
+//! clock is read once, here), opens its cycle, starts the daemon on 127.0.0.1 with a clerk and an admin
+//! login, and runs simulated handhelds (the reference handheld) docking over virtual serial links (PTY
+//! pairs) and over HTTP: routes go down, their reads come up, validation flags the anomalies, and the
+//! clerk's exception queue fills. Then it grades what was flagged against what it planted on those
+//! routes ([`super::score`]) and prints where to start. Stays up until Ctrl-C.
 
-use super::{generate, load, summary, DemoParams, District};
+use super::{flags_in_store, generate, handheld_read, load, score, summary, DemoParams, District};
 use crate::cli::{DemoArgs, UserRole};
 use crate::config::Config;
-use crate::domain::{FieldRead, ReadMethod, ReadType};
 use crate::serve::AppState;
 use crate::store::{Db, NewUserSecret, Store};
 use crate::sync::client::{Cradle, HttpCradle, Progress, SerialCradle};
 use crate::sync::handheld::{walk_route, HandheldState, Mode, ReadModel, Rng};
 use anyhow::Context as _;
+use chrono::NaiveDateTime;
 use firmware_protocol::message as msg;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serialport::SerialPort as _;
@@ -56,20 +58,18 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     let fresh = !path.exists();
     let mut handhelds = Vec::new();
     let mut district = None;
-    let mut clerk_password = None;
+    let mut logins = Vec::new();
     if fresh {
         let d = build(&path, args, now)?;
         let mut store = Store::open(&path)?;
-        let password = crate::auth::random_hex(6)?;
-        let hash =
-            crate::serve::auth::hash_password(&password).context("hashing the clerk's password")?;
-        store.add_user(
-            "clerk",
-            UserRole::Clerk,
-            NewUserSecret::PasswordHash(&hash),
-            now,
-        )?;
-        clerk_password = Some(password);
+        // A clerk works the exception queue; an admin also manages the message codes.
+        for (name, role) in [("clerk", UserRole::Clerk), ("admin", UserRole::Admin)] {
+            let password = crate::auth::random_hex(6)?;
+            let hash = crate::serve::auth::hash_password(&password)
+                .with_context(|| format!("hashing the {name}'s password"))?;
+            store.add_user(name, role, NewUserSecret::PasswordHash(&hash), now)?;
+            logins.push((name, password));
+        }
         if !args.no_handhelds {
             for (i, route) in d
                 .routes
@@ -121,9 +121,17 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
 
     println!();
     println!("The gateway is serving at {url}");
-    match &clerk_password {
-        Some(p) => println!("Clerk sign-in: {url}/login   user `clerk`, password `{p}`"),
-        None => println!("Clerk sign-in: {url}/login   (the clerk password was printed when this database was made)"),
+    println!("Sign in at {url}/login");
+    if logins.is_empty() {
+        println!("  as `clerk` or `admin`, with the passwords printed when this database was made");
+    }
+    for (name, password) in &logins {
+        let does = if *name == "admin" {
+            "works the queue and also manages message codes"
+        } else {
+            "works the exception queue"
+        };
+        println!("  user `{name}`, password `{password}`: {does}");
     }
 
     // Serial docks on PTY pairs: the dock opens the slave by path, the handheld keeps the master.
@@ -157,7 +165,8 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     if let Some(d) = &district {
         if !handhelds.is_empty() {
             println!();
-            _cradles = run_handhelds(d, handhelds, masters, &url)?;
+            let routes: Vec<String> = handhelds.iter().map(|h| h.route_id.clone()).collect();
+            _cradles = run_handhelds(d, handhelds, masters, &url, now)?;
             let cycle_id = d.cycle.id.clone();
             let status = db.call_blocking(move |s| crate::cycles::cycle_status(s, &cycle_id))??;
             let (read_in, flagged, expected) =
@@ -166,13 +175,40 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
                 });
             println!();
             println!(
-                "Cycle {}: {read_in} of {expected} meters read so far, {flagged} read(s) flagged for review.",
-                status.cycle_id
+                "Cycle {}: {read_in} of {expected} meters read so far (the handhelds brought back \
+                 routes {}), {flagged} read(s) flagged for review.",
+                status.cycle_id,
+                routes.join(", ")
             );
-            println!("Exception queue: {url}/review/cycles/{}", status.cycle_id);
+            // Graded against what was planted on those routes: only the planted problems should be
+            // flagged.
+            let (config, cycle_id, today) = (state.config.clone(), d.cycle.id.clone(), now.date());
+            let flags =
+                db.call_blocking(move |s| flags_in_store(s, &config, &cycle_id, today))??;
+            let carried = d.on_handheld_routes(&routes);
+            let graded = score(&carried, |m| flags.get(m).cloned().unwrap_or_default());
+            println!("Checked against what the demo planted on those routes:");
+            print!("{}", graded.report());
+            let missing = carried
+                .truth
+                .iter()
+                .filter(|t| t.problem == super::Problem::Missing)
+                .count();
+            println!(
+                "  ({missing} of the problems are meters with no read: flagged `missing` when the \
+                 cycle closes, with an estimate)"
+            );
         }
     }
     println!();
+    match &district {
+        Some(d) => println!(
+            "Start here: {url}/ (sign in as `clerk`): the exception queue of cycle {}; open a read \
+             to see its history chart and act on it.",
+            d.cycle.id
+        ),
+        None => println!("Start here: {url}/ (sign in): the exception queue."),
+    }
     println!("Press Ctrl-C to stop.");
     let served = runtime.block_on(server);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -188,8 +224,8 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     Ok(())
 }
 
-/// Generates and loads the district, and opens its cycle.
-fn build(path: &Path, args: &DemoArgs, now: chrono::NaiveDateTime) -> anyhow::Result<District> {
+/// Generates and loads the district as of `now`'s day, and opens its cycle.
+fn build(path: &Path, args: &DemoArgs, now: NaiveDateTime) -> anyhow::Result<District> {
     anyhow::ensure!(
         args.accounts <= super::MAX_ACCOUNTS,
         "--accounts {} is more than the demo builds ({}); the largest US water utilities have under a \
@@ -222,8 +258,13 @@ fn build(path: &Path, args: &DemoArgs, now: chrono::NaiveDateTime) -> anyhow::Re
         .open_cycle(&mut store, now)
         .with_context(|| format!("opening cycle {}", c.id))?;
     println!(
-        "Opened cycle {} ({} – {}) over every route.",
-        c.id, c.window_from, c.window_to
+        "Opened cycle {} over every route: its read window {} – {} opened {} days ago, every route \
+         has been read since, and it closes in {} days.",
+        c.id,
+        c.window_from,
+        c.window_to,
+        (now.date() - c.window_from).num_days(),
+        (c.window_to - now.date()).num_days()
     );
     Ok(district)
 }
@@ -236,6 +277,7 @@ fn run_handhelds(
     handhelds: Vec<DemoHandheld>,
     mut masters: HashMap<String, serialport::TTYPort>,
     url: &str,
+    now: NaiveDateTime,
 ) -> anyhow::Result<Vec<Box<dyn Cradle + Send>>> {
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:28} {msg:22} [{bar:30}] {pos}/{len}")
@@ -250,26 +292,17 @@ fn run_handhelds(
             Some(port) => Box::new(SerialCradle::from_port(Box::new(port), BAUD)),
             None => Box::new(HttpCradle::new(url, &h.token)?),
         };
-        // The day's reads this handheld brings back: the district's reads of its route's meters, with
-        // the problems planted in them (leaks, mis-keys, stuck meters...).
-        let route_meters: std::collections::HashSet<&str> = district
-            .accounts
-            .iter()
-            .filter(|a| a.route_id == h.route_id)
-            .flat_map(|a| {
-                district
-                    .meters
-                    .iter()
-                    .filter(move |m| m.account_id.as_deref() == Some(&a.id))
-            })
-            .map(|m| m.id.as_str())
-            .collect();
+        // The reads this handheld brings back: the district's reads taken on its route, with the
+        // problems planted in them (leaks, mis-keys, stuck meters, a pulled meter's radio read...).
         let day: Vec<msg::Read> = district
+            .on_handheld_routes(std::slice::from_ref(&h.route_id))
             .field_reads
             .iter()
-            .filter(|r| route_meters.contains(r.meter_id.as_str()))
-            .filter_map(protocol_read)
+            .filter_map(handheld_read)
             .collect();
+        // A route with no district reads is walked instead, from yesterday morning: its reads are in
+        // the cycle's window and none is after now.
+        let start = crate::sync::protocol_time(super::walk_start(&district.cycle, now));
         let seed = i as u64 + 1;
         threads.push(std::thread::spawn(
             move || -> anyhow::Result<Box<dyn Cradle + Send>> {
@@ -286,7 +319,6 @@ fn run_handhelds(
                 let (mut state, _) = cradle.dock(state, Mode::default(), &mut progress)?;
                 bar.set_message("walking the route");
                 let walked = if day.is_empty() {
-                    let start = crate::sync::protocol_time(chrono::Local::now().naive_local());
                     (0..state.routes.len())
                         .map(|r| {
                             walk_route(
@@ -333,33 +365,4 @@ fn run_handhelds(
         }
     }
     Ok(cradles)
-}
-
-/// A district field read as a handheld sends it (a reading that is not a number cannot be keyed on a
-/// handheld's numeric pad, so such reads stay out).
-fn protocol_read(r: &FieldRead) -> Option<msg::Read> {
-    let skipped = r.read_type == ReadType::Skipped;
-    let reading = if skipped { 0 } else { r.reading()? };
-    Some(msg::Read {
-        device_seq: 0,
-        meter_id: r.meter_id.clone(),
-        reading,
-        read_time: crate::sync::protocol_time(r.read_at),
-        read_type: match r.read_type {
-            ReadType::Regular => msg::ReadType::Regular,
-            ReadType::HighConfirmed => msg::ReadType::HighConfirmed,
-            ReadType::LowConfirmed => msg::ReadType::LowConfirmed,
-            ReadType::Skipped => msg::ReadType::Skipped,
-        },
-        method: match r.method {
-            ReadMethod::Keyed => msg::ReadMethod::Keyed,
-            ReadMethod::Probe => msg::ReadMethod::Probe,
-            ReadMethod::Radio => msg::ReadMethod::Radio,
-        },
-        message_codes: r.codes.clone(),
-        skip_code: r.skip_code.clone(),
-        note: r.note.clone(),
-        reader_id: r.reader.clone(),
-        order: None,
-    })
 }

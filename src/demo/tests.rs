@@ -610,3 +610,94 @@ fn a_naive_last_three_months_rule_falls_into_the_seasonal_traps() {
     let (n, clean) = s.per_problem[&Problem::SeasonalDrop];
     assert!((clean as f64) < 0.5 * n as f64, "{}", report(&s));
 }
+
+/// The demo runs on any day of the year. For every day of a leap year and the days around it, a tiny
+/// district (generation only) opens the cycle being read now: its window opened weeks ago (every route
+/// has been read) and ends after today, so a reader still out today reads inside it. Every read the
+/// handhelds bring back is dated before today (never after "now", whatever the hour), inside the
+/// window unless it is a planted out-of-window read, and nothing in the district's records is dated
+/// after today.
+#[test]
+fn on_every_day_of_the_year_the_cycle_is_the_one_being_read_and_no_read_is_after_now() {
+    let first = NaiveDate::from_ymd_opt(2027, 12, 20).expect("valid date");
+    let last = NaiveDate::from_ymd_opt(2029, 1, 10).expect("valid date");
+    let mut as_of = first;
+    while as_of <= last {
+        let d = generate(&DemoParams {
+            accounts: 40,
+            seed: 3,
+            as_of,
+        });
+        let c = &d.cycle;
+        let today = as_of.and_hms_opt(0, 0, 0).expect("midnight");
+        assert!(
+            c.window_from < as_of && as_of < c.window_to,
+            "{as_of}: window {}..{} does not hold today",
+            c.window_from,
+            c.window_to
+        );
+        let days = (c.window_to - c.window_from).num_days() + 1;
+        assert!((28..=31).contains(&days), "{as_of}: a {days}-day window");
+        assert_eq!(
+            c.id,
+            c.window_from.format("%Y-%m").to_string(),
+            "{as_of}: the cycle is named for the month its window opens in"
+        );
+        let out_of_window: BTreeSet<&str> = d
+            .truth
+            .iter()
+            .filter(|t| t.problem == Problem::OutOfWindow)
+            .map(|t| t.meter_id.as_str())
+            .collect();
+        assert!(!out_of_window.is_empty(), "{as_of}: no out-of-window read");
+        for r in &d.field_reads {
+            assert!(r.read_at < today, "{as_of}: read after now: {r:?}");
+            let day = r.read_at.date();
+            let inside = day >= c.window_from && day <= c.window_to;
+            assert_eq!(
+                inside,
+                !out_of_window.contains(r.meter_id.as_str()),
+                "{as_of}: window {}..{}: {r:?}",
+                c.window_from,
+                c.window_to
+            );
+        }
+        // Every route came back.
+        let route_of: HashMap<&str, &str> = d
+            .accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.route_id.as_str()))
+            .collect();
+        let meter_route: HashMap<&str, &str> = d
+            .meters
+            .iter()
+            .filter_map(|m| Some((m.id.as_str(), route_of[m.account_id.as_deref()?])))
+            .collect();
+        let read_routes: BTreeSet<&str> = d
+            .field_reads
+            .iter()
+            .filter_map(|r| meter_route.get(r.meter_id.as_str()).copied())
+            .collect();
+        let routes: BTreeSet<&str> = route_of.values().copied().collect();
+        assert_eq!(read_routes, routes, "{as_of}");
+        // A simulated handheld with no district reads walks its route, a stop a minute, from
+        // `walk_start`: 900 stops (a route is about 600) are walked inside the window and before today.
+        let walk = walk_start(c, today);
+        assert!(walk.date() >= c.window_from, "{as_of}: walk from {walk}");
+        assert!(
+            walk + Duration::minutes(900) < today,
+            "{as_of}: walk from {walk}"
+        );
+        for h in &d.history {
+            assert!(h.read_on < as_of, "{as_of}: history after today: {h:?}");
+        }
+        for m in &d.meters {
+            assert!(
+                m.installed_on.is_none_or(|on| on < as_of)
+                    && m.removed_on.is_none_or(|on| on < as_of),
+                "{as_of}: {m:?}"
+            );
+        }
+        as_of += Duration::days(1);
+    }
+}

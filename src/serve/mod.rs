@@ -1,8 +1,9 @@
 //! `meter-gateway serve`: the daemon. One process: the HTTP API (device API, billing export), the clerk
 //! pages, and one listener per serial dock, over one database writer ([`crate::store::Db`]).
 //!
-//! Every endpoint but `GET /healthz` and the sign-in page needs a credential of the right role
-//! ([`auth`]); bodies are bounded; handlers answer with [`error::AppError`], which never leaks internals.
+//! Every endpoint but `GET /healthz`, the sign-in page and `GET /` (a redirect to the queue or to the
+//! sign-in page, showing nothing) needs a credential of the right role ([`auth`]); bodies are bounded;
+//! handlers answer with [`error::AppError`], which never leaks internals.
 
 pub mod auth;
 pub mod device_api;

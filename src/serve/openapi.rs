@@ -306,6 +306,9 @@ fn own_document() -> Value {
             },
         },
         "paths": {
+            "/": { "get": { "summary": "The front door (no credential; shows nothing): to the exception queue \
+                with a session, to the sign-in page without", "tags": ["sign-in"], "security": [],
+                "responses": { "307": { "description": "To /review (signed in) or /login" } } } },
             "/healthz": { "get": { "summary": "Liveness (no credential)", "tags": ["daemon"], "security": [],
                 "responses": { "200": { "description": "ok",
                     "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
@@ -324,7 +327,8 @@ fn own_document() -> Value {
                             "name": { "type": "string" }, "password": { "type": "string" },
                             "csrf": { "type": "string" }, "next": { "type": "string" } } } } } },
                     "responses": {
-                        "303": { "description": "Signed in: session cookie set, to `next`" },
+                        "303": { "description": "Signed in: session cookie set, to `next` (a local path), \
+                            else to the exception queue /review" },
                         "401": html_ok("Wrong name or password: the form again"),
                         "403": error_response("Missing or wrong CSRF token"),
                         "429": error_response("Too many failed attempts; see Retry-After"),

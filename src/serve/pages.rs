@@ -1,4 +1,8 @@
-//! The sign-in page (`GET/POST /login`) and sign-out (`POST /logout`).
+//! The front door (`GET /`), the sign-in page (`GET/POST /login`) and sign-out (`POST /logout`).
+//!
+//! `/` shows nothing: it sends a signed-in clerk or admin to the exception queue (`/review`) and anyone
+//! else to the sign-in page, which after sign-in lands on the queue too (unless it was reached from
+//! another page, which it goes back to).
 //!
 //! Sign-in attempts are rate-limited per user name and per client address (`[serve]
 //! login_max_failures` failures in `login_window_minutes` answer 429 without checking the password).
@@ -23,8 +27,24 @@ use std::sync::OnceLock;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", get(front_door))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+}
+
+/// Where sign-in lands when no page asked for it: the exception queue.
+const HOME: &str = "/review";
+
+/// `GET /`: a redirect (307), never a page, so it needs no credential: to the exception queue with a
+/// clerk's or admin's session, to the sign-in page without one.
+async fn front_door(user: Result<ClerkUser, AppError>) -> Result<Response, AppError> {
+    match user {
+        Ok(_) => Ok(Redirect::temporary(HOME).into_response()),
+        Err(AppError::SignIn { .. } | AppError::Unauthorized | AppError::Forbidden) => {
+            Ok(Redirect::temporary("/login").into_response())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -52,6 +72,7 @@ pub struct LogoutForm {
 }
 
 /// Only a local path may be a redirect target after sign-in (no `//host`, no scheme): no open redirect.
+/// Anything else, an empty `next` included, lands on the exception queue.
 fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/')
         && !next.starts_with("//")
@@ -60,7 +81,7 @@ fn safe_next(next: &str) -> &str {
     if local {
         next
     } else {
-        "/"
+        HOME
     }
 }
 
@@ -256,7 +277,7 @@ mod tests {
             "",
             "review",
         ] {
-            assert_eq!(safe_next(bad), "/", "{bad}");
+            assert_eq!(safe_next(bad), "/review", "{bad}");
         }
     }
 

@@ -6,8 +6,11 @@
 //! (`.ci/run` installs them).
 
 use meter_gateway::cli::UserRole;
-use meter_gateway::serve;
-use meter_gateway::store::NewUserSecret;
+use meter_gateway::config::Config;
+use meter_gateway::cycles;
+use meter_gateway::demo::{self, DemoParams, Problem};
+use meter_gateway::serve::{self, AppState};
+use meter_gateway::store::{Db, NewUserSecret, Store};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -167,6 +170,14 @@ impl WebDriver {
         )
     }
 
+    pub(crate) fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
     pub(crate) fn source(&self) -> String {
         self.cmd("GET", "/source", None)
             .as_str()
@@ -236,8 +247,14 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
+/// chromedriver and a browser session, or `None` (the test is skipped) without a browser outside CI.
+struct Browser {
+    wd: WebDriver,
+    _profile: tempfile::TempDir,
+    _driver: KillOnDrop,
+}
+
+fn browser(window: &str) -> Option<Browser> {
     let (Some(chromium), Some(driver)) = (
         find_in_path(&["chromium", "chromium-browser", "google-chrome"]),
         find_in_path(&["chromedriver"]),
@@ -248,39 +265,10 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
         println!(
             "skipped: chromium or chromedriver not found (install chromium and chromium-driver)"
         );
-        return;
+        return None;
     };
-
-    // The daemon, in-process.
-    let d = crate::fixture::district();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let hash = serve::auth::hash_password(crate::fixture::CLERK_PASSWORD).unwrap();
-    rt.block_on(d.state.db.call(move |s| {
-        s.add_user(
-            "ann",
-            UserRole::Clerk,
-            NewUserSecret::PasswordHash(&hash),
-            crate::fixture::now(),
-        )
-    }))
-    .unwrap()
-    .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(serve::run(listener, d.state.clone(), async {
-        let _ = stopped.await;
-    }));
-
-    // chromedriver, and a browser session.
     let port = free_port();
-    let _driver = KillOnDrop(
+    let driver = KillOnDrop(
         Command::new(&driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -302,30 +290,119 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
         "binary": chromium.to_string_lossy(),
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1600", format!("--user-data-dir={}", profile.path().display())],
+                 "--hide-scrollbars", format!("--window-size={window}"),
+                 format!("--user-data-dir={}", profile.path().display())],
     }}}});
     let session = http(addr, "POST", "/session", Some(&caps)).expect("a browser session");
-    let wd = WebDriver {
-        addr,
-        session: session["sessionId"].as_str().unwrap().to_string(),
-    };
+    Some(Browser {
+        wd: WebDriver {
+            addr,
+            session: session["sessionId"].as_str().unwrap().to_string(),
+        },
+        _profile: profile,
+        _driver: driver,
+    })
+}
 
-    // Sign in through the login page.
-    wd.goto(&format!("{base}/review"));
-    wd.wait("the sign-in page", |w| w.url().contains("/login"));
-    let name = wd.find("#name");
-    wd.type_into(&name, "ann");
-    let password = wd.find("#password");
-    wd.type_into(&password, crate::fixture::CLERK_PASSWORD);
+/// The daemon, in-process on 127.0.0.1:0: its runtime, base URL, and how to stop it.
+struct Daemon {
+    rt: tokio::runtime::Runtime,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+fn daemon(state: &AppState) -> Daemon {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(serve::run(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    Daemon {
+        rt,
+        base,
+        stop,
+        server,
+    }
+}
+
+impl Daemon {
+    fn add_clerk(&self, state: &AppState, name: &str, password: &str) {
+        let hash = serve::auth::hash_password(password).unwrap();
+        let name = name.to_string();
+        self.rt
+            .block_on(state.db.call(move |s| {
+                s.add_user(
+                    &name,
+                    UserRole::Clerk,
+                    NewUserSecret::PasswordHash(&hash),
+                    crate::fixture::now(),
+                )
+            }))
+            .unwrap()
+            .unwrap();
+    }
+
+    fn shut_down(self) {
+        let _ = self.stop.send(());
+        self.rt.block_on(self.server).unwrap().unwrap();
+    }
+}
+
+/// A visitor knocks at `/`, is sent to the sign-in page, signs in, and lands on the exception queue.
+fn sign_in_at_the_door(wd: &WebDriver, base: &str, name: &str, password: &str, cycle: &str) {
+    wd.goto(&format!("{base}/"));
+    wd.wait("the sign-in page", |w| w.url().ends_with("/login"));
+    let field = wd.find("#name");
+    wd.type_into(&field, name);
+    let field = wd.find("#password");
+    wd.type_into(&field, password);
     wd.click(&wd.find("form[action='/login'] button[type=submit]"));
     wd.wait("the exception queue", |w| {
-        w.url()
-            .contains(&format!("/review/cycles/{}", crate::fixture::CYCLE))
+        w.url().ends_with(&format!("/review/cycles/{cycle}"))
     });
+}
+
+#[test]
+fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
+    let Some(browser) = browser("1280,1600") else {
+        return;
+    };
+    let wd = &browser.wd;
+    let d = crate::fixture::district();
+    let daemon = daemon(&d.state);
+    daemon.add_clerk(&d.state, "ann", crate::fixture::CLERK_PASSWORD);
+    let base = daemon.base.clone();
+
+    // A page asked for without a session goes to the sign-in page, and back to it after.
+    wd.goto(&format!("{base}/review/reads/{}", d.normal));
+    wd.wait("the sign-in page", |w| w.url().contains("/login?next="));
+    // The door: `/` leads to the sign-in page, which lands on the queue.
+    sign_in_at_the_door(
+        wd,
+        &base,
+        "ann",
+        crate::fixture::CLERK_PASSWORD,
+        crate::fixture::CYCLE,
+    );
     assert!(
         wd.count("#queue tbody tr") >= 2,
         "the flagged reads are listed"
     );
+    // Signed in, the door leads to the queue.
+    wd.goto(&format!("{base}/"));
+    wd.wait("the exception queue", |w| {
+        w.url()
+            .ends_with(&format!("/review/cycles/{}", crate::fixture::CYCLE))
+    });
 
     // The keyboard: j moves to the second row and focuses its link.
     let body = wd.find("body");
@@ -371,8 +448,77 @@ fn a_clerk_signs_in_opens_a_flagged_read_sees_its_chart_and_orders_a_reread() {
         .unwrap();
     assert_eq!(orders, 1);
 
-    drop(wd);
-    let _ = stop.send(());
-    rt.block_on(server).unwrap().unwrap();
+    drop(browser);
+    daemon.shut_down();
     println!("screenshot: {}", shot.display());
+}
+
+/// The README's screenshots: a demo district as of today (the handhelds' reads of two routes judged
+/// this morning), its exception queue and a planted leak's page, as a clerk sees them after signing in
+/// at the door. Written under the target directory; with `UPDATE_SCREENSHOTS=1`, also copied to
+/// `docs/queue.png` and `docs/read.png` (commit them).
+#[test]
+fn the_readme_screenshots_show_a_demo_districts_queue_and_a_leak() {
+    let Some(browser) = browser("1280,900") else {
+        return;
+    };
+    let wd = &browser.wd;
+    let dir = tempfile::tempdir().unwrap();
+    let today = chrono::Local::now().date_naive();
+    let district = demo::generate(&DemoParams {
+        accounts: 1_300,
+        seed: 2026,
+        as_of: today,
+    });
+    let cycle = district.cycle.id.clone();
+    let path = dir.path().join("demo.db");
+    let leak = {
+        let mut store = Store::open(&path).unwrap();
+        demo::load(&mut store, &district).unwrap();
+        let now = crate::fixture::now();
+        district.open_cycle(&mut store, now).unwrap();
+        let routes: Vec<String> = district.routes[..2].iter().map(|r| r.id.clone()).collect();
+        let upload = crate::demo::handheld_upload(&district, &routes);
+        cycles::ingest(&mut store, &Config::default(), &cycle, &upload, now).unwrap();
+        let leaks: Vec<String> = district
+            .on_handheld_routes(&routes)
+            .truth
+            .into_iter()
+            .filter(|t| t.problem == Problem::ConfirmedLeak)
+            .map(|t| t.meter_id)
+            .collect();
+        let reads = store.cycle_reads(&cycle).unwrap();
+        reads
+            .iter()
+            .find(|r| leaks.contains(&r.meter_id) && !r.flags.is_empty())
+            .expect("a flagged confirmed leak")
+            .read_id
+    };
+    let state = serve::test_state(Db::open(&path).unwrap());
+    let daemon = daemon(&state);
+    daemon.add_clerk(&state, "clerk", "a long demo password");
+    sign_in_at_the_door(wd, &daemon.base, "clerk", "a long demo password", &cycle);
+    assert!(wd.count("#queue tbody tr") >= 20, "the flagged reads");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let queue = shots.join("queue.png");
+    wd.screenshot(&queue);
+    wd.click(&wd.find(&format!("a[href='/review/reads/{leak}']")));
+    wd.wait("the leak's page", |w| {
+        w.url().ends_with(&format!("/review/reads/{leak}"))
+    });
+    assert_eq!(wd.count("svg#history-chart rect.bar.current"), 1);
+    // Tall enough for the history chart below the read.
+    wd.resize(1280, 1500);
+    let read = shots.join("read.png");
+    wd.screenshot(&read);
+    drop(browser);
+    daemon.shut_down();
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::copy(&queue, docs.join("queue.png")).unwrap();
+        std::fs::copy(&read, docs.join("read.png")).unwrap();
+        println!("screenshots copied to {}", docs.display());
+    }
+    println!("screenshots: {} {}", queue.display(), read.display());
 }

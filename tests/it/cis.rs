@@ -1,8 +1,13 @@
 //! Integration tests: CIS imports and exports through the library API and the CLI.
 
 use crate::support::gateway;
+use chrono::NaiveDate;
 use meter_gateway::cis::{self, ImportError, ImportReport, Table};
-use meter_gateway::domain::{AccountStatus, MeterStatus, ReadKind, Route, Unit};
+use meter_gateway::config::Config;
+use meter_gateway::cycles;
+use meter_gateway::domain::{
+    AccountStatus, FieldRead, FlagKind, MeterStatus, ReadKind, ReadMethod, ReadType, Route, Unit,
+};
 use meter_gateway::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,7 +71,7 @@ fn the_fixture_district_imports_with_every_value_where_it_belongs() {
     let mut s = Store::open_in_memory().unwrap();
     let reports = import_fixtures(&mut s);
     let inserted: Vec<u64> = reports.iter().map(|r| r.inserted).collect();
-    assert_eq!(inserted, [6, 7, 12, 4]);
+    assert_eq!(inserted, [6, 8, 12, 4]);
     assert_eq!(reports[0].routes_created, 2);
 
     let cafe = s.account("100003").unwrap().unwrap();
@@ -234,6 +239,96 @@ fn history_of_a_meter_before_it_moved_to_its_current_account_is_accepted() {
     assert_eq!(r.inserted, 2);
 }
 
+/// CIS exports often keep a pulled meter's last account: `M-0998` in the fixture is in inventory,
+/// removed on 2018-04-02 from account 100002, and still names it.
+#[test]
+fn a_removed_meter_naming_its_last_account_imports_as_last_installed_there_not_in_service() {
+    let mut s = Store::open_in_memory().unwrap();
+    import_fixtures(&mut s);
+    let pulled = s.meter("M-0998").unwrap().unwrap();
+    assert_eq!(
+        (
+            pulled.account_id.as_deref(),
+            pulled.status,
+            pulled.removed_on
+        ),
+        (
+            Some("100002"),
+            MeterStatus::Inventory,
+            NaiveDate::from_ymd_opt(2018, 4, 2)
+        )
+    );
+    // Not a stop: the route file lists each account's meter in service only.
+    let day = |d: u32| NaiveDate::from_ymd_opt(2024, 8, d).unwrap();
+    let now = day(20).and_hms_opt(9, 0, 0).unwrap();
+    cycles::open_cycle(&mut s, "2024-08", day(1), day(31), &[], now).unwrap();
+    let cfg = Config::default();
+    let route = cycles::route_file(&s, &cfg, "2024-08", "R01").unwrap();
+    let stops: Vec<&str> = route.stops.iter().map(|st| st.meter_id.as_str()).collect();
+    assert_eq!(stops, ["M-1001", "M-1002", "M-2003"]);
+    // A read of it is a meter mismatch that names where it was last; the account's own meter is
+    // judged as usual.
+    let read = |meter: &str, reading: &str| FieldRead {
+        meter_id: meter.into(),
+        read_at: day(12).and_hms_opt(10, 0, 0).unwrap(),
+        raw_reading: reading.into(),
+        read_type: ReadType::Regular,
+        method: ReadMethod::Radio,
+        reader: "JD".into(),
+        codes: Vec::new(),
+        skip_code: None,
+        note: None,
+        device: None,
+    };
+    let reads = [read("M-0998", "5120"), read("M-1002", "4453")];
+    cycles::ingest(&mut s, &cfg, "2024-08", &reads, now).unwrap();
+    let stored = s.cycle_reads("2024-08").unwrap();
+    let flags = |meter: &str| -> Vec<(FlagKind, String)> {
+        stored
+            .iter()
+            .filter(|r| r.meter_id == meter)
+            .flat_map(|r| r.flags.iter().map(|f| (f.kind, f.explanation.clone())))
+            .collect()
+    };
+    let pulled = flags("M-0998");
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    assert_eq!(pulled[0].0, FlagKind::MeterMismatch);
+    assert!(
+        pulled[0].1.contains("is inventory, last at account 100002"),
+        "{}",
+        pulled[0].1
+    );
+    assert!(
+        flags("M-1002")
+            .iter()
+            .all(|(k, _)| *k != FlagKind::MeterMismatch),
+        "{:?}",
+        flags("M-1002")
+    );
+}
+
+#[test]
+fn history_of_a_removed_meter_at_its_last_account_stops_at_its_removal() {
+    assert_rejected(
+        Table::History,
+        "account_id,meter_id,read_on,reading,kind\n\
+         100002,M-0998,2018-03-30,9500,actual\n\
+         100002,M-0998,2018-05-01,9511,actual\n",
+        &["3: column meter_id: meter M-0998 was removed from account 100002 on 2018-04-02, before this read"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open_in_memory().unwrap();
+    import_fixtures(&mut s);
+    let path = write(
+        dir.path(),
+        "h.csv",
+        "account_id,meter_id,read_on,reading,kind\n\
+         100002,M-0998,2018-03-30,9500,actual\n\
+         100002,M-0998,2018-04-02,9502,final\n",
+    );
+    assert_eq!(cis::import_history(&mut s, &path).unwrap().inserted, 2);
+}
+
 #[test]
 fn route_names_in_an_accounts_file_name_routes_and_must_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -308,7 +403,7 @@ fn an_empty_required_field_and_a_misplaced_account_are_rejected() {
          M-5002,,active,4,1,hcf\n",
         &[
             "2: column meter_id: is empty",
-            "3: column account_id: a meter in status inventory is at no account; leave it empty (found `100001`)",
+            "3: column account_id: a meter in status inventory with no removal date is at no account: leave account_id empty, or give removed_on if `100001` is where it was last installed",
             "4: column account_id: is empty, but an active meter is set at an account",
         ],
     );

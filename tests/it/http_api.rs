@@ -425,6 +425,118 @@ async fn sign_in_is_refused_without_the_form_token_or_with_a_wrong_password() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
+/// A sign-in post from the sign-in page reached directly (no `next`), with the page's form token.
+async fn post_login_from_the_door(app: &Router, token: &str, name: &str, password: &str) -> Reply {
+    let req = request(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            header::COOKIE,
+            format!("{}={token}", serve::auth::LOGIN_CSRF_COOKIE),
+        )
+        .body(Body::from(form_body(&[
+            ("name", name),
+            ("password", password),
+            ("csrf", token),
+        ])))
+        .unwrap();
+    send(app, req).await
+}
+
+#[tokio::test]
+async fn the_front_door_sends_a_visitor_to_sign_in_and_a_signed_in_clerk_to_the_queue() {
+    let state = state();
+    let app = serve::router(state.clone());
+    // Anonymous, from a browser or not: to the sign-in page, never "no such page".
+    for accept in ["text/html,application/xhtml+xml", "*/*"] {
+        let r = send(
+            &app,
+            get("/")
+                .header(header::ACCEPT, accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::TEMPORARY_REDIRECT,
+            "{accept}: {}",
+            r.body
+        );
+        assert_eq!(r.headers[header::LOCATION], "/login");
+    }
+    // A stale session is anonymous.
+    let r = send(
+        &app,
+        get("/")
+            .header(
+                header::COOKIE,
+                format!("{}=0000", serve::auth::SESSION_COOKIE),
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.headers[header::LOCATION], "/login");
+    // Signed in, clerk or admin: to the exception queue.
+    let c = creds(&state).await;
+    for who in [&c.clerk, &c.admin] {
+        let r = send(&app, who.apply(get("/")).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{}", who.name());
+        assert_eq!(r.headers[header::LOCATION], "/review", "{}", who.name());
+    }
+    // HEAD too (a link checker, a load balancer's probe).
+    let r = send(
+        &app,
+        request(Method::HEAD, "/").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+}
+
+#[tokio::test]
+async fn signing_in_at_the_door_lands_on_the_exception_queue() {
+    // A district with cycle 2026-10 open.
+    let (state, _) = district().await;
+    let app = serve::router(state.clone());
+    add_clerk(&state, "carla", "water under the bridge").await;
+
+    // The door sends a visitor to the sign-in page, which is a form with its token.
+    let r = send(&app, get("/").body(Body::empty()).unwrap()).await;
+    let login = r.headers[header::LOCATION].to_str().unwrap().to_string();
+    let r = send(&app, get(&login).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("<form method=\"post\" action=\"/login\">"));
+    let token = cookie_value(&r.set_cookies(), serve::auth::LOGIN_CSRF_COOKIE).unwrap();
+
+    // Signing in lands on the queue, not on `/`.
+    let r = post_login_from_the_door(&app, &token, "carla", "water under the bridge").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/review");
+    let session = cookie_value(&r.set_cookies(), serve::auth::SESSION_COOKIE).unwrap();
+    let cookie = format!("{}={session}", serve::auth::SESSION_COOKIE);
+    let page = |path: &str| {
+        get(path)
+            .header(header::COOKIE, cookie.clone())
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // `/review` opens the open cycle's queue, and the door now leads there too.
+    let r = send(&app, page("/review")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/review/cycles/2026-10");
+    let r = send(&app, page("/review/cycles/2026-10")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("2026-10"), "{}", r.body);
+    let r = send(&app, page("/")).await;
+    assert_eq!(r.headers[header::LOCATION], "/review");
+
+    // A wrong password shows the form again, and no session.
+    let r = post_login_from_the_door(&app, &token, "carla", "water over the bridge").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(cookie_value(&r.set_cookies(), serve::auth::SESSION_COOKIE).is_none());
+}
+
 #[tokio::test]
 async fn five_failures_lock_the_user_name_and_the_client_address_for_the_window() {
     let state = state();
