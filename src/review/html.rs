@@ -140,6 +140,7 @@ pub fn page(title: &str, viewer: &Viewer, body: Markup) -> Markup {
                         a href="/review/orders" { "Field orders" } " · "
                         a href="/review/paperwork" { "Paperwork" } " · "
                         a href="/review/reports" { "Reports" } " · "
+                        a href="/review/handhelds" { "Handhelds" } " · "
                         a href="/review/codes" { "Message codes" }
                     }
                     form method="post" action="/logout" {

@@ -15,6 +15,7 @@ pub mod actions;
 pub mod chart;
 mod codes;
 mod detail;
+pub mod handhelds;
 pub mod html;
 pub mod leak;
 mod order_pages;
@@ -70,6 +71,8 @@ pub fn router() -> axum::Router<AppState> {
             "/review/paperwork/tags",
             get(paperwork::tags).post(paperwork::record_tag),
         )
+        .route("/review/handhelds", get(handhelds::handhelds))
+        .route("/review/handhelds/refused.csv", get(handhelds::refused_csv))
         .route("/review/reports", get(reports::home))
         .route("/review/reports/{cycle}", get(reports::report_page))
         .route("/review/reports/{cycle}/{file}", get(reports::csv))

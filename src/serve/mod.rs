@@ -284,15 +284,29 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
             }
         }
         DeviceAction::List => {
-            crate::cli::say!("device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware");
+            let states = store.device_states()?;
+            let refused = store.refused_reads(None, usize::MAX >> 1)?;
+            crate::cli::say!(
+                "device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware\tstates\tlatest_state\trefused_reads"
+            );
             for d in store.devices()? {
+                let mine: Vec<_> = states.iter().filter(|s| s.device_id == d.device_id).collect();
                 crate::cli::say!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     d.device_id,
                     d.registered_at,
                     if d.retired { "retired" } else { "active" },
                     d.last_seen_at.as_deref().unwrap_or("-"),
                     d.firmware_version.as_deref().unwrap_or("-"),
+                    mine.len(),
+                    mine.first().map_or("-", |s| s.state_id.as_str()),
+                    refused.iter().filter(|r| r.device_id == d.device_id).count(),
+                );
+            }
+            if !refused.is_empty() {
+                crate::cli::say!(
+                    "{} refused read(s): see the Handhelds page (/review/handhelds) for what was sent",
+                    refused.len()
                 );
             }
         }

@@ -159,6 +159,15 @@ fn desk_paths() -> Value {
         "/review/orders/{id}/{action}": { "post": clerk_form("Act on a field order (send, complete, cancel)",
             Desk::Clerk, json!([path_param("id", "Order id"), path_param("action", "What to do")]),
             &["kind", "account_id", "meter_id", "instructions", "note", "final_reading"]) },
+        "/review/handhelds": { "get": clerk_page(
+            "Handhelds: their states (a new one is a wiped or replaced unit) and the reads refused, with what was sent",
+            Desk::Clerk, json!([query_param("device", "Only this handheld")])) },
+        "/review/handhelds/refused.csv": { "get": {
+            "summary": "Refused reads as CSV", "tags": ["clerk pages"], "security": session(Desk::Clerk),
+            "parameters": [query_param("device", "Only this handheld")],
+            "responses": with_refusals(json!({
+                "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+            })) } },
         "/review/reports": { "get": clerk_page("Reports: choose a cycle", Desk::Clerk, json!([])) },
         "/review/reports/{cycle}": { "get": clerk_page("A cycle's reports", Desk::Clerk,
             json!([cycle, query_param("month", "Month shown, YYYY-MM")])) },

@@ -53,10 +53,14 @@ pub struct DeviceStateRow {
     pub held_seq: i64,
 }
 
-impl Store {
-    /// Refused reads, newest first (at most `limit`), of one device or all.
-    pub fn refused_reads(&self, device: Option<&str>, limit: usize) -> Result<Vec<RefusedReadRow>> {
-        let mut st = self.conn().prepare(
+/// Refused reads, newest first (at most `limit`), of one device or all.
+pub fn refused_reads_in(
+    conn: &rusqlite::Connection,
+    device: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RefusedReadRow>> {
+    {
+        let mut st = conn.prepare(
             "SELECT refusal_id, device_id, state_id, device_seq, batch_id, reason, detail, meter_id,
                     read_json, existing_read_id, first_at, last_at, times
                FROM refused_reads WHERE ?1 IS NULL OR device_id = ?1
@@ -82,10 +86,12 @@ impl Store {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
 
-    /// The handheld states seen, newest first, with what each holds.
-    pub fn device_states(&self) -> Result<Vec<DeviceStateRow>> {
-        let mut st = self.conn().prepare(
+/// The handheld states seen, the latest first per device, with what each holds.
+pub fn device_states_in(conn: &rusqlite::Connection) -> Result<Vec<DeviceStateRow>> {
+    {
+        let mut st = conn.prepare(
             "SELECT s.device_id, s.state_id, s.first_seen_at, s.last_seen_at, s.via, s.firmware_version,
                     (SELECT count(*) FROM field_reads f
                       WHERE f.device_id = s.device_id AND f.device_state = s.state_id),
@@ -107,6 +113,35 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// The registered handhelds (connection form of [`Store::devices`]).
+pub fn devices_in(conn: &rusqlite::Connection) -> Result<Vec<Device>> {
+    let mut st = conn.prepare(
+        "SELECT device_id, registered_at, retired, last_seen_at, firmware_version FROM devices ORDER BY device_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Device {
+            device_id: r.get(0)?,
+            registered_at: r.get(1)?,
+            retired: r.get(2)?,
+            last_seen_at: r.get(3)?,
+            firmware_version: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+impl Store {
+    /// Refused reads, newest first (at most `limit`), of one device or all.
+    pub fn refused_reads(&self, device: Option<&str>, limit: usize) -> Result<Vec<RefusedReadRow>> {
+        refused_reads_in(self.conn(), device, limit)
+    }
+
+    /// The handheld states seen, the latest first per device.
+    pub fn device_states(&self) -> Result<Vec<DeviceStateRow>> {
+        device_states_in(self.conn())
     }
 
     /// Registers a handheld with the SHA-256 of its secret. Refuses an id already registered.
@@ -185,19 +220,7 @@ impl Store {
     }
 
     pub fn devices(&self) -> Result<Vec<Device>> {
-        let mut st = self.conn().prepare(
-            "SELECT device_id, registered_at, retired, last_seen_at, firmware_version FROM devices ORDER BY device_id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Device {
-                device_id: r.get(0)?,
-                registered_at: r.get(1)?,
-                retired: r.get(2)?,
-                last_seen_at: r.get(3)?,
-                firmware_version: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        devices_in(self.conn())
     }
 
     /// Assigns a cycle's route to a device (replacing an earlier assignment of that route).

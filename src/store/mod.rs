@@ -30,7 +30,10 @@ pub(crate) use devices::{
     open_cycle_of_device, record_refusal, record_upload_batch, route_assignments, routes_of_device,
     upload_batch_in,
 };
-pub use devices::{Device, DeviceStateRow, NewRefusal, RefusedReadRow, UploadBatch, Via};
+pub use devices::{
+    device_states_in, devices_in, refused_reads_in, Device, DeviceStateRow, NewRefusal,
+    RefusedReadRow, UploadBatch, Via,
+};
 pub(crate) use district::{
     account_in, codes_in, date_text, history_of_account_in, meter_in, parse_date, routes_in,
     DistrictTx,

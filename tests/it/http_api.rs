@@ -1191,6 +1191,38 @@ async fn a_reused_sequence_number_or_batch_id_with_other_content_is_refused_and_
     let r = send(&app, upload(&token, &wiped)).await;
     assert_eq!(r.json()["stored"], json!(1), "{}", r.body);
     assert_eq!(device_reads(&state, "HH-05").await, 3);
+
+    // A clerk sees both states of the handheld and what it sent that was refused, and can download it.
+    let (clerk, _) = serve::sign_in_session_for_tests(&state, "carla", UserRole::Clerk).await;
+    let page = send(
+        &app,
+        get("/review/handhelds?device=HH-05")
+            .header(header::COOKIE, &clerk)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for text in [
+        "Restarted 1 time(s)",
+        "sequence number used twice",
+        "batch id used twice",
+        &format!("meter {}", b.0),
+        "The read held under that number",
+    ] {
+        assert!(page.body.contains(text), "{text} missing from the page");
+    }
+    let csv = send(
+        &app,
+        get("/review/handhelds/refused.csv")
+            .header(header::COOKIE, &clerk)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with("last_sent,"), "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 1 + logged.len());
 }
 
 #[tokio::test]
