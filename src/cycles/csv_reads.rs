@@ -238,6 +238,8 @@ pub fn import_reads(
                 }
             }
             Disposition::AlreadyReceived | Disposition::SameAsEarlier => report.already_in += 1,
+            // Only a handheld's read repeats an earlier one (a file's reads carry no device).
+            Disposition::Repeat { .. } => report.accepted += 1,
             // `ingest` refuses a batch with a refused read whole; the bounds above catch them first.
             Disposition::Refused(r) => {
                 return Err(malformed(&name, line, "read_at", r.detail.clone()));

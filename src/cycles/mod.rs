@@ -246,7 +246,8 @@ pub fn cycle_status_in(conn: &rusqlite::Connection, cycle_id: &str) -> Result<Cy
             continue;
         };
         match r.status {
-            ReadStatus::Flagged | ReadStatus::Held => p.flagged += 1,
+            // A superseded read is no open exception (its replacement is the meter's read).
+            ReadStatus::Flagged | ReadStatus::Held if r.superseded_by.is_none() => p.flagged += 1,
             ReadStatus::Resolved => p.resolved += 1,
             _ => {}
         }
@@ -279,8 +280,16 @@ pub enum Disposition {
     },
     /// The same (device, sequence) was stored before: a re-sent read, not stored again.
     AlreadyReceived,
-    /// The same value for the same meter is already in this cycle: deduplicated silently.
+    /// The same value for the same meter is already in this cycle, and the read is not a
+    /// handheld's (a reads CSV imported again): nothing new, not stored.
     SameAsEarlier,
+    /// A handheld's read with the same reading as a read already in the cycle for its meter, but
+    /// not the same read (another time, note, code or sequence number): stored, with what it
+    /// carries, superseded by the earlier read (which stays the meter's read; no `duplicate`).
+    Repeat {
+        /// The read already in the cycle.
+        of: i64,
+    },
     /// Not stored ([`intake`]): a reused sequence number with different content, a read time out of
     /// bounds, an off-route read the District refuses. `read_id` of the outcome is the read already
     /// held under the sequence number for a `seq_conflict`, else 0.
@@ -897,14 +906,16 @@ pub fn store_judged(
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(same) = before
+        let same = before
             .iter()
             .find(|e| vee::same_reading(e.raw, &read.raw_reading))
-        {
-            out.push(outcome(same.read_id, Disposition::SameAsEarlier));
+            .map(|e| e.read_id);
+        if let (Some(same), None) = (same, &read.device) {
+            // The office's own data again (a reads CSV imported twice): nothing new to keep.
+            out.push(outcome(same, Disposition::SameAsEarlier));
             continue;
         }
-        if let Some(first) = before.first() {
+        if let (Some(first), None) = (before.first(), same) {
             vee::mark_duplicate(&mut d, first.raw);
         }
         let read_type = confirmed_direction(read.read_type, &d.flags);
@@ -937,6 +948,28 @@ pub fn store_judged(
             },
             &follow_ups,
         )?;
+        if let Some(same) = same {
+            // A handheld's second read of the meter with the same reading but not the same read
+            // (another time, note, code or number): kept, with what it carries, behind the read
+            // already in the cycle, which stays the meter's read.
+            crate::store::review::set_superseded(tx, read_id, same)?;
+            out.push(outcome(read_id, Disposition::Repeat { of: same }));
+            if let Some(dev) = &read.device {
+                seen_devices
+                    .entry((dev.device_id.as_str(), dev.state_id))
+                    .or_default()
+                    .insert(
+                        dev.seq,
+                        sql::HeldRead {
+                            read_id,
+                            content: Some(dev.content),
+                            meter_id: read.meter_id.clone(),
+                            raw_reading: read.raw_reading.clone(),
+                        },
+                    );
+            }
+            continue;
+        }
         if !off_route {
             if let Some(v) = earlier.get_mut(read.meter_id.as_str()) {
                 for e in v.iter().filter(|e| e.off_route_pending) {

@@ -625,6 +625,12 @@ impl Upload {
             for o in outcomes {
                 let at = self.judged_at[indexes[o.index]];
                 let read = &self.reads[at];
+                // The read an order is completed with: a repeat of the reading already in the
+                // cycle confirms that read (a re-read that found the same value).
+                let completing = match o.disposition {
+                    Disposition::Repeat { of } => of,
+                    _ => o.read_id,
+                };
                 match o.disposition {
                     Disposition::Stored { status, .. } => {
                         receipt.stored += 1;
@@ -637,6 +643,8 @@ impl Upload {
                         continue; // its order was completed when it was stored
                     }
                     Disposition::SameAsEarlier => receipt.already_received += 1,
+                    // Stored behind the earlier read of the same reading: nothing it carried is lost.
+                    Disposition::Repeat { .. } => receipt.stored += 1,
                     Disposition::Refused(refusal) => {
                         let held = (o.read_id != 0).then_some(o.read_id);
                         refusals.push((at, refusal, held));
@@ -644,7 +652,7 @@ impl Upload {
                     }
                 }
                 if let Some(order) = &read.order {
-                    complete_order(conn, device, read, order, o.read_id, now)?;
+                    complete_order(conn, device, read, order, completing, now)?;
                 }
             }
         }

@@ -240,7 +240,8 @@ fn the_same_value_again_is_deduplicated_and_a_resent_device_read_is_not_stored_t
         .iter()
         .all(|o| o.disposition == Disposition::AlreadyReceived));
     assert_eq!(again[0].read_id, first[0].read_id);
-    // Same value from another device (keyed again, leading zero dropped): silently the same read.
+    // Same value from another handheld (keyed again, leading zero dropped): not the same read, so
+    // kept, behind the read already in the cycle, which stays the meter's read.
     let same = cycles::ingest(
         &mut s,
         &cfg,
@@ -249,8 +250,21 @@ fn the_same_value_again_is_deduplicated_and_a_resent_device_read_is_not_stored_t
         now(),
     )
     .unwrap();
-    assert_eq!(same[0].disposition, Disposition::SameAsEarlier);
-    assert_eq!(read_count(&s), 2);
+    assert_eq!(
+        same[0].disposition,
+        Disposition::Repeat {
+            of: first[0].read_id
+        }
+    );
+    assert_eq!(read_count(&s), 3);
+    let reads = s.cycle_reads("2026-11").unwrap();
+    let repeat = reads.iter().find(|r| r.read_id == same[0].read_id).unwrap();
+    assert_eq!(repeat.superseded_by, Some(first[0].read_id));
+    assert!(repeat.flags.iter().all(|f| f.kind != FlagKind::Duplicate));
+    // The same value in a reads file (no handheld): the office's own data again, not stored.
+    let file = cycles::ingest(&mut s, &cfg, "2026-11", &[read("M1", "5013", None)], now()).unwrap();
+    assert_eq!(file[0].disposition, Disposition::SameAsEarlier);
+    assert_eq!(read_count(&s), 3);
 }
 
 #[test]

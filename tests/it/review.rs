@@ -1137,9 +1137,19 @@ async fn a_reread_that_finds_the_same_reading_leaves_the_read_confirmed_for_the_
         .body
         .contains("found the same reading: it stands, confirmed"));
     assert_eq!(desk.status_of(high), "flagged", "the clerk still decides");
+    // The handheld's read is kept (its time, reader, codes), behind the read it confirms.
     assert_eq!(
-        desk.count("SELECT count(*) FROM field_reads WHERE superseded_by IS NOT NULL"),
-        0
+        desk.count(&format!(
+            "SELECT count(*) FROM field_reads WHERE superseded_by = {high} AND device_id IS NOT NULL"
+        )),
+        1
+    );
+    assert_eq!(
+        desk.count(&format!(
+            "SELECT count(*) FROM field_reads WHERE superseded_by IS NOT NULL AND read_id = {high}"
+        )),
+        0,
+        "the read it confirms stays the meter's read"
     );
 }
 
