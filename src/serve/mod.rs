@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(device_api::router(cfg.max_upload_bytes))
         .merge(crate::review::router())
         .merge(crate::billing::router())
+        .merge(crate::field::router())
         .fallback(not_found)
         // Extractors (Form, Json, Bytes) stop at this unless a route raises it (the read upload).
         .layer(DefaultBodyLimit::max(cfg.max_form_bytes))
@@ -290,7 +291,10 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
                 "device_id\tregistered_at\tstatus\tlast_seen_at\tfirmware\tstates\tlatest_state\trefused_reads"
             );
             for d in store.devices()? {
-                let mine: Vec<_> = states.iter().filter(|s| s.device_id == d.device_id).collect();
+                let mine: Vec<_> = states
+                    .iter()
+                    .filter(|s| s.device_id == d.device_id)
+                    .collect();
                 crate::cli::say!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     d.device_id,
@@ -300,7 +304,10 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
                     d.firmware_version.as_deref().unwrap_or("-"),
                     mine.len(),
                     mine.first().map_or("-", |s| s.state_id.as_str()),
-                    refused.iter().filter(|r| r.device_id == d.device_id).count(),
+                    refused
+                        .iter()
+                        .filter(|r| r.device_id == d.device_id)
+                        .count(),
                 );
             }
             if !refused.is_empty() {
