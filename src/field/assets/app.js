@@ -529,7 +529,7 @@ async function keyReading() {
         say("key-message", "Key the new meter's initial reading: digits only.");
         return;
       }
-      completion = { ...completion, new_meter_id: newMeter, new_meter_initial: Number(initial) };
+      completion = { ...completion, new_meter_id: newMeter, new_meter_initial: BigInt(initial).toString() };
     }
   }
   const day = dayOf(districtNow(data.clock));

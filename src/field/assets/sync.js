@@ -57,12 +57,15 @@ export function newStateId() {
   return Array.from(words, (w) => w.toString(16).padStart(8, "0")).join("");
 }
 
-/** JSON with BigInt values written as plain JSON numbers (readings of registers with many dials). */
+/** Fields kept as decimal strings on the phone and sent as JSON numbers (a register's readings may
+ * have more digits than a JavaScript number holds exactly). */
+const RAW_NUMBERS = new Set(["reading", "new_meter_initial"]);
+
+/** JSON with the readings (decimal strings on the phone) written as plain JSON numbers. */
 export function toJson(value) {
-  return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? `\u0000big:${v}` : v)).replace(
-    /"\\u0000big:(-?\d+)"/g,
-    "$1",
-  );
+  return JSON.stringify(value, (k, v) =>
+    RAW_NUMBERS.has(k) && typeof v === "string" && /^\d{1,20}$/.test(v) ? `\u0000raw:${v}` : v,
+  ).replace(/"\\u0000raw:(\d+)"/g, "$1");
 }
 
 /** 64-bit FNV-1a of a string's UTF-8 bytes, as 16 hex digits. */
@@ -83,9 +86,9 @@ export function batchId(deviceId, stateId, salt, reads) {
   return `${deviceId}-${fnv1a64(`${stateId}|${salt}|${toJson(reads)}`)}${salt ? `-${salt}` : ""}`;
 }
 
-/** The read as the API carries it (`reading` as a BigInt, written as a JSON number). */
+/** The read as the API carries it (numbers in decimal strings written as JSON numbers by `toJson`). */
 function wireRead(r) {
-  return { ...r.read, device_seq: r.seq, reading: BigInt(r.read.reading) };
+  return { ...r.read, device_seq: r.seq };
 }
 
 /** The District's local time now, from the gateway's clock (`server_time` at the last hello). */
