@@ -301,7 +301,7 @@ fn a_reader_pairs_a_phone_reads_twenty_meters_offline_and_every_read_is_stored_o
             }
             Act::Read(r) => {
                 wd.type_into(&wd.find("#reading"), &r.to_string());
-                if i == 0 {
+                if i == 1 {
                     wd.screenshot(&shots.join("keying.png"));
                 }
                 wd.click(&wd.find("#save"));
