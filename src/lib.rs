@@ -13,6 +13,7 @@ pub mod config;
 pub mod cycles;
 pub mod demo;
 pub mod domain;
+pub mod field;
 pub mod review;
 pub mod serve;
 pub mod store;

@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(device_api::router(cfg.max_upload_bytes))
         .merge(crate::review::router())
         .merge(crate::billing::router())
+        .merge(crate::field::router())
         .fallback(not_found)
         // Extractors (Form, Json, Bytes) stop at this unless a route raises it (the read upload).
         .layer(DefaultBodyLimit::max(cfg.max_form_bytes))

@@ -200,6 +200,11 @@ pub fn document() -> Value {
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), desk_paths()) {
         paths.extend(more);
     }
+    if let (Some(paths), Value::Object(more)) =
+        (doc["paths"].as_object_mut(), crate::field::openapi_paths())
+    {
+        paths.extend(more);
+    }
     doc
 }
 

@@ -248,13 +248,14 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// chromedriver and a browser session, or `None` (the test is skipped) without a browser outside CI.
-struct Browser {
-    wd: WebDriver,
+pub(crate) struct Browser {
+    pub(crate) wd: WebDriver,
     _profile: tempfile::TempDir,
     _driver: KillOnDrop,
 }
 
-fn browser(window: &str) -> Option<Browser> {
+/// Chromium and chromedriver, or `None` (the test is skipped) when they are missing outside CI.
+pub(crate) fn chromium_and_driver() -> Option<(PathBuf, PathBuf)> {
     let (Some(chromium), Some(driver)) = (
         find_in_path(&["chromium", "chromium-browser", "google-chrome"]),
         find_in_path(&["chromedriver"]),
@@ -267,9 +268,19 @@ fn browser(window: &str) -> Option<Browser> {
         );
         return None;
     };
+    Some((chromium, driver))
+}
+
+/// A headless Chromium session of `window` ("W,H") on the browser profile in `profile` (a profile
+/// used again keeps its storage: a phone restarted), and its chromedriver.
+pub(crate) fn session(
+    (chromium, driver): &(PathBuf, PathBuf),
+    window: &str,
+    profile: &Path,
+) -> (WebDriver, KillOnDrop) {
     let port = free_port();
     let driver = KillOnDrop(
-        Command::new(&driver)
+        Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -285,34 +296,43 @@ fn browser(window: &str) -> Option<Browser> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let profile = tempfile::tempdir().unwrap();
     let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "chrome", "goog:chromeOptions": {
         "binary": chromium.to_string_lossy(),
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--hide-scrollbars", format!("--window-size={window}"),
-                 format!("--user-data-dir={}", profile.path().display())],
+                 format!("--user-data-dir={}", profile.display())],
     }}}});
     let session = http(addr, "POST", "/session", Some(&caps)).expect("a browser session");
-    Some(Browser {
-        wd: WebDriver {
+    (
+        WebDriver {
             addr,
             session: session["sessionId"].as_str().unwrap().to_string(),
         },
+        driver,
+    )
+}
+
+pub(crate) fn browser(window: &str) -> Option<Browser> {
+    let found = chromium_and_driver()?;
+    let profile = tempfile::tempdir().unwrap();
+    let (wd, driver) = session(&found, window, profile.path());
+    Some(Browser {
+        wd,
         _profile: profile,
         _driver: driver,
     })
 }
 
 /// The daemon, in-process on 127.0.0.1:0: its runtime, base URL, and how to stop it.
-struct Daemon {
-    rt: tokio::runtime::Runtime,
-    base: String,
+pub(crate) struct Daemon {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) base: String,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-fn daemon(state: &AppState) -> Daemon {
+pub(crate) fn daemon(state: &AppState) -> Daemon {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -351,7 +371,7 @@ impl Daemon {
             .unwrap();
     }
 
-    fn shut_down(self) {
+    pub(crate) fn shut_down(self) {
         let _ = self.stop.send(());
         self.rt.block_on(self.server).unwrap().unwrap();
     }

@@ -7,6 +7,7 @@ mod cli;
 mod cycles;
 mod demo;
 mod desk_browser;
+mod field_browser;
 mod fixture;
 mod http_api;
 mod review;
