@@ -9,18 +9,21 @@
 use super::auth::{now_local, ClerkUser, DeviceAuth};
 use super::error::AppError;
 use super::AppState;
+use crate::cycles::Refusal;
+use crate::domain::RefusalReason;
 use crate::sync::api::ApiError;
 pub use crate::sync::api::{
     parse_state_id, state_id_text, CodesJson, HelloJson, OrderJson, ReadJson, ReceiptJson,
     RoutesJson, UploadJson, WelcomeJson,
 };
-use crate::sync::{DockStatus, SyncError, UploadReceipt, Uploader, Via};
+use crate::sync::{DockStatus, MalformedRead, SyncError, UploadReceipt, Uploader, Via};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use firmware_protocol::message::{self as msg, limits};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
@@ -50,7 +53,7 @@ fn sync_error(e: SyncError) -> AppError {
         // The device authenticated a moment ago: it was retired in between.
         SyncError::UnknownDevice(_) => AppError::Unauthorized,
         e @ SyncError::NoOpenCycle(_) => AppError::Conflict(e.to_string()),
-        SyncError::TooManyReads { .. } => AppError::PayloadTooLarge,
+        e @ SyncError::TooManyReads { .. } => AppError::TooLarge(e.to_string()),
         e @ SyncError::NoStateId => AppError::BadRequest(e.to_string()),
         SyncError::Cycle(e @ crate::cycles::CycleError::Closed(_)) => {
             AppError::Conflict(e.to_string())
@@ -90,7 +93,8 @@ async fn post_hello(
             )));
         }
     }
-    let now = now_local();
+    // Whole seconds: the protocol's clock (PROTOCOL.md §4).
+    let now = chrono::Timelike::with_nanosecond(&now_local(), 0).unwrap_or_else(now_local);
     let from = Uploader {
         device_id: &device.device_id,
         state_id,
@@ -113,7 +117,7 @@ async fn post_hello(
 async fn post_reads(
     State(state): State<AppState>,
     device: DeviceAuth,
-    body: Result<Json<UploadJson>, JsonRejection>,
+    body: Result<Json<UploadJson<Box<RawValue>>>, JsonRejection>,
 ) -> Result<Json<ReceiptJson>, AppError> {
     let Json(upload) = body?;
     let state_id = parse_state_id(upload.state_id.as_deref())?;
@@ -124,13 +128,20 @@ async fn post_reads(
         ));
     }
     if upload.reads.len() > limits::READS {
-        return Err(AppError::PayloadTooLarge);
+        return Err(AppError::TooLarge(format!(
+            "a batch holds at most {} reads, this one {}",
+            limits::READS,
+            upload.reads.len()
+        )));
     }
-    let reads = upload
-        .reads
-        .iter()
-        .map(ReadJson::to_protocol)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut reads = Vec::with_capacity(upload.reads.len());
+    let mut malformed = Vec::new();
+    for (i, raw) in upload.reads.iter().enumerate() {
+        match take_read(i, raw.get())? {
+            Ok(r) => reads.push(r),
+            Err(m) => malformed.push(m),
+        }
+    }
     // Only the protocol reads wait for the writer: with every handheld uploading at once, a second
     // copy of each batch would double the daemon's memory.
     drop(upload);
@@ -141,7 +152,7 @@ async fn post_reads(
     };
     let receipt: UploadReceipt = state
         .sync
-        .upload(from, Some(&batch), reads, now_local())
+        .upload_with_malformed(from, Some(&batch), reads, malformed, now_local())
         .await
         .map_err(sync_error)?;
     if let Some(message) = receipt.batch_conflict {
@@ -163,6 +174,55 @@ async fn post_reads(
         already_received: receipt.already_received,
         refused: receipt.refused,
         held_seq: receipt.held_seq,
+    }))
+}
+
+/// One read of an upload as it came: the protocol read, or, when a field cannot be what the
+/// protocol says (a `device_seq` out of range, a read time that is no date, an unknown read type, an
+/// unknown field...), a refusal of that read alone (PROTOCOL.md §4.2). A read without a usable
+/// `device_seq` cannot be named in the receipt: the batch is refused (400).
+fn take_read(index: usize, text: &str) -> Result<Result<msg::Read, MalformedRead>, AppError> {
+    let parsed = serde_json::from_str::<ReadJson>(text);
+    if let Ok(j) = &parsed {
+        if let Ok(r) = j.to_protocol() {
+            return Ok(Ok(r));
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| AppError::BadRequest(format!("read #{}: {e}", index + 1)))?;
+    let Some(seq) = value.get("device_seq").and_then(serde_json::Value::as_u64) else {
+        return Err(AppError::BadRequest(format!(
+            "read #{}: no device_seq (a whole number): the read cannot be named",
+            index + 1
+        )));
+    };
+    let meter_id = value
+        .get("meter_id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(limits::ID)
+        .collect::<String>();
+    let time_ok = value
+        .get("read_time")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|t| t.parse::<chrono::NaiveDateTime>().is_ok());
+    let (reason, why) = match parsed {
+        Err(e) if !time_ok => (RefusalReason::BadTime, format!("read_time: {e}")),
+        Err(e) => (RefusalReason::BadRead, e.to_string()),
+        Ok(j) => (
+            RefusalReason::BadRead,
+            j.to_protocol().err().map(|e| e.0).unwrap_or_default(),
+        ),
+    };
+    Ok(Err(MalformedRead {
+        device_seq: seq,
+        meter_id: meter_id.clone(),
+        refusal: Refusal {
+            reason,
+            detail: format!("read {seq} (meter {meter_id}) refused as it came: {why}"),
+        },
+        read_json: text.chars().take(4 * limits::NOTE + 1024).collect(),
     }))
 }
 

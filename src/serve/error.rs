@@ -29,6 +29,9 @@ pub enum AppError {
     ConflictCode { code: &'static str, message: String },
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// Too large in a way the message explains (413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     /// Anything the client cannot fix: logged, answered as a bare 500.
@@ -49,7 +52,7 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) | AppError::ConflictCode { .. } => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge | AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

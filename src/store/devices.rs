@@ -386,14 +386,14 @@ pub(crate) fn complete_field_order(
     Ok(n > 0)
 }
 
-/// An HTTP upload batch as first answered: the digest of its reads and what was said of them.
+/// An HTTP upload batch as first answered: the digest of its reads and the answer given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadBatch {
     pub content: Option<[u8; 32]>,
     pub reads: u64,
     pub up_to_seq: Option<u64>,
-    /// The refused reads of the answer, as JSON (`[{"device_seq", "reason", "detail"}]`).
-    pub refused_json: String,
+    /// The answer given, as JSON (the sync engine's receipt).
+    pub answer_json: String,
 }
 
 /// Records the answer given to an upload batch (same savepoint as its reads).
@@ -406,7 +406,7 @@ pub(crate) fn record_upload_batch(
     now: NaiveDateTime,
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO upload_batches (device_id, state_id, batch_id, content, received_at, reads, up_to_seq, refused)
+        "INSERT INTO upload_batches (device_id, state_id, batch_id, content, received_at, reads, up_to_seq, answer)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             device_id,
@@ -416,7 +416,7 @@ pub(crate) fn record_upload_batch(
             time_text(now),
             batch.reads as i64,
             batch.up_to_seq.map(state_int),
-            batch.refused_json,
+            batch.answer_json,
         ],
     )?;
     Ok(())
@@ -432,7 +432,7 @@ pub(crate) fn upload_batch_in(
 ) -> Result<Option<UploadBatch>> {
     Ok(conn
         .query_row(
-            "SELECT content, reads, up_to_seq, refused FROM upload_batches
+            "SELECT content, reads, up_to_seq, answer FROM upload_batches
               WHERE device_id = ?1 AND state_id = ?2 AND batch_id = ?3",
             params![device_id, state_int(state_id), batch_id],
             |r| {
@@ -441,7 +441,7 @@ pub(crate) fn upload_batch_in(
                     content: content.and_then(|c| c.try_into().ok()),
                     reads: r.get::<_, i64>(1)? as u64,
                     up_to_seq: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                    refused_json: r.get(3)?,
+                    answer_json: r.get(3)?,
                 })
             },
         )

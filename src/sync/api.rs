@@ -52,9 +52,12 @@ pub struct OrderJson {
     pub new_meter_initial: Option<u64>,
 }
 
+/// The body of `POST /api/v1/device/reads`. The daemon takes each read as it came (`R` a raw JSON
+/// value) and parses it alone, so that a malformed read is refused by itself; clients send
+/// [`ReadJson`]s.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct UploadJson {
+pub struct UploadJson<R = ReadJson> {
     /// The handheld's state identity: 1–16 hex digits, not zero (PROTOCOL.md §4.1). Required: a
     /// request without it is a protocol-1 client and is refused.
     #[serde(default)]
@@ -62,7 +65,7 @@ pub struct UploadJson {
     /// Chosen by the handheld; a retried POST with the same id and the same reads gets the first
     /// answer and stores nothing; the same id with other reads is refused (409 `batch_conflict`).
     pub batch_id: String,
-    pub reads: Vec<ReadJson>,
+    pub reads: Vec<R>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -122,6 +122,11 @@ pub enum Note {
     Finished {
         device: String,
     },
+    /// The handheld ended the session early with `Bye` (cancelled, shutting down, error...).
+    Ended {
+        device: String,
+        reason: String,
+    },
     /// A handheld that had said `Hello` is gone (link down, or its endpoint restarted).
     Disconnected {
         device: String,
@@ -548,14 +553,22 @@ impl DockSession {
                 self.notes.push_back(Note::PeerError(text));
             }
             (_, Message::Bye { reason }) => {
-                self.phase = if reason == ByeReason::Done && self.phase == Phase::Closing {
-                    Phase::Done
-                } else {
-                    Phase::AwaitHello
-                };
+                let done = reason == ByeReason::Done && self.phase == Phase::Closing;
+                self.phase = if done { Phase::Done } else { Phase::AwaitHello };
                 self.deadline = None;
+                // A session the handheld ended early (cancelled, shutting down, an error) is not
+                // a finished docking: what was not acknowledged stays on it.
+                self.awaiting_accept = None;
+                self.offered.clear();
                 if let Some(device) = self.device.clone() {
-                    self.notes.push_back(Note::Finished { device });
+                    self.notes.push_back(if done {
+                        Note::Finished { device }
+                    } else {
+                        Note::Ended {
+                            device,
+                            reason: reason.name().unwrap_or("unknown").to_string(),
+                        }
+                    });
                 }
                 self.set_state(if self.phase == Phase::Done {
                     "done"

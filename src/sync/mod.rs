@@ -111,7 +111,7 @@ impl From<GroupedError<SyncError>> for SyncError {
 }
 
 /// What became of an upload, once it is durably committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UploadReceipt {
     /// Every read of the batch with `device_seq` up to this one is stored or, when listed in
     /// `refused`, durably logged as refused: the handheld may delete them, except the refused reads
@@ -196,12 +196,28 @@ impl SyncService {
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
+        self.upload_with_malformed(from, batch_id, reads, Vec::new(), now)
+            .await
+    }
+
+    /// [`SyncService::upload`] of a batch that also carried reads the protocol cannot express (a
+    /// malformed field in an HTTP upload): those are refused as they came, their content logged,
+    /// and listed in the receipt with the others.
+    pub async fn upload_with_malformed(
+        &self,
+        from: Uploader<'_>,
+        batch_id: Option<&str>,
+        reads: Vec<msg::Read>,
+        malformed: Vec<MalformedRead>,
+        now: NaiveDateTime,
+    ) -> Result<UploadReceipt, SyncError> {
         let _in_flight = self
             .in_flight
             .acquire()
             .await
             .map_err(|_| DbError::Stopped)?;
         let mut upload = self.upload_of(from, batch_id, reads, now)?;
+        upload.add_malformed(malformed);
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
             upload.judged = Some((epoch, self.db.read(upload.judging()).await?));
@@ -264,6 +280,7 @@ impl SyncService {
             reads,
             contents,
             early,
+            malformed: Vec::new(),
             judged_at,
             domain,
             now,
@@ -328,6 +345,17 @@ impl SyncService {
     pub fn codes_blocking(&self) -> Result<Vec<RouteCode>, SyncError> {
         self.db.call_blocking(codes_in)?
     }
+}
+
+/// A read of an HTTP upload that is not a read the protocol can express (a `device_seq` out of
+/// range, a read time that is no date, an unknown read type...): refused as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedRead {
+    pub device_seq: u64,
+    pub meter_id: String,
+    pub refusal: Refusal,
+    /// The read as it came (JSON).
+    pub read_json: String,
 }
 
 /// Who sends an upload: the device, its state identity, and how it is connected.
@@ -406,6 +434,8 @@ struct Upload {
     contents: Vec<[u8; 32]>,
     /// Reads refused before judging (a time that is no calendar time), by position in `reads`.
     early: Vec<(usize, Refusal)>,
+    /// Reads the protocol could not express at all (HTTP), refused as they came.
+    malformed: Vec<MalformedRead>,
     /// The position in `reads` of each read judged (`domain`).
     judged_at: Vec<usize>,
     /// The judged reads as the domain sees them, until a reader takes them to judge
@@ -526,6 +556,22 @@ impl Upload {
         self.store_parts(conn, parts)
     }
 
+    /// Adds reads refused as they came; the batch's digest covers them too.
+    fn add_malformed(&mut self, malformed: Vec<MalformedRead>) {
+        if malformed.is_empty() {
+            return;
+        }
+        if let Some((_, content)) = &mut self.batch {
+            let mut h = Sha256::new();
+            h.update(*content);
+            for m in &malformed {
+                h.update(Sha256::digest(m.read_json.as_bytes()));
+            }
+            *content = h.finalize().into();
+        }
+        self.malformed = malformed;
+    }
+
     /// The judged reads again, for judging on the writer (a reader took them).
     fn rebuild_domain(&self) -> Vec<FieldRead> {
         self.judged_at
@@ -553,17 +599,13 @@ impl Upload {
     ) -> Result<UploadReceipt, SyncError> {
         let held_seq = crate::store::held_seq(conn, &self.device, self.state_id)?;
         if before.content == Some(content) {
-            let refused: Vec<RefusedRead> =
-                serde_json::from_str(&before.refused_json).unwrap_or_default();
-            return Ok(UploadReceipt {
-                up_to_seq: before.up_to_seq,
-                stored: 0,
-                flagged: 0,
-                already_received: (before.reads as usize).saturating_sub(refused.len()),
-                refused,
-                held_seq,
-                batch_conflict: None,
-            });
+            // The same reads again: the first answer again (with what is held now).
+            let mut first: UploadReceipt =
+                serde_json::from_str(&before.answer_json).map_err(|e| {
+                    StoreError::Invalid(format!("the answer kept for batch {batch_id}: {e}"))
+                })?;
+            first.held_seq = held_seq;
+            return Ok(first);
         }
         let detail = format!(
             "batch {batch_id} was received before with {} other read(s): a batch id names one list of \
@@ -607,7 +649,12 @@ impl Upload {
     ) -> Result<UploadReceipt, SyncError> {
         let (device, now) = (self.device.as_str(), self.now);
         let mut receipt = UploadReceipt {
-            up_to_seq: self.reads.iter().map(|r| r.device_seq).max(),
+            up_to_seq: self
+                .reads
+                .iter()
+                .map(|r| r.device_seq)
+                .chain(self.malformed.iter().map(|m| m.device_seq))
+                .max(),
             stored: 0,
             flagged: 0,
             already_received: 0,
@@ -682,9 +729,36 @@ impl Upload {
                 detail: refusal.detail,
             });
         }
+        for m in &self.malformed {
+            let content: [u8; 32] = Sha256::digest(m.read_json.as_bytes()).into();
+            crate::store::record_refusal(
+                conn,
+                &NewRefusal {
+                    device_id: device,
+                    state_id: self.state_id,
+                    device_seq: Some(m.device_seq),
+                    batch_id: self.batch.as_ref().map(|(b, _)| b.as_str()),
+                    reason: m.refusal.reason,
+                    detail: &m.refusal.detail,
+                    meter_id: &m.meter_id,
+                    read_json: &m.read_json,
+                    content: &content,
+                    existing_read_id: None,
+                },
+                now,
+            )?;
+            tracing::warn!(device, seq = m.device_seq, reason = %m.refusal.reason, detail = %m.refusal.detail, "read refused as it came");
+            receipt.refused.push(RefusedRead {
+                device_seq: m.device_seq,
+                reason: m.refusal.reason.as_str().to_string(),
+                detail: m.refusal.detail.clone(),
+            });
+        }
+        receipt.refused.sort_by_key(|r| r.device_seq);
         receipt.held_seq = crate::store::held_seq(conn, device, self.state_id)?;
         if let Some((batch_id, content)) = &self.batch {
-            let refused_json = serde_json::to_string(&receipt.refused).unwrap_or_default();
+            let answer_json = serde_json::to_string(&receipt)
+                .map_err(|e| StoreError::Invalid(format!("the answer to batch {batch_id}: {e}")))?;
             crate::store::record_upload_batch(
                 conn,
                 device,
@@ -694,7 +768,7 @@ impl Upload {
                     content: Some(*content),
                     reads: self.reads.len() as u64,
                     up_to_seq: receipt.up_to_seq,
-                    refused_json,
+                    answer_json,
                 },
                 now,
             )?;

@@ -354,6 +354,9 @@ fn log_notes(session: &mut DockSession, dock: &str) {
                 tracing::info!(dock, transfer_id, from, "upload resumes")
             }
             Note::Finished { device } => tracing::info!(dock, %device, "docking finished"),
+            Note::Ended { device, reason } => {
+                tracing::info!(dock, %device, %reason, "handheld ended the docking early")
+            }
             Note::Disconnected { device, phase } => {
                 tracing::info!(dock, %device, phase = phase.as_str(), "handheld gone")
             }

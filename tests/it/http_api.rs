@@ -685,8 +685,9 @@ async fn a_handheld_syncs_over_http_and_a_reposted_batch_is_not_stored_twice() {
     let receipt2 = again.json();
     assert_eq!(receipt2["up_to_seq"], receipt["up_to_seq"]);
     assert_eq!(receipt2["batch_id"], receipt["batch_id"]);
-    assert_eq!(receipt2["stored"], json!(0));
-    assert_eq!(receipt2["already_received"], json!(n));
+    // The first answer again, word for word; nothing stored twice.
+    assert_eq!(receipt2, receipt);
+    assert_eq!(device_reads(&state, "HH-07").await, n);
     // The same reads under a new batch id are recognised by device sequence.
     let renamed = json!({ "state_id": "a1", "batch_id": "HH-07-0002", "reads": batch["reads"] });
     let third = send(&app, upload(&token, &renamed)).await;
@@ -712,63 +713,91 @@ async fn an_unknown_device_or_a_wrong_secret_is_refused() {
 }
 
 #[tokio::test]
-async fn a_malformed_batch_is_refused_with_the_reason_and_stores_nothing() {
+async fn a_malformed_read_is_refused_alone_and_a_malformed_batch_whole() {
     let (state, _) = district().await;
     let app = serve::router(state.clone());
     let token = serve::device_token_for_tests(&state, "HH-03").await;
-    let read = |t: &str| {
-        json!({ "device_seq": 1, "meter_id": "M1", "reading": 5, "read_time": "2026-10-06T09:00:00",
+    let meters = route_meters(&app, &token).await;
+    let (m, prev) = meters[0].clone();
+    let read = |seq: u64, t: &str| {
+        json!({ "device_seq": seq, "meter_id": m, "reading": prev + 3, "read_time": "2026-10-06T09:00:00",
                 "read_type": t, "method": "keyed", "reader_id": "JD" })
     };
-    let r = send(
-        &app,
-        upload(
-            &token,
-            &json!({ "state_id": "a1", "batch_id": "b1", "reads": [read("regular"), read("psychic")] }),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["error"].as_str().unwrap().contains("psychic"));
-    let r = send(
-        &app,
-        upload(
-            &token,
-            &json!({ "state_id": "a1", "batch_id": "", "reads": [] }),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    // A protocol-1 client (no state id) is told what it lacks.
-    let r = send(
-        &app,
-        upload(
-            &token,
-            &json!({ "batch_id": "b2", "reads": [read("regular")] }),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("state_id is required"));
-    // A sequence number the store cannot keep is a malformed read (400), not a server error.
-    let mut huge = read("regular");
+    // Reads the protocol cannot express are refused one by one (kept for the office, named in the
+    // receipt, as a cradle's dock does), the others taken: an unknown read type, a sequence number
+    // the store cannot keep, a date that does not exist, an unknown field.
+    let mut huge = read(2, "regular");
     huge["device_seq"] = json!(u64::MAX);
-    let r = send(
-        &app,
-        upload(
-            &token,
-            &json!({ "state_id": "a1", "batch_id": "b3", "reads": [huge] }),
+    let mut no_date = read(3, "regular");
+    no_date["read_time"] = json!("2026-02-30T09:00:00");
+    let mut extra = read(4, "regular");
+    extra["colour"] = json!("blue");
+    let body = json!({ "state_id": "a1", "batch_id": "b1",
+                       "reads": [read(1, "regular"), read(5, "psychic"), huge, no_date, extra] });
+    let r = send(&app, upload(&token, &body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let receipt = r.json();
+    assert_eq!(receipt["stored"], json!(1), "{receipt}");
+    let refused: Vec<(u64, String, String)> = receipt["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["device_seq"].as_u64().unwrap(),
+                x["reason"].as_str().unwrap().to_string(),
+                x["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reasons: Vec<(u64, &str)> = refused.iter().map(|(s, r, _)| (*s, r.as_str())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (3, "bad_time"),
+            (4, "bad_read"),
+            (5, "bad_read"),
+            (u64::MAX, "bad_read")
+        ],
+        "{refused:?}"
+    );
+    assert!(refused[2].2.contains("psychic"), "{refused:?}");
+    assert!(refused[1].2.contains("colour"), "{refused:?}");
+    assert_eq!(receipt["up_to_seq"], json!(u64::MAX));
+    assert_eq!(device_reads(&state, "HH-03").await, 1);
+    let logged = state
+        .db
+        .call(|s| s.refused_reads(Some("HH-03"), 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(logged.len(), 4);
+    assert!(logged.iter().any(|l| l.read_json.contains("2026-02-30")));
+    // What cannot be named is refused whole, and says why.
+    for (body, why) in [
+        (
+            json!({ "state_id": "a1", "batch_id": "", "reads": [] }),
+            "batch_id",
         ),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.json()["error"].as_str().unwrap().contains("device_seq"));
-    let r = send(&app, upload(&token, &json!({ "reads": [] }))).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(device_reads(&state, "HH-03").await, 0);
+        (
+            json!({ "batch_id": "b2", "reads": [read(6, "regular")] }),
+            "state_id is required",
+        ),
+        (
+            json!({ "state_id": "a1", "batch_id": "b3", "reads": [{ "meter_id": "M1" }] }),
+            "device_seq",
+        ),
+        (json!({ "reads": [] }), "batch_id"),
+    ] {
+        let r = send(&app, upload(&token, &body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(why),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(device_reads(&state, "HH-03").await, 1);
 }
 
 #[tokio::test]
@@ -1163,7 +1192,8 @@ async fn a_reused_sequence_number_or_batch_id_with_other_content_is_refused_and_
             r.json()["stored"].clone(),
             r.json()["already_received"].clone()
         ),
-        (json!(0), json!(1))
+        (json!(1), json!(0)),
+        "the first answer again"
     );
 
     // Every refusal is logged with the read's content, for a clerk.

@@ -13,8 +13,9 @@ DROP INDEX field_reads_by_device_seq;
 CREATE UNIQUE INDEX field_reads_by_device_seq ON field_reads(device_id, device_state, device_seq)
     WHERE device_id IS NOT NULL;
 
--- HTTP upload batches, now per state id, with the digest of their reads: a repeated batch id is
--- answered as before only when its reads are the same, and refused (409) otherwise.
+-- HTTP upload batches, now per state id, with the digest of their reads and the answer given: a
+-- repeated batch id gets that answer again only when its reads are the same, and is refused (409)
+-- otherwise. Batches taken before protocol 2 keep an answer built from what was recorded.
 CREATE TABLE upload_batches_v7 (
     device_id       TEXT NOT NULL REFERENCES devices(device_id),
     state_id        INTEGER NOT NULL,
@@ -23,11 +24,14 @@ CREATE TABLE upload_batches_v7 (
     received_at     TEXT NOT NULL,
     reads           INTEGER NOT NULL,
     up_to_seq       INTEGER,
-    refused         TEXT NOT NULL DEFAULT '[]',
+    answer          TEXT NOT NULL,
     PRIMARY KEY (device_id, state_id, batch_id)
 ) STRICT, WITHOUT ROWID;
-INSERT INTO upload_batches_v7 (device_id, state_id, batch_id, received_at, reads, up_to_seq)
-    SELECT device_id, 0, batch_id, received_at, reads, up_to_seq FROM upload_batches;
+INSERT INTO upload_batches_v7 (device_id, state_id, batch_id, received_at, reads, up_to_seq, answer)
+    SELECT device_id, 0, batch_id, received_at, reads, up_to_seq,
+           json_object('up_to_seq', up_to_seq, 'stored', 0, 'flagged', 0, 'already_received', reads,
+                       'refused', json('[]'), 'held_seq', 0, 'batch_conflict', NULL)
+      FROM upload_batches;
 DROP TABLE upload_batches;
 ALTER TABLE upload_batches_v7 RENAME TO upload_batches;
 
