@@ -849,7 +849,7 @@ pub fn store_judged(
     }
     let follow_ups = sql::follow_up_codes(tx)?;
     // Reads already stored per handheld state of the batch, by device sequence (re-sent reads).
-    let mut seen_devices: HashMap<(&str, u64), HashMap<u64, sql::HeldRead>> = HashMap::new();
+    let mut seen_devices: HeldByState<'_> = HashMap::new();
     for d in reads.iter().filter_map(|r| r.device.as_ref()) {
         let key = (d.device_id.as_str(), d.state_id);
         if let std::collections::hash_map::Entry::Vacant(e) = seen_devices.entry(key) {
@@ -954,20 +954,7 @@ pub fn store_judged(
             // already in the cycle, which stays the meter's read.
             crate::store::review::set_superseded(tx, read_id, same)?;
             out.push(outcome(read_id, Disposition::Repeat { of: same }));
-            if let Some(dev) = &read.device {
-                seen_devices
-                    .entry((dev.device_id.as_str(), dev.state_id))
-                    .or_default()
-                    .insert(
-                        dev.seq,
-                        sql::HeldRead {
-                            read_id,
-                            content: Some(dev.content),
-                            meter_id: read.meter_id.clone(),
-                            raw_reading: read.raw_reading.clone(),
-                        },
-                    );
-            }
+            hold(&mut seen_devices, read, read_id);
             continue;
         }
         if !off_route {
@@ -978,20 +965,7 @@ pub fn store_judged(
                 v.retain(|e| !e.off_route_pending);
             }
         }
-        if let Some(dev) = &read.device {
-            seen_devices
-                .entry((dev.device_id.as_str(), dev.state_id))
-                .or_default()
-                .insert(
-                    dev.seq,
-                    sql::HeldRead {
-                        read_id,
-                        content: Some(dev.content),
-                        meter_id: read.meter_id.clone(),
-                        raw_reading: read.raw_reading.clone(),
-                    },
-                );
-        }
+        hold(&mut seen_devices, read, read_id);
         if has_later[index] {
             earlier
                 .entry(read.meter_id.as_str())
@@ -1011,6 +985,27 @@ pub fn store_judged(
         ));
     }
     Ok(out)
+}
+
+/// Reads held per handheld state, by sequence number, as [`store_judged`] learns them.
+type HeldByState<'a> = HashMap<(&'a str, u64), HashMap<u64, sql::HeldRead>>;
+
+/// Notes a handheld's read just stored, so a later read of the batch under its number is judged
+/// against it.
+fn hold<'a>(held: &mut HeldByState<'a>, read: &'a FieldRead, read_id: i64) {
+    if let Some(dev) = &read.device {
+        held.entry((dev.device_id.as_str(), dev.state_id))
+            .or_default()
+            .insert(
+                dev.seq,
+                sql::HeldRead {
+                    read_id,
+                    content: Some(dev.content),
+                    meter_id: read.meter_id.clone(),
+                    raw_reading: read.raw_reading.clone(),
+                },
+            );
+    }
 }
 
 /// A read already in the cycle, as [`store_judged`] weighs the next read of its meter against it.

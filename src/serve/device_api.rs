@@ -155,7 +155,7 @@ async fn post_reads(
         .upload_with_malformed(from, Some(&batch), reads, malformed, now_local())
         .await
         .map_err(sync_error)?;
-    if let Some(message) = receipt.batch_conflict {
+    if let Some(message) = receipt.batch_conflict.clone() {
         return Err(AppError::ConflictCode {
             code: "batch_conflict",
             message,
@@ -168,12 +168,7 @@ async fn post_reads(
     );
     Ok(Json(ReceiptJson {
         batch_id: batch,
-        up_to_seq: receipt.up_to_seq,
-        stored: receipt.stored,
-        flagged: receipt.flagged,
-        already_received: receipt.already_received,
-        refused: receipt.refused,
-        held_seq: receipt.held_seq,
+        receipt,
     }))
 }
 

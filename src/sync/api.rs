@@ -68,19 +68,14 @@ pub struct UploadJson<R = ReadJson> {
     pub reads: Vec<R>,
 }
 
+/// The answer to an upload: the batch id and what became of its reads (the sync engine's receipt,
+/// its fields at the top level: `up_to_seq`, `stored`, `flagged`, `already_received`, `refused`,
+/// `held_seq`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReceiptJson {
     pub batch_id: String,
-    /// Every read of the batch with `device_seq` up to this one is stored, or listed in `refused`.
-    /// The handheld may delete them, except those refused `seq_conflict` (send them again under new
-    /// sequence numbers).
-    pub up_to_seq: Option<u64>,
-    pub stored: usize,
-    pub flagged: usize,
-    pub already_received: usize,
-    pub refused: Vec<RefusedRead>,
-    /// The highest `device_seq` the gateway holds from this state: number new reads above it.
-    pub held_seq: u64,
+    #[serde(flatten)]
+    pub receipt: super::UploadReceipt,
 }
 
 /// `POST /api/v1/device/hello`: a handheld states who it is before it syncs.

@@ -272,7 +272,7 @@ impl Cradle for HttpCradle {
                         batch_id: format!("{}-{id:08x}", state.device_id),
                         reads: reads.iter().filter_map(ReadJson::from_protocol).collect(),
                     };
-                    let receipt: ReceiptJson =
+                    let ReceiptJson { receipt, .. } =
                         self.request("POST", "/api/v1/device/reads", Some(&body))?;
                     let refused: Vec<msg::RefusedRead> =
                         receipt.refused.iter().map(|r| r.to_protocol()).collect();

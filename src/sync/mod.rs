@@ -130,6 +130,8 @@ pub struct UploadReceipt {
     /// The highest `device_seq` the gateway now holds from this handheld state (stored or refused).
     pub held_seq: u64,
     /// The batch id was used before for different reads: nothing of this batch was taken. Says so.
+    /// (Not part of an HTTP answer: that is a 409.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_conflict: Option<String>,
 }
 

@@ -765,12 +765,7 @@ async fn a_malformed_read_is_refused_alone_and_a_malformed_batch_whole() {
     assert!(refused[1].2.contains("colour"), "{refused:?}");
     assert_eq!(receipt["up_to_seq"], json!(u64::MAX));
     assert_eq!(device_reads(&state, "HH-03").await, 1);
-    let logged = state
-        .db
-        .call(|s| s.refused_reads(Some("HH-03"), 10))
-        .await
-        .unwrap()
-        .unwrap();
+    let logged = refused_of(&state, "HH-03").await;
     assert_eq!(logged.len(), 4);
     assert!(logged.iter().any(|l| l.read_json.contains("2026-02-30")));
     // What cannot be named is refused whole, and says why.
@@ -1084,6 +1079,17 @@ async fn shutdown_stops_accepting_and_is_bounded_even_with_a_stalled_request() {
 
 // ---- protocol 2 over HTTP: state ids, content-checked repeats, refusals ---------------------------
 
+/// What the gateway logged as refused from `device`, newest first.
+async fn refused_of(state: &AppState, device: &str) -> Vec<meter_gateway::store::RefusedReadRow> {
+    let device = device.to_string();
+    state
+        .db
+        .call(move |s| s.refused_reads(Some(&device), 1_000))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn hello(token: &str, state_id: &str) -> Request<Body> {
     request(Method::POST, "/api/v1/device/hello")
         .header(header::AUTHORIZATION, bearer(token))
@@ -1197,12 +1203,7 @@ async fn a_reused_sequence_number_or_batch_id_with_other_content_is_refused_and_
     );
 
     // Every refusal is logged with the read's content, for a clerk.
-    let logged = state
-        .db
-        .call(|s| s.refused_reads(Some("HH-05"), 100))
-        .await
-        .unwrap()
-        .unwrap();
+    let logged = refused_of(&state, "HH-05").await;
     let reasons: Vec<String> = logged.iter().map(|r| r.reason.to_string()).collect();
     assert_eq!(
         reasons.iter().filter(|r| *r == "seq_conflict").count(),
@@ -1396,12 +1397,7 @@ async fn the_district_may_refuse_off_route_reads_and_they_are_logged() {
         json!(1),
         "acknowledged: its content is in the log"
     );
-    let logged = state
-        .db
-        .call(|s| s.refused_reads(Some("HH-A"), 10))
-        .await
-        .unwrap()
-        .unwrap();
+    let logged = refused_of(&state, "HH-A").await;
     assert_eq!(logged.len(), 1);
     assert!(logged[0].detail.contains("refuses off-route reads"));
 }
