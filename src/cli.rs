@@ -124,7 +124,7 @@ pub enum DeviceAction {
 pub enum UserRole {
     /// Works the exception queue, field orders and reports (signs in with a password).
     Clerk,
-    /// A clerk who also manages message codes (signs in with a password).
+    /// A clerk who also approves leak credits above the District's limit (signs in with a password).
     Admin,
     /// The billing run: fetches closed cycles' batches with an API token.
     Billing,

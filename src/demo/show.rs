@@ -62,7 +62,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     if fresh {
         let d = build(&path, args, now)?;
         let mut store = Store::open(&path)?;
-        // A clerk works the exception queue; an admin also manages the message codes.
+        // A clerk works the exception queue; an admin also approves the larger leak credits.
         for (name, role) in [("clerk", UserRole::Clerk), ("admin", UserRole::Admin)] {
             let password = crate::auth::random_hex(6)?;
             let hash = crate::serve::auth::hash_password(&password)
@@ -127,7 +127,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     }
     for (name, password) in &logins {
         let does = if *name == "admin" {
-            "works the queue and also manages message codes"
+            "works the queue and also approves leak credits above the District's limit"
         } else {
             "works the exception queue"
         };
