@@ -213,18 +213,24 @@ impl SyncService {
         malformed: Vec<MalformedRead>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
-        let _in_flight = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| DbError::Stopped)?;
-        let mut upload = self.upload_of(from, batch_id, reads, now)?;
-        upload.add_malformed(malformed);
-        if self.db.has_readers() {
-            let epoch = self.db.district_epoch();
-            upload.judged = Some((epoch, self.db.read(upload.judging()).await?));
+        use tracing::Instrument;
+        let span = upload_span(from, batch_id, reads.len() + malformed.len());
+        async move {
+            let _in_flight = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| DbError::Stopped)?;
+            let mut upload = self.upload_of(from, batch_id, reads, now)?;
+            upload.add_malformed(malformed);
+            if self.db.has_readers() {
+                let epoch = self.db.district_epoch();
+                upload.judged = Some((epoch, self.db.read(upload.judging()).await?));
+            }
+            Ok(self.db.grouped(upload.storing(self.db.clone())).await?)
         }
-        Ok(self.db.grouped(upload.storing(self.db.clone())).await?)
+        .instrument(span)
+        .await
     }
 
     /// [`SyncService::upload`] for serial threads (never call it on a runtime worker).
@@ -235,6 +241,7 @@ impl SyncService {
         reads: Vec<msg::Read>,
         now: NaiveDateTime,
     ) -> Result<UploadReceipt, SyncError> {
+        let _span = upload_span(from, batch_id, reads.len()).entered();
         let mut upload = self.upload_of(from, batch_id, reads, now)?;
         if self.db.has_readers() {
             let epoch = self.db.district_epoch();
@@ -347,6 +354,18 @@ impl SyncService {
     pub fn codes_blocking(&self) -> Result<Vec<RouteCode>, SyncError> {
         self.db.call_blocking(codes_in)?
     }
+}
+
+/// The span every line logged while an upload is judged and stored belongs to.
+fn upload_span(from: Uploader<'_>, batch_id: Option<&str>, reads: usize) -> tracing::Span {
+    tracing::info_span!(
+        "upload",
+        device = from.device_id,
+        state = %format_args!("{:016x}", from.state_id),
+        via = from.via.as_str(),
+        batch = batch_id.unwrap_or("-"),
+        reads
+    )
 }
 
 /// A read of an HTTP upload that is not a read the protocol can express (a `device_seq` out of

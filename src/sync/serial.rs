@@ -123,6 +123,8 @@ fn open(path: &Path, baud: u32) -> Result<Box<dyn serialport::SerialPort>, seria
 
 fn run_dock(path: &Path, service: SyncService, board: DockBoard, stop: &AtomicBool) {
     let name = path.display().to_string();
+    // Every line this dock logs (its dockings, their uploads) carries the port.
+    let _span = tracing::info_span!("dock", port = %name).entered();
     let config = service.config().docks.clone();
     let reopen = Duration::from_millis(config.reopen_interval_ms.max(50));
     let start = Instant::now();
