@@ -75,7 +75,7 @@ pub enum Command {
     Route(RouteArgs),
     /// Run the daemon: HTTP API and clerk pages, one listener per serial dock.
     Serve(ServeArgs),
-    /// Handhelds: register (prints the device's secret once), list.
+    /// Handhelds: register (prints the device's secret once), list, retire, give a new token.
     Device {
         #[command(subcommand)]
         action: DeviceAction,
@@ -92,7 +92,7 @@ pub enum Command {
         #[arg(long)]
         device: String,
     },
-    /// Office users: clerks, admins, billing.
+    /// Office users: clerks, admins, billing: add, list, disable, enable, reset a password or token.
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -118,6 +118,20 @@ pub enum DeviceAction {
     },
     /// List registered handhelds.
     List,
+    /// Retire a handheld (lost, broken, stolen): its token is refused at once; its reads and history
+    /// are kept. Audited.
+    Retire {
+        /// The handheld's id, e.g. HH-01.
+        device_id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Give a handheld a new token, printed once; the old one is refused from then on. Audited.
+    Rotate {
+        /// The handheld's id, e.g. HH-01.
+        device_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -146,6 +160,32 @@ pub enum UserAction {
     },
     /// List users and their roles.
     List,
+    /// Disable a user: their sessions end and their API tokens are revoked at once. Audited.
+    Disable {
+        /// The user's sign-in name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Enable a disabled user again (they sign in anew; a billing user needs `reset-password`).
+    /// Audited.
+    Enable {
+        /// The user's sign-in name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Give a clerk or admin a new password (prompted, or --password-stdin), or a billing user a new
+    /// API token (printed once): their sessions end and old tokens are refused. Audited.
+    ResetPassword {
+        /// The user's sign-in name.
+        name: String,
+        /// Read the new password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -325,6 +365,11 @@ struct Resolved {
 
 /// Entry point used by `main.rs`.
 pub fn main() -> anyhow::Result<()> {
+    // Ids, names, reasons and paths alike: no NUL (the OS cannot pass one) and no bidirectional
+    // control character, whatever the command (`crate::text`).
+    for (position, arg) in std::env::args_os().enumerate().skip(1) {
+        crate::text::check_arg(position, &arg)?;
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

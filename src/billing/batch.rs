@@ -317,7 +317,8 @@ impl Batch {
     /// (totals; `note` holds the schema, close time and checksum), a `meter` row per meter line (the
     /// account's fields repeated), an `adjustment` row per adjustment, a `held` row per held account.
     pub fn write_csv(&self, out: impl Write) -> Result<(), BillingError> {
-        let mut w = csv::Writer::from_writer(out);
+        // For people: cells a spreadsheet would take for a formula are marked (`crate::csv_out`).
+        let mut w = crate::csv_out::Writer::from_writer(out);
         w.write_record(CSV_COLUMNS)?;
         let h = &self.header;
         let mut row = CsvRow::new("batch", h);

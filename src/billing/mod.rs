@@ -148,7 +148,8 @@ fn now() -> chrono::NaiveDateTime {
 }
 
 /// Who runs the command, for the audit log.
-fn cli_actor() -> String {
+/// Who the audit log names for a command run at the CLI: `cli:$USER`.
+pub(crate) fn cli_actor() -> String {
     std::env::var("USER")
         .ok()
         .filter(|u| !u.trim().is_empty())

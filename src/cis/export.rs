@@ -52,13 +52,16 @@ fn write(store: &Store, table: Table, partial: &Path) -> Result<u64, ExportError
         message: e.to_string(),
     };
     let file = File::create(partial).map_err(io)?;
-    let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 16, file));
+    // Cells that a spreadsheet would take for a formula are marked (`crate::csv_out`); the import
+    // takes the mark away again.
+    let mut w = crate::csv_out::Writer::from_writer(BufWriter::with_capacity(1 << 16, file));
     w.write_record(rows::header(table)).map_err(csv_err)?;
     let mut n = 0u64;
-    let mut put = |w: &mut csv::Writer<_>, record: Vec<String>| -> Result<(), ExportError> {
-        n += 1;
-        w.write_record(&record).map_err(csv_err)
-    };
+    let mut put =
+        |w: &mut crate::csv_out::Writer<_>, record: Vec<String>| -> Result<(), ExportError> {
+            n += 1;
+            w.write_record(&record).map_err(csv_err)
+        };
     match table {
         Table::Accounts => {
             let names: HashMap<String, String> = store

@@ -173,7 +173,15 @@ impl<'r> Fields<'r> {
         };
         let bytes = self.record.get(p).unwrap_or(b"");
         match std::str::from_utf8(bytes) {
-            Ok(s) => Some(s.trim()),
+            // A cell `export` marked so that a spreadsheet shows it as text (`crate::csv_out`).
+            Ok(s) => {
+                let s = crate::csv_out::restore(s.trim());
+                if let Err(e) = crate::text::check("", s) {
+                    self.bad(column, e.to_string().trim_start().to_string());
+                    return None;
+                }
+                Some(s)
+            }
             Err(_) => {
                 self.bad(column, "not valid UTF-8");
                 None

@@ -149,6 +149,30 @@ pub fn check_seq(read: &FieldRead) -> Option<Refusal> {
     })
 }
 
+/// Refuses a read whose meter id, reading, reader, codes or note carry a NUL or a bidirectional
+/// control character ([`crate::text`]), from a CSV, a cradle or the HTTP API alike.
+pub fn check_text(read: &FieldRead) -> Option<Refusal> {
+    let fields = [
+        ("meter_id", Some(read.meter_id.as_str())),
+        ("reading", Some(read.raw_reading.as_str())),
+        ("reader", Some(read.reader.as_str())),
+        ("skip_code", read.skip_code.as_deref()),
+        ("note", read.note.as_deref()),
+    ];
+    let codes = read
+        .codes
+        .iter()
+        .map(|c| ("a message code", Some(c.as_str())));
+    fields
+        .into_iter()
+        .chain(codes)
+        .find_map(|(name, value)| crate::text::check(name, value?).err())
+        .map(|e| Refusal {
+            reason: RefusalReason::BadRead,
+            detail: format!("read of meter {}: {e}", crate::text::shown(&read.meter_id)),
+        })
+}
+
 /// A read of a meter whose route is assigned, in this cycle, to another handheld than the one that
 /// sent it: the flag (or, by policy, the refusal) that says so.
 pub fn off_route(

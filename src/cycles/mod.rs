@@ -767,8 +767,9 @@ fn intake_checks(
     };
     let mut refusals = Vec::with_capacity(reads.len());
     for ((read, meter), d) in reads.iter().zip(meters).zip(decisions.iter_mut()) {
-        let refusal =
-            intake::check_seq(read).or_else(|| bounds.check(read.read_at, &read.meter_id));
+        let refusal = intake::check_seq(read)
+            .or_else(|| intake::check_text(read))
+            .or_else(|| bounds.check(read.read_at, &read.meter_id));
         if refusal.is_some() {
             refusals.push(refusal);
             continue;
@@ -1212,7 +1213,7 @@ pub fn list_reads(store: &Store, cycle_id: &str) -> Result<Vec<ReadRow>> {
 pub fn write_reads(rows: &[ReadRow], format: ReadsFormat, out: impl Write) -> anyhow::Result<()> {
     match format {
         ReadsFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            let mut w = crate::csv_out::Writer::from_writer(out);
             for r in rows {
                 w.serialize(r)?;
             }

@@ -212,7 +212,8 @@ pub async fn refused_csv(
         )?)
     })
     .await?;
-    let mut w = csv::Writer::from_writer(Vec::new());
+    // Meter ids, details and what was sent come from handhelds: marked for spreadsheets.
+    let mut w = crate::csv_out::Writer::from_writer(Vec::new());
     let header = [
         "last_sent",
         "first_sent",

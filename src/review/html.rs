@@ -98,7 +98,8 @@ impl Viewer {
 
 /// The pages' one stylesheet: fits a 390 px phone (tables scroll inside their own box, forms wrap),
 /// and prints on Letter paper without the navigation.
-const STYLE: &str = "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
+/// Inline, allowed by its hash in the Content-Security-Policy (`serve::security`).
+pub const STYLE: &str = "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
 header{background:#0b3d5c;color:#fff;padding:.5rem 1rem;display:flex;gap:.5rem 1rem;align-items:center;flex-wrap:wrap}\
 header a{color:#fff}header form{margin-left:auto}main{padding:.75rem;max-width:80rem}\
 h1{font-size:1.4rem;overflow-wrap:anywhere}h2{font-size:1.15rem}\

@@ -522,7 +522,7 @@ pub async fn queue(
             }
         }
         (pager(&base, ctx, page_no, pages))
-        (PreEscaped(QUEUE_SCRIPT))
+        script { (PreEscaped(QUEUE_SCRIPT)) }
     };
     Ok(Html(page(&format!("Exceptions · cycle {cycle}"), &v, body).into_string()).into_response())
 }
@@ -552,13 +552,14 @@ fn pager(base: &str, ctx: &ListCtx, page_no: usize, pages: usize) -> Markup {
 }
 
 /// j/k move the selection (and focus its link, so Enter opens it); ignored while typing in a field.
-const QUEUE_SCRIPT: &str = "<script>(function(){var rows=[].slice.call(document.querySelectorAll('#queue tbody tr'));var i=0;\
+/// Inline, allowed by its hash in the Content-Security-Policy (`serve::security`).
+pub const QUEUE_SCRIPT: &str = "(function(){var rows=[].slice.call(document.querySelectorAll('#queue tbody tr'));var i=0;\
 function sel(n){if(!rows.length)return;rows[i].classList.remove('sel');i=Math.max(0,Math.min(rows.length-1,n));\
 rows[i].classList.add('sel');rows[i].querySelector('a').focus();}\
 document.addEventListener('keydown',function(e){if(/INPUT|SELECT|TEXTAREA|BUTTON/.test(e.target.tagName)||e.ctrlKey||e.metaKey||e.altKey)return;\
 if(e.key==='j'){sel(i+1);e.preventDefault();}else if(e.key==='k'){sel(i-1);e.preventDefault();}\
 else if(e.key==='Enter'&&rows.length&&e.target===document.body){location.href=rows[i].querySelector('a').href;}});\
-if(rows.length)rows[0].classList.add('sel');})();</script>";
+if(rows.length)rows[0].classList.add('sel');})();";
 
 /// One line of the exception list as CSV (and the printable list).
 #[derive(Debug, serde::Serialize)]
@@ -618,7 +619,7 @@ pub async fn csv(
         known_cycle(conn, &c)?;
         let l = listing(conn, &tariff, &c, &ctx)?;
         let rows = page_reads(conn, &l.rows)?;
-        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut w = crate::csv_out::Writer::from_writer(Vec::new());
         let err = |e: csv::Error| super::actions::ReviewError::Invalid(format!("writing CSV: {e}"));
         if rows.is_empty() {
             w.write_record([

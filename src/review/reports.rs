@@ -179,7 +179,7 @@ pub fn territory(
 }
 
 fn to_csv<T: Serialize>(rows: &[T], header: &[&str]) -> Result<Vec<u8>, ReviewError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::csv_out::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| ReviewError::Invalid(format!("writing CSV: {e}"));
     if rows.is_empty() {
         w.write_record(header).map_err(err)?;

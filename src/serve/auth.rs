@@ -119,7 +119,7 @@ pub fn check_csrf(user: &ClerkUser, form_token: &str) -> Result<(), AppError> {
     if !user.csrf.is_empty() && constant_time_eq(&user.csrf, form_token) {
         Ok(())
     } else {
-        Err(AppError::Forbidden)
+        Err(AppError::Csrf)
     }
 }
 
@@ -408,8 +408,8 @@ mod tests {
             csrf: "abc123".into(),
         };
         assert!(check_csrf(&u, "abc123").is_ok());
-        assert!(matches!(check_csrf(&u, ""), Err(AppError::Forbidden)));
-        assert!(matches!(check_csrf(&u, "abc124"), Err(AppError::Forbidden)));
+        assert!(matches!(check_csrf(&u, ""), Err(AppError::Csrf)));
+        assert!(matches!(check_csrf(&u, "abc124"), Err(AppError::Csrf)));
         let empty = ClerkUser {
             csrf: String::new(),
             ..u

@@ -86,6 +86,8 @@ async fn post_hello(
     let state_id = parse_state_id(hello.state_id.as_deref())?;
     let firmware = hello.firmware_version.as_deref().map(str::trim);
     if let Some(f) = firmware {
+        crate::text::check("firmware_version", f)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
         if f.is_empty() || f.len() > limits::ID || f.chars().any(char::is_control) {
             return Err(AppError::BadRequest(format!(
                 "firmware_version must be 1-{} characters without control characters",
@@ -122,6 +124,7 @@ async fn post_reads(
     let Json(upload) = body?;
     let state_id = parse_state_id(upload.state_id.as_deref())?;
     let batch = upload.batch_id.trim().to_string();
+    crate::text::check("batch_id", &batch).map_err(|e| AppError::BadRequest(e.to_string()))?;
     if batch.is_empty() || batch.len() > 64 || batch.chars().any(char::is_control) {
         return Err(AppError::BadRequest(
             "batch_id must be 1-64 characters without control characters".into(),

@@ -19,6 +19,12 @@ pub enum AppError {
     /// The credential is valid but its role may not do this.
     #[error("this account may not do that")]
     Forbidden,
+    /// A form whose CSRF token is not the session's.
+    #[error("this form has expired or did not come from this gateway (its security token did not match): reload the page and try again")]
+    Csrf,
+    /// A POST a page of another site sent (its `Origin` or `Sec-Fetch-Site`).
+    #[error("refused: this request came from {0}, not from the gateway's own pages")]
+    CrossSite(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -49,7 +55,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::SignIn { .. } => StatusCode::SEE_OTHER,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden | AppError::Csrf | AppError::CrossSite(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) | AppError::ConflictCode { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge | AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

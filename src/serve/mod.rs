@@ -8,8 +8,11 @@
 pub mod auth;
 pub mod device_api;
 pub mod error;
+pub mod health;
 pub mod openapi;
 pub mod pages;
+pub mod security;
+pub mod signin;
 
 use crate::auth::DeviceToken;
 use crate::cli::{DeviceAction, ServeArgs, UserAction, UserRole};
@@ -46,6 +49,10 @@ pub struct AppState {
     pub sync: SyncService,
     /// Live status of the serial docks.
     pub docks: DockBoard,
+    /// Sign-in's backoff per (name, address) and its bound on password checks in flight.
+    pub signin: Arc<signin::SignInGuard>,
+    /// The last health check, shared by `/healthz` callers and the systemd watchdog.
+    pub health: Arc<health::HealthCache>,
 }
 
 impl AppState {
@@ -53,6 +60,8 @@ impl AppState {
         AppState {
             sync: SyncService::new(db.clone(), config.clone()),
             docks: DockBoard::default(),
+            signin: Arc::new(signin::SignInGuard::new(&config.serve)),
+            health: Arc::new(health::HealthCache::default()),
             db,
             config,
         }
@@ -79,10 +88,27 @@ pub struct ServeConfig {
     pub secure_cookies: bool,
     /// A sign-in lasts this long (absolute, not sliding).
     pub session_minutes: u32,
-    /// Failed sign-ins per user name, and per client address, within `login_window_minutes`, after
-    /// which sign-in answers 429 until the window has passed.
-    pub login_max_failures: u32,
-    pub login_window_minutes: u32,
+    /// Failed sign-ins in a row for one user name from one address that cost no wait; after them the
+    /// pair waits 1 s, 2 s, 4 s ... after its last failure (see `serve::signin`). Other addresses and
+    /// other names are not slowed.
+    #[serde(alias = "login_max_failures")]
+    pub login_free_failures: u32,
+    /// The longest wait of the backoff.
+    pub login_backoff_max_secs: u64,
+    /// Failures older than this are forgotten.
+    #[serde(alias = "login_window_minutes")]
+    pub login_forget_minutes: u32,
+    /// Password checks (argon2id, 19 MiB each) running at once; more wait.
+    pub login_checks_in_flight: usize,
+    /// How long a sign-in waits for a check to start before it is answered 429.
+    pub login_queue_ms: u64,
+    /// Origins besides the request's own `Host` that may POST (e.g. `https://gateway.example.org`
+    /// when a TLS proxy rewrites `Host`). A POST from any other `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// `/healthz` and `serve`'s start refuse a database whose file system has less free than this.
+    pub min_free_mb: u64,
+    /// How long the health check waits for the database writer to take its probe.
+    pub health_timeout_secs: u64,
     /// Longest a request may take before it is answered 408. Uploads queue behind one writer: when
     /// every handheld of a district syncs at once, the last one waits for all the others.
     pub request_timeout_secs: u64,
@@ -99,18 +125,20 @@ impl Default for ServeConfig {
         ServeConfig {
             secure_cookies: false,
             session_minutes: 12 * 60,
-            login_max_failures: 5,
-            login_window_minutes: 15,
+            login_free_failures: 5,
+            login_backoff_max_secs: 300,
+            login_forget_minutes: 24 * 60,
+            login_checks_in_flight: 2,
+            login_queue_ms: 2000,
+            allowed_origins: Vec::new(),
+            min_free_mb: 64,
+            health_timeout_secs: 10,
             request_timeout_secs: 60,
             max_upload_bytes: 4 * 1024 * 1024,
             max_form_bytes: 64 * 1024,
             shutdown_grace_secs: 10,
         }
     }
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
 }
 
 async fn not_found() -> AppError {
@@ -121,7 +149,7 @@ async fn not_found() -> AppError {
 pub fn router(state: AppState) -> Router {
     let cfg = state.config.serve.clone();
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
         .route("/api/v1/openapi.json", get(openapi::serve_document))
         .merge(pages::router())
         .merge(device_api::router(cfg.max_upload_bytes))
@@ -131,7 +159,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // Extractors (Form, Json, Bytes) stop at this unless a route raises it (the read upload).
         .layer(DefaultBodyLimit::max(cfg.max_form_bytes))
+        // Before any handler: a form field with a refused character, a POST from another site.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::refuse_unsafe_posts,
+        ))
         .layer(axum::middleware::from_fn(pages::client_address_layer))
+        // On every response, errors and redirects too.
+        .layer(axum::middleware::from_fn(security::headers))
         // The hard ceiling for every body, whatever the handler reads it with.
         .layer(RequestBodyLimitLayer::new(
             cfg.max_upload_bytes.max(cfg.max_form_bytes),
@@ -219,7 +254,17 @@ pub fn cli_serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<
         .thread_name("gateway")
         .build()
         .context("cannot start the async runtime")?;
+    let path = db;
     let db = Db::open(db).with_context(|| format!("opening {}", db.display()))?;
+    // A database the daemon cannot write would take every handheld's upload and answer it 500:
+    // refuse to start instead, saying why.
+    if let Err(sick) = health::check_before_serving(&runtime, &db, &config.serve) {
+        db.shutdown();
+        anyhow::bail!(
+            "meter-gateway serve needs a database it can write, and {} is not one: {sick}",
+            path.display()
+        );
+    }
     // Re-reads completed before folding happened where orders complete come back into their reads
     // once, here, rather than on a clerk's page.
     let folded = db.call_blocking(|s| {
@@ -246,7 +291,20 @@ pub fn cli_serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<
         // Tests and scripts start on port 0 and read the address from here.
         crate::cli::say!("listening on http://{address}");
         io::stdout().flush()?;
+        // systemd (`Type=notify`): ready now; the watchdog fed while the database is well.
+        health::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("serving"),
+        ]);
+        if let Some(every) = health::watchdog_interval() {
+            tracing::info!(
+                interval_ms = every.as_millis() as u64,
+                "feeding the systemd watchdog"
+            );
+            tokio::spawn(health::feed_watchdog(state.clone(), every));
+        }
         run(listener, state, stop).await?;
+        health::notify(&[sd_notify::NotifyState::Stopping]);
         anyhow::Ok(())
     });
     // Whatever happened to the listener, stop the docks and let queued writes finish.
@@ -283,6 +341,23 @@ pub fn cli_device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
                     token.device_id
                 );
             }
+        }
+        DeviceAction::Retire { device_id, reason } => {
+            store.retire_device(device_id, &crate::billing::cli_actor(), reason, now())?;
+            crate::cli::say!(
+                "retired handheld {device_id}: its token is refused from now on (its reads are kept)"
+            );
+        }
+        DeviceAction::Rotate { device_id } => {
+            let token = DeviceToken::generate(device_id.trim())?;
+            // Shown before the change commits: a token nobody could read leaves the old one working.
+            store.rotate_device(&token, &crate::billing::cli_actor(), now(), || {
+                print_secret(&format!(
+                    "new token for handheld {} (shown once; enter it on the handheld; the old one is \
+                     refused from now on): {token}",
+                    token.device_id
+                ))
+            })?;
         }
         DeviceAction::List => {
             let states = store.device_states()?;
@@ -390,6 +465,64 @@ pub fn cli_user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                 let hash = auth::hash_password(&password)?;
                 store.add_user(name, *role, NewUserSecret::PasswordHash(&hash), now())?;
                 crate::cli::say!("created {} {name}", crate::store::role_text(*role));
+            }
+        }
+        UserAction::Disable { name, reason } => {
+            let c = store.disable_user(name, &crate::billing::cli_actor(), reason, now())?;
+            crate::cli::say!(
+                "disabled {name}: {} session(s) ended, {} API token(s) revoked",
+                c.sessions_ended,
+                c.tokens_revoked
+            );
+        }
+        UserAction::Enable { name, reason } => {
+            store.enable_user(name, &crate::billing::cli_actor(), reason, now())?;
+            crate::cli::say!("enabled {name}");
+        }
+        UserAction::ResetPassword {
+            name,
+            password_stdin,
+        } => {
+            let billing = store
+                .users()?
+                .into_iter()
+                .find(|u| &u.name == name)
+                .ok_or_else(|| anyhow::anyhow!("no user {name}"))?
+                .role
+                == UserRole::Billing;
+            let actor = crate::billing::cli_actor();
+            if billing {
+                anyhow::ensure!(
+                    !password_stdin,
+                    "billing users get an API token, not a password"
+                );
+                let (token, hash) = auth::new_billing_token()?;
+                store.reset_user_secret(
+                    name,
+                    NewUserSecret::TokenSha256(&hash),
+                    &actor,
+                    now(),
+                    || {
+                        print_secret(&format!(
+                        "new API token for billing user {name} (shown once; the old one is refused \
+                         from now on): {token}"
+                    ))
+                    },
+                )?;
+            } else {
+                let password = read_password(*password_stdin)?;
+                let hash = auth::hash_password(&password)?;
+                let c = store.reset_user_secret(
+                    name,
+                    NewUserSecret::PasswordHash(&hash),
+                    &actor,
+                    now(),
+                    || Ok(()),
+                )?;
+                crate::cli::say!(
+                    "new password for {name}; {} session(s) ended",
+                    c.sessions_ended
+                );
             }
         }
         UserAction::List => {

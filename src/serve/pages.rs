@@ -4,16 +4,19 @@
 //! else to the sign-in page, which after sign-in lands on the queue too (unless it was reached from
 //! another page, which it goes back to).
 //!
-//! Sign-in attempts are rate-limited per user name and per client address (`[serve]
-//! login_max_failures` failures in `login_window_minutes` answer 429 without checking the password).
-//! An unknown name costs the same argon2 work as a wrong password, so timing does not tell which names
-//! exist.
+//! Sign-in attempts go through [`super::signin`]: one check at a time per (user name, client
+//! address), a backoff after repeated failures of that pair (429 with `Retry-After`, the page saying
+//! when to try again; other addresses and other names are not slowed), and a bound on the argon2
+//! checks running at once. An unknown name costs the same argon2 work as a wrong password, so timing
+//! does not tell which names exist. A form whose CSRF token does not match is answered 403 with the
+//! page again, saying so.
 
 use super::auth::{
     check_csrf, client_address, cookie, cookie_header, now_local, random_hex, start_session,
     verify_password, ClerkUser, LOGIN_CSRF_COOKIE, MAX_PASSWORD_CHARS, SESSION_COOKIE,
 };
 use super::error::AppError;
+use super::signin::{CheckError, NotNow};
 use super::AppState;
 use crate::auth::sha256_hex;
 use crate::review::html::esc;
@@ -85,6 +88,13 @@ fn safe_next(next: &str) -> &str {
     }
 }
 
+/// The sign-in page's style sheet (inline, allowed by its hash in the Content-Security-Policy).
+pub const LOGIN_STYLE: &str =
+    "body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}\
+label{display:block;margin-top:1rem}input{width:100%;padding:.4rem;font-size:1rem}\
+button{margin-top:1.5rem;padding:.5rem 1.5rem;font-size:1rem}.error{color:#a00}\
+:focus{outline:3px solid #2a6fdb}";
+
 fn login_html(csrf: &str, next: &str, name: &str, message: Option<&str>) -> String {
     let message = message
         .map(|m| format!("<p role=\"alert\" class=\"error\">{}</p>", esc(m)))
@@ -93,10 +103,7 @@ fn login_html(csrf: &str, next: &str, name: &str, message: Option<&str>) -> Stri
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>Sign in · meter-gateway</title>\
-<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}\
-label{{display:block;margin-top:1rem}}input{{width:100%;padding:.4rem;font-size:1rem}}\
-button{{margin-top:1.5rem;padding:.5rem 1.5rem;font-size:1rem}}.error{{color:#a00}}\
-:focus{{outline:3px solid #2a6fdb}}</style></head>\n<body><main>\n<h1>Sign in</h1>\n{message}\
+<style>{LOGIN_STYLE}</style></head>\n<body><main>\n<h1>Sign in</h1>\n{message}\
 <form method=\"post\" action=\"/login\">\n\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
 <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
@@ -156,44 +163,55 @@ async fn login(
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, AppError> {
     let Form(form) = form?;
+    let name = form.name.trim().to_string();
     let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
     if expected.is_empty() || !crate::auth::constant_time_eq(expected, &form.csrf) {
-        return Err(AppError::Forbidden);
+        tracing::info!(user = %name, client = %client.0, "sign-in refused: CSRF token mismatch");
+        return login_response(
+            &state,
+            StatusCode::FORBIDDEN,
+            &form.next,
+            &name,
+            Some(CSRF_MESSAGE),
+        );
     }
-    let cfg = &state.config.serve;
     let now = now_local();
-    let window = chrono::Duration::minutes(i64::from(cfg.login_window_minutes));
-    let since = now - window;
-    let name = form.name.trim().to_string();
     let client = client.0;
-    let (n, c) = (name.clone(), client.clone());
-    let (by_user, by_client) = state
-        .db
-        .call(move |s| s.recent_login_failures(&n, &c, since))
-        .await??;
-    if by_user >= cfg.login_max_failures || by_client >= cfg.login_max_failures {
-        tracing::warn!(user = %name, client = %client, "sign-in refused: too many failures");
-        return Err(AppError::TooManyRequests {
-            retry_after_secs: window.num_seconds().max(0) as u64,
-        });
-    }
-    let n = name.clone();
-    let stored = state.db.call(move |s| s.password_hash(&n)).await??;
+    let turn = match state.signin.turn(&state.db, &name, &client, now).await {
+        Ok(t) => t,
+        Err(why) => return not_now(&state, &form.next, &name, &client, &why),
+    };
     let password = form.password;
     let ok = if password.chars().count() > MAX_PASSWORD_CHARS {
         false
     } else {
+        let n = name.clone();
+        let stored = state
+            .db
+            .read(move |c| crate::store::password_hash_in(c, &n))
+            .await??;
         let hash = stored
             .as_ref()
             .map(|(_, h)| h.clone())
             .unwrap_or_else(|| decoy_hash().to_string());
         let known = stored.is_some();
-        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-        tokio::task::spawn_blocking(move || verify_password(&hash, &password) && known)
+        // argon2 takes tens of milliseconds of CPU and 19 MiB: bounded, and off the async workers.
+        match state
+            .signin
+            .check(move || verify_password(&hash, &password) && known)
             .await
-            .map_err(AppError::internal)?
+        {
+            Ok(ok) => ok,
+            Err(CheckError::NotNow(why)) => {
+                drop(turn);
+                return not_now(&state, &form.next, &name, &client, &why);
+            }
+            Err(CheckError::Failed(e)) => return Err(e),
+        }
     };
-    let keep_since = since;
+    turn.finish(ok, now);
+    let keep_since =
+        now - chrono::Duration::minutes(i64::from(state.config.serve.login_forget_minutes));
     let (n, c) = (name.clone(), client.clone());
     state
         .db
@@ -211,7 +229,7 @@ async fn login(
     }
     let (session, _csrf) = start_session(&state, &name, now).await?;
     tracing::info!(user = %name, client = %client, "signed in");
-    let max_age = i64::from(cfg.session_minutes) * 60;
+    let max_age = i64::from(state.config.serve.session_minutes) * 60;
     let mut response = Redirect::to(safe_next(&form.next)).into_response();
     let h = response.headers_mut();
     for value in [
@@ -224,6 +242,36 @@ async fn login(
         );
     }
     Ok(response)
+}
+
+/// What the sign-in page says when its form token does not match.
+const CSRF_MESSAGE: &str = "This sign-in form has expired or did not come from this gateway (its \
+    security token did not match). Sign in again on this page.";
+
+/// An attempt answered without a check: 429, `Retry-After`, the page saying when to try again.
+fn not_now(
+    state: &AppState,
+    next: &str,
+    name: &str,
+    client: &str,
+    why: &NotNow,
+) -> Result<Response, AppError> {
+    tracing::warn!(user = %name, client = %client, reason = ?why, "sign-in not checked");
+    let mut r = login_response(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        name,
+        Some(&why.message()),
+    )?;
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        why.retry_after_secs()
+            .to_string()
+            .parse()
+            .map_err(AppError::internal)?,
+    );
+    Ok(r)
 }
 
 async fn logout(

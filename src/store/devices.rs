@@ -53,6 +53,41 @@ pub struct DeviceStateRow {
     pub held_seq: i64,
 }
 
+/// Whether a handheld is retired (`None`: not registered).
+fn device_retired_in(conn: &rusqlite::Connection, device_id: &str) -> Result<Option<bool>> {
+    Ok(conn
+        .query_row(
+            "SELECT retired FROM devices WHERE device_id = ?1",
+            [device_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn audit_device(
+    conn: &rusqlite::Connection,
+    device_id: &str,
+    actor: &str,
+    action: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    super::review::insert_audit(
+        conn,
+        &super::review::AuditEntry {
+            at: now,
+            actor,
+            entity: "device",
+            entity_id: device_id,
+            action,
+            before: None,
+            after: None,
+            reason,
+        },
+    )?;
+    Ok(())
+}
+
 /// Refused reads, newest first (at most `limit`), of one device or all.
 pub fn refused_reads_in(
     conn: &rusqlite::Connection,
@@ -186,6 +221,67 @@ impl Store {
             [device_id],
         )?;
         Ok(())
+    }
+
+    /// Retires a handheld: its token is refused from the next request on (HTTP and cradle alike); its
+    /// reads, states and refusals are kept. Audited.
+    pub fn retire_device(
+        &mut self,
+        device_id: &str,
+        actor: &str,
+        reason: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        self.write(|tx| {
+            match device_retired_in(tx, device_id)? {
+                None => return Err(StoreError::Invalid(format!("no handheld {device_id}"))),
+                Some(true) => {
+                    return Err(StoreError::Invalid(format!(
+                        "handheld {device_id} is already retired"
+                    )))
+                }
+                Some(false) => {}
+            }
+            tx.execute(
+                "UPDATE devices SET retired = 1 WHERE device_id = ?1",
+                [device_id],
+            )?;
+            audit_device(tx, device_id, actor, "retire", reason, now)
+        })
+    }
+
+    /// Gives a registered, not retired handheld a new token: the old one is refused from then on.
+    /// `shown` runs last, before the commit: when it fails (the new token could not be shown), nothing
+    /// changes and the old token still works. Audited (without secrets).
+    pub fn rotate_device(
+        &mut self,
+        token: &DeviceToken,
+        actor: &str,
+        now: NaiveDateTime,
+        shown: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<()> {
+        let id = token.device_id.as_str();
+        self.write(|tx| {
+            match device_retired_in(tx, id)? {
+                None => return Err(StoreError::Invalid(format!("no handheld {id}"))),
+                Some(true) => {
+                    return Err(StoreError::Invalid(format!(
+                        "handheld {id} is retired: register a new one"
+                    )))
+                }
+                Some(false) => {}
+            }
+            tx.execute(
+                "UPDATE devices SET secret_sha256 = ?2 WHERE device_id = ?1",
+                params![id, token.secret_sha256()],
+            )?;
+            audit_device(tx, id, actor, "rotate_token", "", now)?;
+            shown().map_err(|e| {
+                StoreError::Invalid(format!(
+                    "the new token could not be shown ({e}); handheld {id} keeps its old token"
+                ))
+            })
+        })
     }
 
     /// True when `token` names a registered, not retired device and its secret matches.

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_billing.sql"),
     include_str!("migrations/0006_judging_basis.sql"),
     include_str!("migrations/0007_read_identity.sql"),
+    include_str!("migrations/0008_security.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -41,9 +41,9 @@ pub(crate) use district::{
 pub use district::{DistrictCounts, InvalidDate, MeterFacts, Upserted};
 pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use review::{AuditRecord, FieldOrder, LeakCredit, ReviewAction, ReviewRead};
-pub(crate) use users::session_user_in;
-pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User};
-pub use writer::{Db, DbError, GroupedError};
+pub use users::{check_user_name, role_text, NewUserSecret, SessionUser, User, UserAccessChange};
+pub(crate) use users::{login_failures_in, password_hash_in, session_user_in};
+pub use writer::{Db, DbError, GroupedError, Sick, STUCK_AFTER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -158,6 +158,12 @@ impl Store {
         &self.conn
     }
 
+    /// The connection, for tests that put it in a state the library never does (writes refused).
+    #[doc(hidden)]
+    pub fn conn_for_tests(&self) -> &Connection {
+        &self.conn
+    }
+
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
@@ -178,12 +184,61 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether this connection can write the database: refuses a database SQLite opened read-only
+    /// (the file or its directory is not writable, or its file system is mounted read-only), one at
+    /// SQLite's page limit (`max_page_count`), and any failure of a small commit (a full disk, an
+    /// I/O error), by writing the one row of `health_probe`, which nothing else reads.
+    pub fn probe_writable(&mut self, now: chrono::NaiveDateTime) -> Result<()> {
+        if self.conn.is_readonly(rusqlite::DatabaseName::Main)? {
+            return Err(StoreError::Invalid(format!(
+                "{} is open read-only (check the file's and its directory's owner and mode, and that \
+                 the file system is not mounted read-only)",
+                self.path.display()
+            )));
+        }
+        let (pages, max): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT page_count FROM pragma_page_count()), \
+                    (SELECT max_page_count FROM pragma_max_page_count())",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        // Room for an upload's worth of pages: a database at its limit refuses every new read.
+        if pages + 64 >= max {
+            return Err(StoreError::Invalid(format!(
+                "{} is full: {pages} of its {max} pages used (SQLite's max_page_count)",
+                self.path.display()
+            )));
+        }
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO health_probe (probe_id, checked_at) VALUES (1, ?1) \
+                 ON CONFLICT (probe_id) DO UPDATE SET checked_at = excluded.checked_at",
+                [cycles::time_text(now)],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+    }
+
     /// The schema version recorded in the database file.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
+}
+
+/// Bytes free to an unprivileged user on the file system holding `path` (`None` for an in-memory
+/// database or when the file system does not say).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    if path == Path::new(":memory:") {
+        return None;
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// `meter-gateway backup FILE`.

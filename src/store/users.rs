@@ -149,15 +149,7 @@ impl Store {
 
     /// The role and password hash of an enabled clerk or admin.
     pub fn password_hash(&self, name: &str) -> Result<Option<(UserRole, String)>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT role, password_hash FROM users
-                  WHERE name = ?1 AND disabled = 0 AND password_hash IS NOT NULL",
-                [name],
-                |r| Ok((parse_role(&r.get::<_, String>(0)?)?, r.get(1)?)),
-            )
-            .optional()?)
+        password_hash_in(self.conn(), name)
     }
 
     /// The enabled user holding the API token with this SHA-256, and their role.
@@ -241,29 +233,201 @@ impl Store {
         })
     }
 
-    /// Failed sign-ins since `since`: for `name` (only those after its last success) and from `client`.
-    pub fn recent_login_failures(
-        &self,
+    /// Disables a user: their sessions end and their API tokens are revoked at once (audited).
+    pub fn disable_user(
+        &mut self,
         name: &str,
-        client: &str,
-        since: NaiveDateTime,
-    ) -> Result<(u32, u32)> {
-        let since = time_text(since);
-        let by_user: u32 = self.conn().query_row(
-            "SELECT COUNT(*) FROM login_attempts
-              WHERE user_name = ?1 AND success = 0
-                AND at >= max(?2, COALESCE((SELECT MAX(at) FROM login_attempts
-                                             WHERE user_name = ?1 AND success = 1), ''))",
-            params![name, since],
-            |r| r.get(0),
-        )?;
-        let by_client: u32 = self.conn().query_row(
-            "SELECT COUNT(*) FROM login_attempts WHERE client = ?1 AND success = 0 AND at >= ?2",
-            params![client, since],
-            |r| r.get(0),
-        )?;
-        Ok((by_user, by_client))
+        actor: &str,
+        reason: &str,
+        now: NaiveDateTime,
+    ) -> Result<UserAccessChange> {
+        self.write(|tx| {
+            let user = user_in(tx, name)?;
+            if user.disabled {
+                return Err(StoreError::Invalid(format!(
+                    "user {name} is already disabled"
+                )));
+            }
+            tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
+            let change = end_access(tx, name)?;
+            audit_user(tx, name, actor, "disable", &change, reason, now)?;
+            Ok(change)
+        })
     }
+
+    /// Enables a disabled user again (audited). Their old sessions and tokens stay ended.
+    pub fn enable_user(
+        &mut self,
+        name: &str,
+        actor: &str,
+        reason: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let user = user_in(tx, name)?;
+            if !user.disabled {
+                return Err(StoreError::Invalid(format!("user {name} is not disabled")));
+            }
+            tx.execute("UPDATE users SET disabled = 0 WHERE name = ?1", [name])?;
+            let change = UserAccessChange::default();
+            audit_user(tx, name, actor, "enable", &change, reason, now)?;
+            Ok(())
+        })
+    }
+
+    /// Gives a user a new secret (a clerk's or admin's password hash, a billing user's token hash):
+    /// every session of the user ends and every older token is revoked (audited, without secrets).
+    /// `shown` runs last, before the commit: when it fails (a new token that could not be shown),
+    /// nothing changes.
+    pub fn reset_user_secret(
+        &mut self,
+        name: &str,
+        secret: NewUserSecret<'_>,
+        actor: &str,
+        now: NaiveDateTime,
+        shown: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<UserAccessChange> {
+        self.write(|tx| {
+            let user = user_in(tx, name)?;
+            let change = match (user.role, secret) {
+                (UserRole::Billing, NewUserSecret::TokenSha256(t)) => {
+                    let change = end_access(tx, name)?;
+                    tx.execute(
+                        "INSERT INTO api_tokens (token_sha256, user_name, created_at) VALUES (?1, ?2, ?3)",
+                        params![t, name, time_text(now)],
+                    )?;
+                    change
+                }
+                (UserRole::Clerk | UserRole::Admin, NewUserSecret::PasswordHash(p)) => {
+                    tx.execute(
+                        "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                        params![name, p],
+                    )?;
+                    end_access(tx, name)?
+                }
+                (role, _) => {
+                    return Err(StoreError::Invalid(format!(
+                        "a {} user {}",
+                        role_text(role),
+                        if role == UserRole::Billing {
+                            "gets a new API token, not a password"
+                        } else {
+                            "gets a new password, not a token"
+                        }
+                    )))
+                }
+            };
+            let action = if user.role == UserRole::Billing {
+                "new_token"
+            } else {
+                "reset_password"
+            };
+            audit_user(tx, name, actor, action, &change, "", now)?;
+            shown().map_err(|e| {
+                StoreError::Invalid(format!(
+                    "the new secret could not be shown ({e}); nothing was changed"
+                ))
+            })?;
+            Ok(change)
+        })
+    }
+}
+
+/// What taking a user's access away ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserAccessChange {
+    pub sessions_ended: usize,
+    pub tokens_revoked: usize,
+}
+
+fn user_in(tx: &rusqlite::Connection, name: &str) -> Result<User> {
+    tx.query_row(
+        "SELECT name, role, created_at, disabled FROM users WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(User {
+                name: r.get(0)?,
+                role: parse_role(&r.get::<_, String>(1)?)?,
+                created_at: r.get(2)?,
+                disabled: r.get(3)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::Invalid(format!("no user {name}")))
+}
+
+/// Ends every session of `name` and revokes every token.
+fn end_access(tx: &rusqlite::Connection, name: &str) -> Result<UserAccessChange> {
+    Ok(UserAccessChange {
+        sessions_ended: tx.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?,
+        tokens_revoked: tx.execute(
+            "UPDATE api_tokens SET revoked = 1 WHERE user_name = ?1 AND revoked = 0",
+            [name],
+        )?,
+    })
+}
+
+fn audit_user(
+    tx: &rusqlite::Connection,
+    name: &str,
+    actor: &str,
+    action: &str,
+    change: &UserAccessChange,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<()> {
+    super::review::insert_audit(
+        tx,
+        &super::review::AuditEntry {
+            at: now,
+            actor,
+            entity: "user",
+            entity_id: name,
+            action,
+            before: None,
+            after: Some(serde_json::json!({
+                "sessions_ended": change.sessions_ended,
+                "tokens_revoked": change.tokens_revoked,
+            })),
+            reason,
+        },
+    )?;
+    Ok(())
+}
+
+/// The failures in a row of sign-ins by `name` from `client` since `since` (after the pair's last
+/// success), and the time of the last one.
+pub(crate) fn login_failures_in(
+    conn: &rusqlite::Connection,
+    name: &str,
+    client: &str,
+    since: NaiveDateTime,
+) -> Result<(u32, Option<NaiveDateTime>)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), MAX(at) FROM login_attempts
+          WHERE user_name = ?1 AND client = ?2 AND success = 0 AND at >= ?3
+            AND at > COALESCE((SELECT MAX(at) FROM login_attempts
+                                WHERE user_name = ?1 AND client = ?2 AND success = 1), '')",
+        params![name, client, time_text(since)],
+        |r| Ok((r.get(0)?, super::cycles::opt_time_at(r, 1)?)),
+    )?)
+}
+
+/// The role and password hash of an enabled clerk or admin (on any connection: sign-in reads it on a
+/// read-only one).
+pub(crate) fn password_hash_in(
+    conn: &rusqlite::Connection,
+    name: &str,
+) -> Result<Option<(UserRole, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT role, password_hash FROM users
+              WHERE name = ?1 AND disabled = 0 AND password_hash IS NOT NULL",
+            [name],
+            |r| Ok((parse_role(&r.get::<_, String>(0)?)?, r.get(1)?)),
+        )
+        .optional()?)
 }
 
 /// The signed-in user of a session that has not expired (on any connection: the clerk pages look it
@@ -367,31 +531,134 @@ mod tests {
     }
 
     #[test]
-    fn failures_count_per_user_since_the_last_success_and_per_client() {
+    fn failures_count_per_user_and_client_since_the_pairs_last_success() {
         let mut s = Store::open_in_memory().unwrap();
         let old = at(7, 0);
         s.record_login_attempt("ann", "10.0.0.1", false, at(8, 0), old)
             .unwrap();
         s.record_login_attempt("ann", "10.0.0.2", false, at(8, 1), old)
             .unwrap();
-        assert_eq!(
-            s.recent_login_failures("ann", "10.0.0.1", at(7, 50))
-                .unwrap(),
-            (2, 1)
-        );
-        s.record_login_attempt("ann", "10.0.0.1", true, at(8, 2), old)
+        s.record_login_attempt("ann", "10.0.0.1", false, at(8, 2), old)
             .unwrap();
-        s.record_login_attempt("bob", "10.0.0.1", false, at(8, 3), old)
+        let pair =
+            |s: &Store, c: &str, since| login_failures_in(s.conn(), "ann", c, since).unwrap();
+        assert_eq!(pair(&s, "10.0.0.1", at(7, 50)), (2, Some(at(8, 2))));
+        assert_eq!(pair(&s, "10.0.0.1", at(8, 1)), (1, Some(at(8, 2))));
+        // A success elsewhere leaves the pair alone; a success of the pair clears it.
+        s.record_login_attempt("ann", "10.0.0.2", true, at(8, 3), old)
             .unwrap();
-        assert_eq!(
-            s.recent_login_failures("ann", "10.0.0.1", at(7, 50))
-                .unwrap(),
-            (0, 2)
+        assert_eq!(pair(&s, "10.0.0.1", at(7, 50)).0, 2);
+        s.record_login_attempt("ann", "10.0.0.1", true, at(8, 4), old)
+            .unwrap();
+        assert_eq!(pair(&s, "10.0.0.1", at(7, 50)), (0, None));
+        assert_eq!(pair(&s, "10.0.0.9", at(7, 50)), (0, None));
+    }
+
+    #[test]
+    fn disabling_a_user_ends_their_sessions_and_tokens_and_is_audited() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.add_user(
+            "ann",
+            UserRole::Clerk,
+            NewUserSecret::PasswordHash("h1"),
+            at(8, 0),
+        )
+        .unwrap();
+        s.add_user(
+            "bill",
+            UserRole::Billing,
+            NewUserSecret::TokenSha256("t1"),
+            at(8, 0),
+        )
+        .unwrap();
+        s.create_session("s1", "ann", "c1", at(8, 0), at(20, 0))
+            .unwrap();
+        s.create_session("s2", "ann", "c2", at(8, 0), at(20, 0))
+            .unwrap();
+        let change = s.disable_user("ann", "cli:root", "left", at(9, 0)).unwrap();
+        assert_eq!(change.sessions_ended, 2);
+        assert_eq!(s.session_user("s1", at(9, 1)).unwrap(), None);
+        assert_eq!(s.password_hash("ann").unwrap(), None);
+        assert!(s.disable_user("ann", "cli:root", "", at(9, 0)).is_err());
+        assert!(s.disable_user("nobody", "cli:root", "", at(9, 0)).is_err());
+        let change = s.disable_user("bill", "cli:root", "", at(9, 0)).unwrap();
+        assert_eq!(change.tokens_revoked, 1);
+        assert_eq!(s.token_user("t1").unwrap(), None);
+        s.enable_user("ann", "cli:root", "back", at(10, 0)).unwrap();
+        assert!(s.password_hash("ann").unwrap().is_some());
+        assert_eq!(s.session_user("s2", at(10, 1)).unwrap(), None);
+        let actions: Vec<String> = s
+            .conn()
+            .prepare("SELECT entity_id || ' ' || action FROM audit_log WHERE entity = 'user' ORDER BY audit_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(actions, ["ann disable", "bill disable", "ann enable"]);
+    }
+
+    #[test]
+    fn a_reset_secret_replaces_the_old_one_only_once_it_was_shown() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.add_user(
+            "bill",
+            UserRole::Billing,
+            NewUserSecret::TokenSha256("t1"),
+            at(8, 0),
+        )
+        .unwrap();
+        let lost = s.reset_user_secret(
+            "bill",
+            NewUserSecret::TokenSha256("t2"),
+            "cli",
+            at(9, 0),
+            || Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
         );
-        assert_eq!(
-            s.recent_login_failures("ann", "10.0.0.1", at(8, 2))
-                .unwrap(),
-            (0, 1)
-        );
+        assert!(lost
+            .unwrap_err()
+            .to_string()
+            .contains("nothing was changed"));
+        assert!(s.token_user("t1").unwrap().is_some());
+        assert_eq!(s.token_user("t2").unwrap(), None);
+        s.reset_user_secret(
+            "bill",
+            NewUserSecret::TokenSha256("t2"),
+            "cli",
+            at(9, 0),
+            || Ok(()),
+        )
+        .unwrap();
+        assert_eq!(s.token_user("t1").unwrap(), None);
+        assert!(s.token_user("t2").unwrap().is_some());
+        s.add_user(
+            "ann",
+            UserRole::Admin,
+            NewUserSecret::PasswordHash("h1"),
+            at(8, 0),
+        )
+        .unwrap();
+        s.create_session("s1", "ann", "c1", at(8, 0), at(20, 0))
+            .unwrap();
+        assert!(s
+            .reset_user_secret(
+                "ann",
+                NewUserSecret::TokenSha256("x"),
+                "cli",
+                at(9, 0),
+                || Ok(())
+            )
+            .is_err());
+        let change = s
+            .reset_user_secret(
+                "ann",
+                NewUserSecret::PasswordHash("h2"),
+                "cli",
+                at(9, 0),
+                || Ok(()),
+            )
+            .unwrap();
+        assert_eq!(change.sessions_ended, 1);
+        assert_eq!(s.password_hash("ann").unwrap().unwrap().1, "h2");
     }
 }

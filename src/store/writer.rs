@@ -19,13 +19,23 @@
 //! grouped work compares the epoch its read started under with the current one and recomputes on
 //! the writer when they differ. Grouped work itself (read uploads) must not change what readers
 //! judge with (meters, accounts, history, cycles).
+//!
+//! **A job that panics** (a bug) is caught on the writer: that job's caller is answered
+//! [`DbError::Panicked`] (its transaction or savepoint rolled back) and the writer goes on with the
+//! next job, so one bad request never leaves the daemon answering 500 to everyone.
+//!
+//! **Health.** [`Db::check_health`] says whether the writer is alive (its thread running, no job
+//! stuck on it), answers, and can still write to the database (a probe commit, SQLite's page limit,
+//! free space on the file system).
 
 use super::{Store, StoreError};
 use rusqlite::{Connection, TransactionBehavior};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most grouped jobs committed together; bounds the latency a large group adds to its first member.
@@ -42,6 +52,9 @@ type GroupedWork = Box<dyn FnOnce(&Connection) -> (bool, Box<dyn FnOnce(bool) + 
 enum Job {
     Call(Call),
     Grouped(GroupedWork),
+    /// The health probe: a small commit that changes nothing a reader judges with, so it leaves
+    /// the district epoch alone.
+    Probe(Box<dyn FnOnce(&mut Store) + Send>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +63,77 @@ pub enum DbError {
     Stopped,
     #[error("committing the group failed: {0}")]
     Commit(String),
+    /// The job panicked (a bug): it was rolled back and the writer went on with the next one.
+    #[error("the database job failed unexpectedly and was rolled back: {0}")]
+    Panicked(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why [`Db::check_health`] says the database cannot take work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Sick {
+    #[error("the database writer has stopped")]
+    WriterStopped,
+    #[error("the database writer has been on one job for {0} s")]
+    WriterStuck(u64),
+    /// The probe waited this long behind other work: busy, not broken.
+    #[error("the database writer did not get to the health check within {0} s (busy)")]
+    WriterBusy(u64),
+    #[error("the database cannot be written: {0}")]
+    NotWritable(String),
+    #[error("{free_mib} MiB free on the database's file system, below the {min_mib} MiB it needs")]
+    LowSpace { free_mib: u64, min_mib: u64 },
+}
+
+impl Sick {
+    /// Whether restarting the process could not help and must not be asked for by a watchdog
+    /// (a busy writer is working).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Sick::WriterBusy(_))
+    }
+}
+
+/// A job running on the writer longer than this is taken as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(300);
+
+/// The message of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// What the writer thread is doing, for [`Db::check_health`]: when its current job started, in
+/// milliseconds since `origin` plus one (0: idle).
+struct Activity {
+    origin: Instant,
+    busy_since: AtomicU64,
+}
+
+impl Activity {
+    fn start(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64 + 1;
+        self.busy_since.store(ms, Ordering::Release);
+    }
+
+    fn stop(&self) {
+        self.busy_since.store(0, Ordering::Release);
+    }
+
+    /// How long the current job has run.
+    fn busy_for(&self) -> Option<Duration> {
+        match self.busy_since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
+    }
 }
 
 struct Inner {
@@ -61,6 +143,7 @@ struct Inner {
     /// `None` for an in-memory database (nothing else can open it): reads go to the writer.
     readers: Option<Readers>,
     epoch: Arc<AtomicU64>,
+    activity: Arc<Activity>,
 }
 
 /// Read-only connections, opened when first needed and kept for reuse.
@@ -137,11 +220,16 @@ impl Db {
         // anyone) commits to the database, and not for the writer's temp tables.
         let watch = readers.as_ref().map(Readers::open).transpose()?;
         let epoch = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity {
+            origin: Instant::now(),
+            busy_since: AtomicU64::new(0),
+        });
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer_epoch = epoch.clone();
+        let writer_activity = activity.clone();
         let thread = std::thread::Builder::new()
             .name("db-writer".into())
-            .spawn(move || writer_loop(store, watch, receiver, &writer_epoch))
+            .spawn(move || writer_loop(store, watch, receiver, &writer_epoch, &writer_activity))
             .map_err(|e| {
                 StoreError::Invalid(format!("cannot start the database writer thread: {e}"))
             })?;
@@ -152,8 +240,51 @@ impl Db {
                 path,
                 readers,
                 epoch,
+                activity,
             }),
         })
+    }
+
+    /// Whether the writer is alive and the database can take a write: the writer's thread runs, no
+    /// job has been on it for [`STUCK_AFTER`], a probe commit (a row of `health_probe`, nothing a
+    /// reader judges with) succeeds within `wait`, SQLite's page limit is not reached, and the file
+    /// system holding the database has `min_free_bytes` free.
+    pub async fn check_health(&self, wait: Duration, min_free_bytes: u64) -> Result<(), Sick> {
+        let finished = self
+            .inner
+            .thread
+            .lock()
+            .map_err(|_| Sick::WriterStopped)?
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished);
+        if finished {
+            return Err(Sick::WriterStopped);
+        }
+        if let Some(busy) = self.inner.activity.busy_for() {
+            if busy >= STUCK_AFTER {
+                return Err(Sick::WriterStuck(busy.as_secs()));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Probe(Box::new(move |store| {
+            let _ = tx.send(store.probe_writable(chrono::Local::now().naive_local()));
+        })))
+        .map_err(|_| Sick::WriterStopped)?;
+        match tokio::time::timeout(wait, rx).await {
+            Err(_) => return Err(Sick::WriterBusy(wait.as_secs())),
+            Ok(Err(_)) => return Err(Sick::WriterStopped),
+            Ok(Ok(Err(e))) => return Err(Sick::NotWritable(e.to_string())),
+            Ok(Ok(Ok(()))) => {}
+        }
+        if let Some(free) = super::free_bytes(&self.inner.path) {
+            if free < min_free_bytes {
+                return Err(Sick::LowSpace {
+                    free_mib: free >> 20,
+                    min_mib: min_free_bytes >> 20,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -256,10 +387,16 @@ impl Db {
     fn submit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> T + Send + 'static,
-    ) -> Result<oneshot::Receiver<T>, DbError> {
+    ) -> Result<oneshot::Receiver<Result<T, DbError>>, DbError> {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Call(Box::new(move |store| {
-            let out = f(store);
+            // A panicking job is answered an error; its transaction, if it used `Store::write`, was
+            // rolled back as the panic unwound (the writer loop rolls back any other).
+            let out = catch_unwind(AssertUnwindSafe(|| f(store))).map_err(|p| {
+                let why = panic_text(p.as_ref());
+                tracing::error!(panic = %why, "a database job panicked; it was rolled back and the writer goes on");
+                DbError::Panicked(why)
+            });
             Box::new(move || {
                 let _ = tx.send(out);
             })
@@ -272,7 +409,7 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Result<T, DbError> {
-        self.submit(f)?.await.map_err(|_| DbError::Stopped)
+        self.submit(f)?.await.map_err(|_| DbError::Stopped)?
     }
 
     /// [`Db::call`] for threads outside the async runtime (serial docks, CLI). Must not be called from
@@ -283,7 +420,7 @@ impl Db {
     ) -> Result<T, DbError> {
         self.submit(f)?
             .blocking_recv()
-            .map_err(|_| DbError::Stopped)
+            .map_err(|_| DbError::Stopped)?
     }
 
     fn submit_grouped<T, E>(
@@ -296,15 +433,21 @@ impl Db {
     {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Grouped(Box::new(move |conn| {
-            let out = f(conn);
-            let ok = out.is_ok();
+            // A panicking job fails alone: its savepoint is rolled back, the group goes on.
+            let out = catch_unwind(AssertUnwindSafe(|| f(conn)));
+            let ok = matches!(out, Ok(Ok(_)));
             let answer: Box<dyn FnOnce(bool) + Send> = Box::new(move |committed| {
                 let reply = match out {
-                    Err(e) => Err(GroupedError::Work(e)),
-                    Ok(_) if !committed => Err(GroupedError::Db(DbError::Commit(
+                    Err(p) => {
+                        let why = panic_text(p.as_ref());
+                        tracing::error!(panic = %why, "a grouped database job panicked; its savepoint was rolled back");
+                        Err(GroupedError::Db(DbError::Panicked(why)))
+                    }
+                    Ok(Err(e)) => Err(GroupedError::Work(e)),
+                    Ok(Ok(_)) if !committed => Err(GroupedError::Db(DbError::Commit(
                         "the group was rolled back".into(),
                     ))),
-                    Ok(v) => Ok(v),
+                    Ok(Ok(v)) => Ok(v),
                 };
                 let _ = tx.send(reply);
             });
@@ -373,20 +516,36 @@ fn writer_loop(
     watch: Option<Connection>,
     receiver: mpsc::Receiver<Job>,
     epoch: &AtomicU64,
+    activity: &Activity,
 ) {
     let mut writer_version = data_version(store.conn());
     let mut next = receiver.recv().ok();
     while let Some(job) = next.take() {
+        activity.start();
         match job {
             Job::Call(f) => {
                 let before = watch.as_ref().and_then(data_version);
+                // `f` catches its job's panic itself (see `Db::submit`).
                 let answer = f(&mut store);
+                // A job that panicked inside a transaction it opened by hand leaves it open.
+                if !store.conn().is_autocommit() {
+                    tracing::error!("a database job left its transaction open; rolling it back");
+                    let _ = store.conn().execute_batch("ROLLBACK");
+                }
                 // If it committed anything, readers' work from before may be stale. (Its temp
                 // tables, a route file's scope, leave the database file alone.)
                 if watch.as_ref().and_then(data_version) != before {
                     epoch.fetch_add(1, Ordering::AcqRel);
                 }
                 answer();
+            }
+            Job::Probe(f) => {
+                if catch_unwind(AssertUnwindSafe(|| f(&mut store))).is_err() {
+                    tracing::error!("the health probe panicked");
+                }
+                if !store.conn().is_autocommit() {
+                    let _ = store.conn().execute_batch("ROLLBACK");
+                }
             }
             Job::Grouped(first) => {
                 let mut group = vec![first];
@@ -403,6 +562,7 @@ fn writer_loop(
                 run_group(&mut store, group, epoch, &mut writer_version);
             }
         }
+        activity.stop();
         if next.is_none() {
             next = receiver.recv().ok();
         }
@@ -512,7 +672,7 @@ mod tests {
                 .unwrap()
         });
         db.shutdown();
-        assert_eq!(rx.unwrap().blocking_recv().unwrap(), 1);
+        assert_eq!(rx.unwrap().blocking_recv().unwrap().unwrap(), 1);
         assert!(matches!(db.call_blocking(|_| ()), Err(DbError::Stopped)));
     }
 
@@ -537,5 +697,126 @@ mod tests {
         .unwrap();
         assert_ne!(db.district_epoch(), start);
         db.shutdown();
+    }
+
+    fn boom(what: &str) -> rusqlite::Result<()> {
+        panic!("{what}")
+    }
+
+    #[test]
+    fn a_panicking_job_is_answered_an_error_rolled_back_and_the_writer_goes_on() {
+        let db = db();
+        let r = db.call_blocking(|s| -> usize {
+            s.write(|tx| {
+                tx.execute("INSERT INTO routes (route_id) VALUES ('R02')", [])?;
+                boom("boom inside a transaction")?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+            0
+        });
+        assert!(
+            matches!(&r, Err(DbError::Panicked(m)) if m.contains("boom inside")),
+            "{:?}",
+            r.err()
+        );
+        // A transaction opened by hand and left open by the panic is rolled back too.
+        let r = db.call_blocking(|s| {
+            s.conn()
+                .execute_batch("BEGIN; INSERT INTO routes (route_id) VALUES ('R03');")
+                .unwrap();
+            boom("boom with BEGIN")
+        });
+        assert!(matches!(r, Err(DbError::Panicked(_))));
+        // A grouped job that panics fails alone; its neighbours commit.
+        let db2 = db.clone();
+        let good = std::thread::spawn(move || {
+            db2.grouped_blocking(|c| {
+                c.execute("INSERT INTO routes (route_id) VALUES ('R05')", [])
+                    .map(|_| ())
+            })
+        });
+        let bad = db.grouped_blocking(|c| -> Result<(), rusqlite::Error> {
+            c.execute("INSERT INTO routes (route_id) VALUES ('R04')", [])?;
+            boom("boom in a group")
+        });
+        assert!(matches!(bad, Err(GroupedError::Db(DbError::Panicked(_)))));
+        good.join().unwrap().unwrap();
+        // The writer still works, and only R05 was stored.
+        let routes: Vec<String> = db
+            .call_blocking(|s| s.routes().unwrap().into_iter().map(|r| r.id).collect())
+            .unwrap();
+        assert_eq!(routes, ["R05"]);
+    }
+
+    #[tokio::test]
+    async fn health_says_when_the_writer_or_the_database_cannot_take_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::start(Store::open(&dir.path().join("d.db")).unwrap()).unwrap();
+        let wait = Duration::from_secs(5);
+        assert_eq!(db.check_health(wait, 0).await, Ok(()));
+        let epoch = db.district_epoch();
+        assert_eq!(db.check_health(wait, 0).await, Ok(()));
+        assert_eq!(
+            db.district_epoch(),
+            epoch,
+            "the probe moved the district epoch"
+        );
+        // Writes refused (what a read-only file gives): not ok, and why.
+        db.call(|s| s.conn().pragma_update(None, "query_only", true))
+            .await
+            .unwrap()
+            .unwrap();
+        let sick = db.check_health(wait, 0).await.unwrap_err();
+        assert!(
+            matches!(&sick, Sick::NotWritable(m) if m.contains("readonly")),
+            "{sick}"
+        );
+        db.call(|s| s.conn().pragma_update(None, "query_only", false))
+            .await
+            .unwrap()
+            .unwrap();
+        // At SQLite's page limit: full.
+        db.call(|s| {
+            let pages: i64 = s
+                .conn()
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            s.conn()
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        let sick = db.check_health(wait, 0).await.unwrap_err();
+        assert!(
+            matches!(&sick, Sick::NotWritable(m) if m.contains("full")),
+            "{sick}"
+        );
+        db.call(|s| {
+            s.conn()
+                .query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        assert_eq!(db.check_health(wait, 0).await, Ok(()));
+        // Less free space than asked for.
+        let sick = db.check_health(wait, u64::MAX).await.unwrap_err();
+        assert!(matches!(sick, Sick::LowSpace { .. }), "{sick}");
+        // A writer busy with one long job: the probe waits, and says so.
+        let busy = db.clone();
+        let long = tokio::task::spawn_blocking(move || {
+            busy.call_blocking(|_| std::thread::sleep(Duration::from_millis(1500)))
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sick = db
+            .check_health(Duration::from_millis(300), 0)
+            .await
+            .unwrap_err();
+        assert!(sick.is_busy(), "{sick}");
+        long.await.unwrap().unwrap();
+        db.shutdown();
+        assert_eq!(db.check_health(wait, 0).await, Err(Sick::WriterStopped));
     }
 }

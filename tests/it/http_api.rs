@@ -537,33 +537,7 @@ async fn signing_in_at_the_door_lands_on_the_exception_queue() {
     assert!(cookie_value(&r.set_cookies(), serve::auth::SESSION_COOKIE).is_none());
 }
 
-#[tokio::test]
-async fn five_failures_lock_the_user_name_and_the_client_address_for_the_window() {
-    let state = state();
-    let app = serve::router(state.clone());
-    add_clerk(&state, "carla", "water under the bridge").await;
-    add_clerk(&state, "dora", "another long password").await;
-    let token = login_form_token(&app).await;
-    for i in 0..5 {
-        let client = format!("10.0.1.{i}");
-        let r = post_login(&app, &token, "carla", "guess", &client).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
-    }
-    // The right password from a fresh address: the name is locked.
-    let r = post_login(&app, &token, "carla", "water under the bridge", "10.0.2.1").await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(r.headers[header::RETRY_AFTER], "900");
-    // Another user is unaffected...
-    let r = post_login(&app, &token, "dora", "another long password", "10.0.2.1").await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    // ...until one address has tried five names.
-    for name in ["a1", "a2", "a3", "a4", "a5"] {
-        let r = post_login(&app, &token, name, "guess", "10.0.3.9").await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    }
-    let r = post_login(&app, &token, "dora", "another long password", "10.0.3.9").await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-}
+// The sign-in backoff (per name and address, never a lockout) is tested in `security.rs`.
 
 // ---- device API -----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ mod field_browser;
 mod fixture;
 mod http_api;
 mod review;
+mod security;
 mod store;
 mod support;
 mod sync;
