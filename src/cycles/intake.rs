@@ -137,8 +137,20 @@ impl ReadTimeBounds {
 /// The largest sequence number the store keeps (a signed 64-bit integer).
 pub const MAX_DEVICE_SEQ: u64 = i64::MAX as u64;
 
-/// Refuses a handheld read whose sequence number is 0 or beyond what the store keeps.
+/// Refuses a handheld read whose sequence number is 0 or beyond what the store keeps, and any read
+/// whose reading is a number beyond what the store keeps (a signed 64-bit integer; no register has
+/// that many dials).
 pub fn check_seq(read: &FieldRead) -> Option<Refusal> {
+    if read.reading().is_some_and(|r| r > MAX_DEVICE_SEQ) {
+        return Some(Refusal {
+            reason: RefusalReason::BadRead,
+            detail: format!(
+                "read of meter {}: reading {} is beyond any register",
+                crate::text::shown(&read.meter_id),
+                read.raw_reading.trim()
+            ),
+        });
+    }
     let d = read.device.as_ref()?;
     (d.seq == 0 || d.seq > MAX_DEVICE_SEQ).then(|| Refusal {
         reason: RefusalReason::BadRead,

@@ -11,20 +11,23 @@ use crate::vee::{self, AccountHistory};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteFile {
     pub cycle_id: String,
     pub route_id: String,
     pub route_name: String,
+    #[schema(value_type = String, format = Date)]
     pub window_from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
     pub window_to: NaiveDate,
     pub stops: Vec<RouteStop>,
     pub message_codes: Vec<RouteCode>,
 }
 
 /// One meter to read, in walk order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RouteStop {
     pub sequence: u32,
     pub account_id: String,
@@ -36,6 +39,7 @@ pub struct RouteStop {
     pub multiplier: u32,
     pub unit: String,
     pub previous_reading: Option<u64>,
+    #[schema(value_type = Option<String>, format = Date)]
     pub previous_read_on: Option<NaiveDate>,
     /// Register readings; `None` when there is no history to set them from.
     pub limits: Option<StopLimits>,
@@ -45,7 +49,7 @@ pub struct RouteStop {
 /// Hi/lo limits as readings the handheld compares the keyed number with, for a read on the window's
 /// first day and on its last day; for a day between they move linearly (PROTOCOL.md §3.6,
 /// `domain::WindowLimits::on_day`), and the office judges a read's high/low with the same limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StopLimits {
     pub first_day: LimitRange,
     pub last_day: LimitRange,
@@ -53,7 +57,7 @@ pub struct StopLimits {
 
 /// A range of register readings. Near rollover it wraps through zero: then `high < low` and `wraps`
 /// is true (a reading passes if it is ≥ low OR ≤ high).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LimitRange {
     pub low: u64,
     pub high: u64,
@@ -89,7 +93,7 @@ impl StopLimits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteOrder {
     pub order_id: i64,
     pub kind: String,
@@ -97,7 +101,7 @@ pub struct RouteOrder {
     pub instructions: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RouteCode {
     pub code: String,
     pub category: String,

@@ -37,7 +37,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .route("/api/v1/docks", get(get_docks))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocksJson {
     pub docks: Vec<DockStatus>,
 }

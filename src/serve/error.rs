@@ -45,6 +45,16 @@ pub enum AppError {
     Internal(String),
 }
 
+/// The body of every error the API answers in JSON.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorJson {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// For a 409 a client can act on: `batch_conflict` (send the reads again under a new batch id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 impl AppError {
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
@@ -111,11 +121,12 @@ impl IntoResponse for AppError {
             other => other.to_string(),
         };
         let status = self.status();
-        let body = match &self {
-            AppError::ConflictCode { code, .. } => {
-                serde_json::json!({ "error": message, "code": code })
-            }
-            _ => serde_json::json!({ "error": message }),
+        let body = ErrorJson {
+            error: message,
+            code: match &self {
+                AppError::ConflictCode { code, .. } => Some((*code).to_string()),
+                _ => None,
+            },
         };
         let mut response = (status, Json(body)).into_response();
         match &self {
@@ -134,6 +145,46 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// Answers a refusal axum's extractors wrote as plain text (a malformed path or query value, a body
+/// that is not a form or not JSON) as [`ErrorJson`], like every other error of the API.
+pub async fn rejections_as_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !response.status().is_client_error() || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let json = ErrorJson {
+        error: if text.is_empty() {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_string()
+        } else {
+            text
+        },
+        code: None,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let bytes = serde_json::to_vec(&json).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Percent-encodes everything but unreserved characters and `/` (for a path in a query string).

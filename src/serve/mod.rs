@@ -165,6 +165,7 @@ pub fn router(state: AppState) -> Router {
             security::refuse_unsafe_posts,
         ))
         .layer(axum::middleware::from_fn(pages::client_address_layer))
+        .layer(axum::middleware::from_fn(error::rejections_as_json))
         // On every response, errors and redirects too.
         .layer(axum::middleware::from_fn(security::headers))
         // The hard ceiling for every body, whatever the handler reads it with.

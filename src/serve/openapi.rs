@@ -1,9 +1,116 @@
-//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of every endpoint of the daemon, written by
-//! hand (a test checks that every route of the router is in it, and that everything in it is routed).
+//! `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of every endpoint of the daemon.
+//!
+//! The bodies' schemas are derived from the very types the handlers and the reference handheld
+//! (de)serialize (`#[derive(utoipa::ToSchema)]` on `sync::api`, `cycles::route_file`,
+//! `serve::error::ErrorJson`; the two types of `sync` without the derive are described here and
+//! checked against what they serialize to), so a field renamed, added or retyped changes the document
+//! with it. The paths are written here: a test checks that every route of the router is in the
+//! document and everything in it is routed, and `.ci/run` runs schemathesis against the demo daemon
+//! with each credential, checking every answer's status, content type, headers and body against it.
 
 use super::auth::AnyCredential;
+use crate::sync::{DockStatus, RefusedRead, UploadReceipt};
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+/// A schema written as JSON (for the types of `sync` that do not derive it).
+fn schema_of(value: Value) -> RefOr<Schema> {
+    match serde_json::from_value::<Schema>(value) {
+        Ok(s) => RefOr::T(s),
+        Err(e) => unreachable!("a schema written in this file does not parse: {e}"),
+    }
+}
+
+impl PartialSchema for RefusedRead {
+    fn schema() -> RefOr<Schema> {
+        schema_of(
+            json!({ "type": "object", "required": ["device_seq", "reason", "detail"],
+            "description": "A read of the upload that was not stored",
+            "properties": {
+                "device_seq": { "type": "integer", "format": "int64", "minimum": 0 },
+                "reason": { "type": "string", "enum": ["seq_conflict", "batch_conflict", "bad_time", "off_route", "bad_read"],
+                    "description": "seq_conflict: send the read again under a new device_seq" },
+                "detail": { "type": "string", "description": "One sentence for the reader or a clerk, naming the read" } } }),
+        )
+    }
+}
+
+impl ToSchema for RefusedRead {}
+
+impl PartialSchema for DockStatus {
+    fn schema() -> RefOr<Schema> {
+        schema_of(json!({ "type": "object",
+            "required": ["path", "state", "device", "bytes_up", "bytes_down", "reads_received", "routes_sent",
+                "last_error", "since"],
+            "properties": {
+                "path": { "type": "string" },
+                "state": { "type": "string", "description": "waiting, idle, connected, uploading, storing, \
+                    downloading, done, refused, stopped" },
+                "device": { "type": ["string", "null"] },
+                "bytes_up": { "type": "integer", "format": "int64", "minimum": 0 },
+                "bytes_down": { "type": "integer", "format": "int64", "minimum": 0 },
+                "reads_received": { "type": "integer", "format": "int64", "minimum": 0 },
+                "routes_sent": { "type": "integer", "format": "int64", "minimum": 0 },
+                "last_error": { "type": ["string", "null"] },
+                "since": { "type": ["string", "null"], "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$",
+                    "description": "District local time of the last change, no offset" } } }))
+    }
+}
+
+impl ToSchema for DockStatus {}
+
+impl PartialSchema for UploadReceipt {
+    fn schema() -> RefOr<Schema> {
+        schema_of(json!({ "type": "object",
+            "required": ["up_to_seq", "stored", "flagged", "already_received", "refused", "held_seq"],
+            "properties": {
+                "up_to_seq": { "type": ["integer", "null"], "format": "int64", "minimum": 0,
+                    "description": "Every read of the batch with device_seq up to this is durably stored, or \
+                        listed in `refused` (null for an empty batch)" },
+                "stored": { "type": "integer", "minimum": 0, "description": "Reads stored now" },
+                "flagged": { "type": "integer", "minimum": 0, "description": "Of those, reads flagged for a clerk" },
+                "already_received": { "type": "integer", "minimum": 0,
+                    "description": "Reads stored before, proven the same: not stored again" },
+                "refused": { "type": "array", "items": { "$ref": "#/components/schemas/RefusedRead" } },
+                "held_seq": { "type": "integer", "format": "int64", "minimum": 0,
+                    "description": "The highest device_seq the gateway holds from this state" },
+                "batch_conflict": { "type": ["string", "null"],
+                    "description": "Never in an HTTP answer (a reused batch id is a 409)" } } }))
+    }
+}
+
+impl ToSchema for UploadReceipt {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((RefusedRead::name().into_owned(), RefusedRead::schema()));
+    }
+}
+
+/// Every schema the document names, each with the schemas it refers to.
+fn schemas() -> Value {
+    let mut all: Vec<(String, RefOr<Schema>)> = Vec::new();
+    fn add<T: ToSchema>(all: &mut Vec<(String, RefOr<Schema>)>) {
+        T::schemas(all);
+        all.push((T::name().into_owned(), T::schema()));
+    }
+    use crate::sync::api::{
+        CodesJson, HelloJson, ReceiptJson, RoutesJson, UploadJson, WelcomeJson,
+    };
+    add::<UploadJson>(&mut all);
+    add::<ReceiptJson>(&mut all);
+    add::<HelloJson>(&mut all);
+    add::<WelcomeJson>(&mut all);
+    add::<RoutesJson>(&mut all);
+    add::<CodesJson>(&mut all);
+    add::<super::device_api::DocksJson>(&mut all);
+    add::<super::error::ErrorJson>(&mut all);
+    let map: serde_json::Map<String, Value> = all
+        .into_iter()
+        .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or(Value::Null)))
+        .collect();
+    Value::Object(map)
+}
 
 pub async fn serve_document(_who: AnyCredential) -> Json<Value> {
     Json(document())
@@ -11,7 +118,7 @@ pub async fn serve_document(_who: AnyCredential) -> Json<Value> {
 
 fn error_response(description: &str) -> Value {
     json!({ "description": description,
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorJson" } } } })
 }
 
 /// The usual refusals of an authenticated endpoint.
@@ -56,7 +163,10 @@ fn clerk_page(summary: &str, desk: Desk, params: Value) -> Value {
         "responses": with_refusals(json!({
             "200": html_ok("The page"),
             "303": { "description": "Not signed in (browser): to /login" },
+            "400": error_response("A path or query value is malformed or out of range"),
             "404": error_response("No such record"),
+            "422": { "description": "A query value refused (paperwork): the page again, the message beside it",
+                "content": { "text/html": { "schema": { "type": "string" } } } },
         })),
     })
 }
@@ -81,6 +191,8 @@ fn clerk_form(summary: &str, desk: Desk, params: Value, fields: &[&str]) -> Valu
                 "content": { "text/html": { "schema": { "type": "string" } } } },
             "404": error_response("No such record or action"),
             "409": error_response("The record changed or the action does not apply any more"),
+            "413": error_response("The form is larger than a clerk's form can be"),
+            "415": error_response("The body is not a form (Content-Type application/x-www-form-urlencoded)"),
         })),
     })
 }
@@ -117,6 +229,7 @@ fn desk_paths() -> Value {
                 query_param("route", "Only this route"), query_param("flag", "Only this flag"), query_param("show", "Which reads")],
             "responses": with_refusals(json!({
                 "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "400": error_response("A path or query value is malformed or out of range"),
                 "404": error_response("No such cycle"),
             })) } },
         "/review/cycles/{cycle}/print": { "get": clerk_page("The worklist per route, to print", Desk::Clerk,
@@ -167,6 +280,7 @@ fn desk_paths() -> Value {
             "parameters": [query_param("device", "Only this handheld")],
             "responses": with_refusals(json!({
                 "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "400": error_response("A path or query value is malformed or out of range"),
             })) } },
         "/review/reports": { "get": clerk_page("Reports: choose a cycle", Desk::Clerk, json!([])) },
         "/review/reports/{cycle}": { "get": clerk_page("A cycle's reports", Desk::Clerk,
@@ -176,6 +290,7 @@ fn desk_paths() -> Value {
             "parameters": [cycle, path_param("file", "Report file name"), query_param("month", "Month, YYYY-MM")],
             "responses": with_refusals(json!({
                 "200": { "description": "CSV", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "400": error_response("A path or query value is malformed or out of range"),
                 "404": error_response("No such report"),
             })) } },
         "/api/v1/cycles/{id}/billing": { "get": {
@@ -227,97 +342,7 @@ fn own_document() -> Value {
                 "deviceToken": { "type": "http", "scheme": "bearer",
                     "description": "A handheld's token DEVICE.SECRET (`meter-gateway device add ID`)" },
             },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error"],
-                    "properties": { "error": { "type": "string" } } },
-                "Read": {
-                    "type": "object", "additionalProperties": false,
-                    "required": ["device_seq", "meter_id", "reading", "read_time", "read_type", "method", "reader_id"],
-                    "properties": {
-                        "device_seq": { "type": "integer", "minimum": 1, "maximum": 9223372036854775807_i64,
-                            "description": "Strictly increasing per handheld state, never reused" },
-                        "meter_id": { "type": "string", "maxLength": 32 },
-                        "reading": { "type": "integer", "minimum": 0 },
-                        "read_time": { "type": "string",
-                            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$",
-                            "description": "District local time, no offset",
-                            "examples": ["2026-11-05T09:41:07"] },
-                        "read_type": { "enum": ["regular", "high_confirmed", "low_confirmed", "skipped"] },
-                        "method": { "enum": ["keyed", "probe", "radio"] },
-                        "message_codes": { "type": "array", "maxItems": 8,
-                            "items": { "type": "string", "maxLength": 8 } },
-                        "skip_code": { "type": ["string", "null"], "maxLength": 8 },
-                        "note": { "type": ["string", "null"], "maxLength": 255 },
-                        "reader_id": { "type": "string", "maxLength": 32 },
-                        "order": { "type": ["object", "null"], "required": ["order_id"], "properties": {
-                            "order_id": { "type": "integer" },
-                            "new_meter_id": { "type": ["string", "null"] },
-                            "new_meter_initial": { "type": ["integer", "null"] } } },
-                    },
-                },
-                "StateId": { "type": "string", "pattern": "^[0-9a-fA-F]{1,16}$",
-                    "description": "The handheld's state identity: a random non-zero 64-bit number made \
-                        when its storage was initialised, as hex (PROTOCOL.md §4.1)" },
-                "Hello": { "type": "object", "additionalProperties": false, "required": ["state_id"],
-                    "properties": { "state_id": { "$ref": "#/components/schemas/StateId" },
-                        "firmware_version": { "type": "string", "minLength": 1, "maxLength": 32 } } },
-                "Welcome": { "type": "object", "required": ["protocol_version", "server_time", "held_seq"],
-                    "properties": { "protocol_version": { "type": "integer" },
-                        "server_time": { "type": "string", "description": "District local time, no offset" },
-                        "held_seq": { "type": "integer", "minimum": 0, "description":
-                            "The highest device_seq the gateway holds from this state: number new reads above it" } } },
-                "Upload": { "type": "object", "additionalProperties": false,
-                    "required": ["state_id", "batch_id", "reads"],
-                    "properties": {
-                        "state_id": { "$ref": "#/components/schemas/StateId" },
-                        "batch_id": { "type": "string", "minLength": 1, "maxLength": 64,
-                            "description": "Idempotency key: a retried POST with the same reads gets the first \
-                                answer; the same id with other reads is refused (409 batch_conflict)" },
-                        "reads": { "type": "array", "maxItems": 10000,
-                            "items": { "$ref": "#/components/schemas/Read" } } } },
-                "Receipt": { "type": "object",
-                    "required": ["batch_id", "up_to_seq", "stored", "flagged", "already_received", "refused",
-                        "held_seq"],
-                    "properties": {
-                        "batch_id": { "type": "string" },
-                        "up_to_seq": { "type": ["integer", "null"],
-                            "description": "Every read of the batch with device_seq up to this is durably \
-                                stored, or listed in `refused`" },
-                        "stored": { "type": "integer" },
-                        "flagged": { "type": "integer" },
-                        "already_received": { "type": "integer" },
-                        "refused": { "type": "array", "items": { "type": "object",
-                            "required": ["device_seq", "reason", "detail"], "properties": {
-                                "device_seq": { "type": "integer" },
-                                "reason": { "enum": ["seq_conflict", "bad_time", "off_route", "bad_read"],
-                                    "description": "seq_conflict: send the read again under a new device_seq" },
-                                "detail": { "type": "string" } } } },
-                        "held_seq": { "type": "integer" } } },
-                "Conflict": { "type": "object", "required": ["error", "code"],
-                    "properties": { "error": { "type": "string" }, "code": { "enum": ["batch_conflict"] } } },
-                "RouteFile": { "type": "object",
-                    "required": ["cycle_id", "route_id", "route_name", "window_from", "window_to", "stops", "message_codes"],
-                    "properties": {
-                        "cycle_id": { "type": "string" }, "route_id": { "type": "string" },
-                        "route_name": { "type": "string" },
-                        "window_from": { "type": "string", "format": "date" },
-                        "window_to": { "type": "string", "format": "date" },
-                        "stops": { "type": "array", "items": { "type": "object", "description":
-                            "sequence, account_id, customer_name, service_address, account_status, meter_id, \
-                             dials, multiplier, unit, previous_reading, previous_read_on, limits {first_day {low, high, \
-                             wraps}, last_day {low, high, wraps}} (the limits of a day between move linearly, \
-                             PROTOCOL.md §3.6), field_orders" } },
-                        "message_codes": { "type": "array", "items": { "$ref": "#/components/schemas/Code" } } } },
-                "Code": { "type": "object", "required": ["code", "category", "description", "requires_follow_up"],
-                    "properties": { "code": { "type": "string" }, "category": { "type": "string" },
-                        "description": { "type": "string" }, "requires_follow_up": { "type": "boolean" } } },
-                "DockStatus": { "type": "object", "properties": {
-                    "path": { "type": "string" }, "state": { "type": "string" },
-                    "device": { "type": ["string", "null"] }, "bytes_up": { "type": "integer" },
-                    "bytes_down": { "type": "integer" }, "reads_received": { "type": "integer" },
-                    "routes_sent": { "type": "integer" }, "last_error": { "type": ["string", "null"] },
-                    "since": { "type": ["string", "null"], "format": "date-time" } } },
-            },
+            "schemas": schemas(),
         },
         "paths": {
             "/": { "get": { "summary": "The front door (no credential; shows nothing): to the exception queue \
@@ -343,9 +368,17 @@ fn own_document() -> Value {
                     "responses": {
                         "303": { "description": "Signed in: session cookie set, to `next` (a local path), \
                             else to the exception queue /review" },
+                        "400": error_response("The body is not a sign-in form, or a field holds a refused character"),
                         "401": html_ok("Wrong name or password: the form again"),
-                        "403": error_response("Missing or wrong CSRF token"),
-                        "429": error_response("Too many failed attempts; see Retry-After"),
+                        "403": { "description": "The form's CSRF token is not its cookie's: the form again, saying \
+                            so (or, with an Origin of another site, refused as JSON)", "content": {
+                            "text/html": { "schema": { "type": "string" } },
+                            "application/json": { "schema": { "$ref": "#/components/schemas/ErrorJson" } } } },
+                        "413": error_response("The body is too large"),
+                        "429": { "description": "Not checked: this name from this address is in its backoff, or \
+                            is being checked, or too many checks are running; the form again, saying when to try \
+                            (also in Retry-After)", "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+                            "content": { "text/html": { "schema": { "type": "string" } } } },
                     } },
             },
             "/logout": { "post": clerk_form("Sign out", Desk::Clerk, json!([]), &[]) },
@@ -353,49 +386,42 @@ fn own_document() -> Value {
                 "summary": "A handheld says who it is (its state id) and learns what the gateway holds from it",
                 "tags": ["device"], "security": device_security.clone(),
                 "requestBody": { "required": true, "content": { "application/json": {
-                    "schema": { "$ref": "#/components/schemas/Hello" } } } },
+                    "schema": { "$ref": "#/components/schemas/HelloJson" } } } },
                 "responses": with_refusals(json!({
-                    "200": json_ok("Where the handheld stands", json!({ "$ref": "#/components/schemas/Welcome" })),
+                    "200": json_ok("Where the handheld stands", json!({ "$ref": "#/components/schemas/WelcomeJson" })),
                     "400": error_response("No or malformed state id (a protocol-1 client)"),
                 })) } },
             "/api/v1/device/route": { "get": {
                 "summary": "The routes assigned to this handheld (the next unread route when none is)",
                 "tags": ["device"], "security": device_security.clone(),
                 "responses": with_refusals(json!({
-                    "200": json_ok("Route files", json!({ "type": "object", "required": ["routes"],
-                        "properties": { "routes": { "type": "array",
-                            "items": { "$ref": "#/components/schemas/RouteFile" } } } })),
+                    "200": json_ok("Route files", json!({ "$ref": "#/components/schemas/RoutesJson" })),
                 })) } },
             "/api/v1/device/reads": { "post": {
                 "summary": "Upload a batch of reads; answered after the durable commit",
                 "tags": ["device"], "security": device_security.clone(),
                 "requestBody": { "required": true, "content": { "application/json": {
-                    "schema": { "$ref": "#/components/schemas/Upload" } } } },
+                    "schema": { "$ref": "#/components/schemas/UploadJson" } } } },
                 "responses": with_refusals(json!({
-                    "200": json_ok("Receipt", json!({ "$ref": "#/components/schemas/Receipt" })),
+                    "200": json_ok("Receipt", json!({ "$ref": "#/components/schemas/ReceiptJson" })),
                     "400": error_response("Malformed batch or read, or no state id (a protocol-1 client)"),
                     "409": { "description": "The batch id was used before for other reads (code \
                         batch_conflict: send them under a new batch id), or no open cycle takes these reads",
-                        "content": { "application/json": { "schema": { "oneOf": [
-                            { "$ref": "#/components/schemas/Conflict" },
-                            { "$ref": "#/components/schemas/Error" }] } } } },
+                        "content": { "application/json": { "schema": {
+                            "$ref": "#/components/schemas/ErrorJson" } } } },
                     "413": error_response("Body over 4 MiB or more than 10,000 reads"),
                 })) } },
             "/api/v1/device/codes": { "get": {
                 "summary": "The message codes handhelds carry", "tags": ["device"],
                 "security": device_security,
                 "responses": with_refusals(json!({
-                    "200": json_ok("Codes", json!({ "type": "object", "required": ["codes"],
-                        "properties": { "codes": { "type": "array",
-                            "items": { "$ref": "#/components/schemas/Code" } } } })),
+                    "200": json_ok("Codes", json!({ "$ref": "#/components/schemas/CodesJson" })),
                 })) } },
             "/api/v1/docks": { "get": {
                 "summary": "Live status of the serial docks (clerk or admin)", "tags": ["daemon"],
                 "security": [{ "session": [] }],
                 "responses": with_refusals(json!({
-                    "200": json_ok("Docks", json!({ "type": "object", "required": ["docks"],
-                        "properties": { "docks": { "type": "array",
-                            "items": { "$ref": "#/components/schemas/DockStatus" } } } })),
+                    "200": json_ok("Docks", json!({ "$ref": "#/components/schemas/DocksJson" })),
                 })) } },
         },
     })
@@ -485,6 +511,75 @@ mod tests {
             missing.is_empty(),
             "routes missing from openapi.rs: {missing:?}"
         );
+    }
+
+    /// The two schemas written by hand name exactly the fields their types serialize.
+    #[test]
+    fn the_hand_written_schemas_match_what_their_types_serialize() {
+        let refused = serde_json::to_value(RefusedRead {
+            device_seq: 1,
+            reason: "bad_time".into(),
+            detail: "x".into(),
+        })
+        .unwrap();
+        let dock = serde_json::to_value(DockStatus::default()).unwrap();
+        let receipt = serde_json::to_value(UploadReceipt {
+            up_to_seq: Some(3),
+            stored: 1,
+            flagged: 0,
+            already_received: 0,
+            refused: Vec::new(),
+            held_seq: 3,
+            batch_conflict: Some("x".into()),
+        })
+        .unwrap();
+        for (value, schema) in [
+            (
+                refused,
+                serde_json::to_value(RefusedRead::schema()).unwrap(),
+            ),
+            (dock, serde_json::to_value(DockStatus::schema()).unwrap()),
+            (
+                receipt,
+                serde_json::to_value(UploadReceipt::schema()).unwrap(),
+            ),
+        ] {
+            let fields: BTreeSet<&String> = value.as_object().unwrap().keys().collect();
+            let described: BTreeSet<&String> =
+                schema["properties"].as_object().unwrap().keys().collect();
+            assert_eq!(fields, described, "{schema}");
+        }
+    }
+
+    /// Times are district local time without an offset: never `date-time`, which requires one.
+    #[test]
+    fn local_times_are_described_by_their_pattern_not_as_date_time() {
+        let doc = document();
+        let text = doc.to_string();
+        assert!(!text.contains("\"format\":\"date-time\""), "{text}");
+        let read = &doc["components"]["schemas"]["ReadJson"];
+        assert_eq!(read["properties"]["read_time"]["type"], "string", "{read}");
+        assert!(read["properties"]["read_time"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("T[0-9]{2}"));
+        assert_eq!(read["additionalProperties"], false, "{read}");
+        let upload = &doc["components"]["schemas"]["UploadJson"];
+        assert!(upload["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("state_id")));
+        // Every reference resolves.
+        for name in text
+            .split("#/components/schemas/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+        {
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{name} is referred to but not described"
+            );
+        }
     }
 
     #[test]

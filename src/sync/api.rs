@@ -7,6 +7,28 @@ use crate::cycles::{RouteCode, RouteFile};
 use chrono::NaiveDateTime;
 use firmware_protocol::message::{self as msg, limits};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The names `read_type` takes (for the OpenAPI document).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ReadTypeName {
+    Regular,
+    HighConfirmed,
+    LowConfirmed,
+    Skipped,
+}
+
+/// The names `method` takes (for the OpenAPI document).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ReadMethodName {
+    Keyed,
+    Probe,
+    Radio,
+}
 
 /// A request the API refuses for its content; the message names the field (HTTP 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,38 +37,55 @@ pub struct ApiError(pub String);
 
 pub use super::RefusedRead;
 
-/// One read as a handheld sends it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// One read as a handheld sends it. (Times are district local time without an offset: the
+/// OpenAPI document gives their pattern, not `date-time`, which needs an offset.)
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadJson {
     /// Strictly increasing per handheld state, 1 to 2^63 − 1, never reused: with the state id,
     /// the idempotency key of the read.
+    #[schema(minimum = 1)]
     pub device_seq: u64,
+    /// At most 32 bytes (UTF-8).
+    #[schema(min_length = 1, max_length = 32)]
     pub meter_id: String,
     /// The register value as keyed or probed; 0 when skipped.
     pub reading: u64,
     /// District local time, e.g. `2026-11-05T09:41:07`.
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$", example = "2026-11-05T09:41:07")]
     pub read_time: NaiveDateTime,
     /// `regular`, `high_confirmed`, `low_confirmed`, `skipped`.
+    #[schema(value_type = ReadTypeName)]
     pub read_type: String,
     /// `keyed`, `probe`, `radio`.
+    #[schema(value_type = ReadMethodName)]
     pub method: String,
+    /// At most 8 codes of at most 8 bytes each.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub message_codes: Vec<String>,
+    /// At most 8 bytes.
     #[serde(default)]
+    #[schema(max_length = 8)]
     pub skip_code: Option<String>,
+    /// At most 255 bytes.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub note: Option<String>,
+    /// At most 32 bytes.
+    #[schema(max_length = 32)]
     pub reader_id: String,
     #[serde(default)]
     pub order: Option<OrderJson>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderJson {
     pub order_id: u64,
+    /// At most 32 bytes.
     #[serde(default)]
+    #[schema(max_length = 32)]
     pub new_meter_id: Option<String>,
     #[serde(default)]
     pub new_meter_initial: Option<u64>,
@@ -55,23 +94,32 @@ pub struct OrderJson {
 /// The body of `POST /api/v1/device/reads`. The daemon takes each read as it came (`R` a raw JSON
 /// value) and parses it alone, so that a malformed read is refused by itself; clients send
 /// [`ReadJson`]s.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadJson<R = ReadJson> {
     /// The handheld's state identity: 1–16 hex digits, not zero (PROTOCOL.md §4.1). Required: a
     /// request without it is a protocol-1 client and is refused.
     #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = "^0*[1-9a-fA-F][0-9a-fA-F]*$", min_length = 1, max_length = 16)]
     pub state_id: Option<String>,
     /// Chosen by the handheld; a retried POST with the same id and the same reads gets the first
     /// answer and stores nothing; the same id with other reads is refused (409 `batch_conflict`).
+    /// 1–64 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub batch_id: String,
+    /// At most 10,000 reads.
+    #[schema(value_type = Vec<ReadJson>, max_items = 10000)]
     pub reads: Vec<R>,
 }
 
 /// The answer to an upload: the batch id and what became of its reads (the sync engine's receipt,
 /// its fields at the top level: `up_to_seq`, `stored`, `flagged`, `already_received`, `refused`,
 /// `held_seq`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ReceiptJson {
     pub batch_id: String,
     #[serde(flatten)]
@@ -79,20 +127,28 @@ pub struct ReceiptJson {
 }
 
 /// `POST /api/v1/device/hello`: a handheld states who it is before it syncs.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HelloJson {
     /// The handheld's state identity (as in uploads).
     #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = "^0*[1-9a-fA-F][0-9a-fA-F]*$", min_length = 1, max_length = 16)]
     pub state_id: Option<String>,
+    /// 1–32 bytes, no control characters.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 32,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub firmware_version: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 pub struct WelcomeJson {
     pub protocol_version: u8,
     /// District local time: the handheld sets its clock from it.
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$", example = "2026-11-05T09:41:07")]
     pub server_time: NaiveDateTime,
     /// The highest `device_seq` the gateway holds from this state (0: none).
     pub held_seq: u64,
@@ -123,12 +179,12 @@ pub fn state_id_text(state_id: u64) -> String {
     format!("{state_id:016x}")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct RoutesJson {
     pub routes: Vec<RouteFile>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct CodesJson {
     pub codes: Vec<RouteCode>,
 }
