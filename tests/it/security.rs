@@ -968,3 +968,39 @@ fn serve_tells_systemd_it_is_ready_and_feeds_the_watchdog_while_well() {
     assert!(out.status.success(), "{out:?}");
     assert!(seen[0].contains("READY=1"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_gateway_says_it_is_behind_tls_and_bearer_posts_need_no_origin()
+{
+    let mut config = Config::default();
+    config.serve.secure_cookies = true;
+    let state = memory_state(config);
+    let app = serve::router(state.clone());
+    let r = send(&app, get("/login")).await;
+    let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let plain = memory_state(Config::default());
+    let r = send(&serve::router(plain.clone()), get("/login")).await;
+    assert!(!r.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
+    // A handheld's POST carries its token, which no other site's page can send: its Origin (the
+    // field app's pages send `null`) does not matter.
+    let token = serve::device_token_for_tests(&state, "PH-01").await;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/device/hello")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::ORIGIN, "null")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({ "state_id": "9f" }).to_string()))
+        .unwrap();
+    let r = send(&app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    state.db.shutdown();
+    plain.db.shutdown();
+}
