@@ -177,6 +177,11 @@ fn main() -> Result<()> {
          {other} other, in {:.2} s (target ≤ 10 checked; the rate limit before issue 17 checked 33–51 of 200)",
         t.elapsed().as_secs_f64()
     );
+    let after_one = peak_memory::peak_rss_kib(Some(child.0.id())).context("no VmHWM")?;
+    println!(
+        "daemon peak RSS after it: {:.1} MB",
+        after_one as f64 / 1024.0
+    );
     let t = Instant::now();
     let names = (0..n).map(|i| format!("user{i}")).collect();
     let (spray_checked, spray_refused, spray_other) = runtime.block_on(burst(addr, names))?;

@@ -13,7 +13,7 @@
 
 use super::auth::{
     check_csrf, client_address, cookie, cookie_header, now_local, random_hex, start_session,
-    verify_password, ClerkUser, LOGIN_CSRF_COOKIE, MAX_PASSWORD_CHARS, SESSION_COOKIE,
+    verify_password_in, ClerkUser, LOGIN_CSRF_COOKIE, MAX_PASSWORD_CHARS, SESSION_COOKIE,
 };
 use super::error::AppError;
 use super::signin::{CheckError, NotNow};
@@ -198,7 +198,7 @@ async fn login(
         // argon2 takes tens of milliseconds of CPU and 19 MiB: bounded, and off the async workers.
         match state
             .signin
-            .check(move || verify_password(&hash, &password) && known)
+            .check(move |memory| verify_password_in(&hash, &password, memory) && known)
             .await
         {
             Ok(ok) => ok,
