@@ -13,8 +13,8 @@
 //!   another site sent it, is refused 403, in addition to the forms' CSRF tokens and the session
 //!   cookie's `SameSite=Strict`. Clients that send no `Origin` (scripts) are not browsers on another
 //!   site's page; a bearer token is never sent by a browser on its own.
-//! - **Refused characters** in forms: every field of a posted form is checked for NUL and
-//!   bidirectional controls ([`crate::text`]) and the form refused 400 naming the field.
+//! - **Refused characters** in forms: every field of a posted form (but a password) is checked for
+//!   NUL and bidirectional controls ([`crate::text`]) and the form refused 400 naming the field.
 
 use super::error::AppError;
 use super::AppState;
@@ -193,7 +193,8 @@ pub async fn refuse_unsafe_posts(
     };
     // A body that does not decode is the handler's to refuse (with its own message).
     if let Ok(fields) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes) {
-        for (name, value) in &fields {
+        // A password is nobody's id, name or note, and is never shown: it may hold anything.
+        for (name, value) in fields.iter().filter(|(name, _)| name != "password") {
             let checked =
                 crate::text::check(&format!("field `{}`", crate::text::shown(name)), name)
                     .and_then(|()| crate::text::check(&format!("field `{name}`"), value));

@@ -1004,3 +1004,20 @@ async fn cookies_are_secure_when_the_gateway_says_it_is_behind_tls_and_bearer_po
     state.db.shutdown();
     plain.db.shutdown();
 }
+
+#[tokio::test]
+async fn a_sign_in_name_with_a_bidi_control_is_refused_but_a_password_may_hold_anything() {
+    let state = memory_state(Config::default());
+    let app = serve::router(state.clone());
+    add_clerk(&state, "carla", "water \u{202E}under the bridge").await;
+    let r = send(&app, login("car\u{202E}la", "whatever it is", "10.0.3.1")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("field `name`"), "{}", r.body);
+    let r = send(
+        &app,
+        login("carla", "water \u{202E}under the bridge", "10.0.3.1"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    state.db.shutdown();
+}
