@@ -2,7 +2,7 @@
 
 use super::expect::{expect, Basis};
 use super::history::{hcf_per_billing_unit, AccountHistory};
-use crate::config::ValidationConfig;
+use super::settings::ValidationConfig;
 use crate::domain::Register;
 use chrono::NaiveDate;
 

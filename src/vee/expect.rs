@@ -1,7 +1,7 @@
 //! Expected use for a period, season-aware, and the band around it.
 
 use super::history::{rate_over_days, AccountHistory, Period};
-use crate::config::{Tolerance, ValidationConfig};
+use super::settings::{Tolerance, ValidationConfig};
 use chrono::{Datelike, NaiveDate};
 use std::fmt;
 

@@ -55,6 +55,7 @@ mod estimate;
 mod expect;
 mod history;
 mod rules;
+mod settings;
 
 pub use estimate::{estimate, Estimate, ESTIMATED_QUALITY};
 pub use expect::{expect, expect_between, Basis, Expectation};
@@ -63,6 +64,7 @@ pub use rules::{
     amount, limits_as_readings, mark_duplicate, same_reading, stop_limits, validate, Decision,
     MeterContext, ReadInput, Service,
 };
+pub use settings::{Tolerance, ValidationConfig};
 
 use crate::domain::{FlagKind, ReadMethod, ReadStatus};
 

@@ -3,7 +3,7 @@
 use super::expect::{expect_between, Expectation};
 use super::history::{hcf_per_billing_unit, AccountHistory};
 use super::quality;
-use crate::config::ValidationConfig;
+use super::settings::ValidationConfig;
 use crate::domain::{
     AccountStatus, DayLimits, FieldRead, Flag, FlagKind, MeterStatus, ReadKind, ReadStatus,
     ReadType, Register, RegisterDelta, Unit, WindowLimits,

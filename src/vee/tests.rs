@@ -1,7 +1,7 @@
 //! Unit tests of the pure validator: each rule fires on its case and not on its trap.
 
+use super::settings::ValidationConfig;
 use super::*;
-use crate::config::ValidationConfig;
 use crate::domain::{
     AccountStatus, FieldRead, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadType, Register,
     Unit,

@@ -1,0 +1,220 @@
+//! Validation settings (`[validation]` in the settings file): the tolerance per rate class and the
+//! knobs of the expected-use model. Owned here, beside what they tune; `config` only assembles them.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// How far a read may stray from expected use before it is flagged `high` or `low`, and the knobs of
+/// the expected-use model (see `vee` for how each one is used).
+///
+/// A file that sets only `[validation.tolerance.residential] percent = 0.3` changes only that number:
+/// every table merges over the defaults, field by field.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "RawValidation")]
+pub struct ValidationConfig {
+    /// Tolerance per rate class (keys lower case); classes not listed use `default`.
+    pub tolerance: BTreeMap<String, Tolerance>,
+    pub default: Tolerance,
+    /// Widen the band by `spread_factor` × the account's own dispersion (log scale) of actual use
+    /// against what this model would have predicted for its past periods.
+    pub spread_factor: f64,
+    /// Dispersion assumed before an account has shown its own (log scale); an account's own
+    /// dispersion is shrunk towards it, weighted as `prior_weight` periods.
+    pub prior_spread: f64,
+    pub prior_weight: f64,
+    /// Fewer usable periods than this is thin history (a new account): the band is at least
+    /// ±`thin_percent` and the absolute margin doubles.
+    pub min_periods: usize,
+    pub thin_percent: f64,
+    /// The growth ratio (this year's recent use over last year's, same months) is clamped to this range.
+    pub growth_min: f64,
+    pub growth_max: f64,
+    /// Days of history before the period that count as "recent".
+    pub recent_days: i64,
+    /// The irrigation season may start or end this many days earlier or later than last year.
+    pub season_shift_days: i64,
+    /// Weight of a period that starts or ends on an estimated reading (actual periods weigh 1).
+    pub estimated_weight: f64,
+    /// A reading below the previous one is a rollover only if the wrapped use is at most this many times
+    /// the high limit of use.
+    pub rollover_slack: f64,
+    /// `zero` fires only on accounts that normally use water: expected use (even early or late in the
+    /// season) of at least this many HCF per 30 days, and at most `zero_periods_allowed` periods without
+    /// use among the last 12 (counting only periods that had use a year earlier).
+    pub zero_min_use: f64,
+    pub zero_periods_allowed: usize,
+}
+
+/// One rate class's tolerance.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    /// Relative band around expected use, e.g. 0.20 for ±20% (Oracle MDM's residential example).
+    pub percent: f64,
+    /// Absolute margin in HCF per 30 days added to the band (converted for meters in other units), so
+    /// small users are not flagged for 2 units.
+    pub absolute: f64,
+}
+
+/// The file's view: every field optional, merged over [`ValidationConfig::default`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawValidation {
+    tolerance: BTreeMap<String, RawTolerance>,
+    default: RawTolerance,
+    spread_factor: Option<f64>,
+    prior_spread: Option<f64>,
+    prior_weight: Option<f64>,
+    min_periods: Option<usize>,
+    thin_percent: Option<f64>,
+    growth_min: Option<f64>,
+    growth_max: Option<f64>,
+    recent_days: Option<i64>,
+    season_shift_days: Option<i64>,
+    estimated_weight: Option<f64>,
+    rollover_slack: Option<f64>,
+    zero_min_use: Option<f64>,
+    zero_periods_allowed: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTolerance {
+    percent: Option<f64>,
+    absolute: Option<f64>,
+}
+
+impl RawTolerance {
+    fn over(self, base: Tolerance) -> Tolerance {
+        Tolerance {
+            percent: self.percent.unwrap_or(base.percent),
+            absolute: self.absolute.unwrap_or(base.absolute),
+        }
+    }
+}
+
+impl TryFrom<RawValidation> for ValidationConfig {
+    type Error = String;
+
+    fn try_from(raw: RawValidation) -> Result<Self, String> {
+        let d = ValidationConfig::default();
+        let default = raw.default.over(d.default);
+        let mut tolerance = d.tolerance;
+        for (class, t) in raw.tolerance {
+            let class = class.to_ascii_lowercase();
+            // A class new to the file starts from the (possibly overridden) default tolerance.
+            let base = tolerance.get(&class).copied().unwrap_or(default);
+            tolerance.insert(class, t.over(base));
+        }
+        let c = ValidationConfig {
+            tolerance,
+            default,
+            spread_factor: raw.spread_factor.unwrap_or(d.spread_factor),
+            prior_spread: raw.prior_spread.unwrap_or(d.prior_spread),
+            prior_weight: raw.prior_weight.unwrap_or(d.prior_weight),
+            min_periods: raw.min_periods.unwrap_or(d.min_periods),
+            thin_percent: raw.thin_percent.unwrap_or(d.thin_percent),
+            growth_min: raw.growth_min.unwrap_or(d.growth_min),
+            growth_max: raw.growth_max.unwrap_or(d.growth_max),
+            recent_days: raw.recent_days.unwrap_or(d.recent_days),
+            season_shift_days: raw.season_shift_days.unwrap_or(d.season_shift_days),
+            estimated_weight: raw.estimated_weight.unwrap_or(d.estimated_weight),
+            rollover_slack: raw.rollover_slack.unwrap_or(d.rollover_slack),
+            zero_min_use: raw.zero_min_use.unwrap_or(d.zero_min_use),
+            zero_periods_allowed: raw.zero_periods_allowed.unwrap_or(d.zero_periods_allowed),
+        };
+        c.check()?;
+        Ok(c)
+    }
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        let t = |percent, absolute| Tolerance { percent, absolute };
+        let tolerance = [
+            ("residential", t(0.20, 3.0)),
+            ("multi_family", t(0.15, 5.0)),
+            ("commercial", t(0.10, 5.0)),
+            ("industrial", t(0.05, 10.0)),
+            ("irrigation", t(0.25, 5.0)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ValidationConfig {
+            tolerance,
+            default: t(0.20, 3.0),
+            spread_factor: 3.0,
+            prior_spread: 0.25,
+            prior_weight: 3.0,
+            min_periods: 3,
+            thin_percent: 1.0,
+            growth_min: 0.5,
+            growth_max: 2.0,
+            recent_days: 90,
+            season_shift_days: 14,
+            estimated_weight: 0.3,
+            rollover_slack: 3.0,
+            zero_min_use: 2.0,
+            zero_periods_allowed: 1,
+        }
+    }
+}
+
+impl ValidationConfig {
+    pub fn tolerance_for(&self, rate_class: &str) -> Tolerance {
+        // Classes are stored lower case, as the CIS usually sends them: no allocation then.
+        match self.tolerance.get(rate_class) {
+            Some(t) => *t,
+            None => self
+                .tolerance
+                .get(&rate_class.to_ascii_lowercase())
+                .copied()
+                .unwrap_or(self.default),
+        }
+    }
+
+    /// Refuses settings the model cannot work with (a negative band, an empty growth range...).
+    fn check(&self) -> Result<(), String> {
+        let tolerances = self
+            .tolerance
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain([("default", &self.default)]);
+        for (class, t) in tolerances {
+            if !(t.percent >= 0.0 && t.absolute >= 0.0) {
+                return Err(format!(
+                    "validation.tolerance.{class}: percent and absolute must be ≥ 0"
+                ));
+            }
+        }
+        let positive = [
+            ("spread_factor", self.spread_factor),
+            ("prior_spread", self.prior_spread),
+            ("growth_min", self.growth_min),
+            ("rollover_slack", self.rollover_slack),
+        ];
+        for (name, v) in positive {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(format!("validation.{name} must be > 0"));
+            }
+        }
+        if !(self.prior_weight >= 0.0 && self.thin_percent >= 0.0 && self.zero_min_use >= 0.0) {
+            return Err(
+                "validation.prior_weight, thin_percent and zero_min_use must be ≥ 0".into(),
+            );
+        }
+        if self.growth_max.is_nan() || self.growth_max < self.growth_min {
+            return Err("validation.growth_max must be ≥ growth_min".into());
+        }
+        if !(0.0..=1.0).contains(&self.estimated_weight) {
+            return Err("validation.estimated_weight must be between 0 and 1".into());
+        }
+        if self.recent_days < 28 || self.season_shift_days < 0 || self.season_shift_days > 90 {
+            return Err(
+                "validation.recent_days must be ≥ 28 and season_shift_days between 0 and 90".into(),
+            );
+        }
+        Ok(())
+    }
+}
