@@ -1,8 +1,12 @@
 //! How well validation catches planted problems and leaves normal reads alone, on demo districts in
-//! spring (April: irrigation ramps up) and autumn (October: it drops), against the naive rule "flag
-//! above 2× or below ½ of the last three periods' average" computed in the same run.
+//! winter (February), spring (April: irrigation ramps up), summer (July) and autumn (October: it
+//! drops), against the naive rule "flag above 2× or below ½ of the last three periods' average"
+//! computed in the same run. Then: how often a mis-keyed read's likely intended reading is named,
+//! and how often the named one is wrong; and a curve of recall against false flags over the
+//! tolerance settings, so the defaults are chosen on evidence.
 //!
-//! `cargo run --release --example vee_accuracy -- [ACCOUNTS] [SEEDS]` (default 5000 accounts, 3 seeds).
+//! `cargo run --release --example vee_accuracy -- [ACCOUNTS] [SEEDS] [curve]` (default 5000
+//! accounts, 3 seeds; `curve` adds the settings curve).
 
 use anyhow::Context;
 use chrono::{Duration, NaiveDate};
@@ -23,12 +27,17 @@ fn main() -> anyhow::Result<()> {
             .as_deref()
             .map(std::path::Path::new),
     )?;
+    let curve = args.get(3).is_some_and(|a| a == "curve");
     let seasons = [
+        ("winter", NaiveDate::from_ymd_opt(2026, 2, 20)),
         ("spring", NaiveDate::from_ymd_opt(2026, 4, 20)),
+        ("summer", NaiveDate::from_ymd_opt(2026, 7, 20)),
         ("autumn", NaiveDate::from_ymd_opt(2026, 10, 20)),
     ];
     println!("{accounts} accounts per district, seeds 1..={seeds}");
     let mut all_misses = Vec::new();
+    let mut districts = Vec::new();
+    let (mut total, mut slips) = (Score::default(), Slips::default());
     for (season, as_of) in seasons {
         let as_of = as_of.context("date")?;
         let (mut ours, mut naive) = (Score::default(), Score::default());
@@ -39,12 +48,17 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 as_of,
             });
-            let (s, est, misses) = run_validator(&district, &config)?;
-            add(&mut ours, &s);
-            estimated.0 += est.0;
-            estimated.1 += est.1;
-            all_misses.extend(misses.into_iter().map(|m| (season, seed, m)));
+            let run = run_validator(&district, &config)?;
+            add(&mut ours, &run.score);
+            add(&mut total, &run.score);
+            slips.add(&run.slips);
+            estimated.0 += run.estimated.0;
+            estimated.1 += run.estimated.1;
+            all_misses.extend(run.misses.into_iter().map(|m| (season, seed, m)));
             add(&mut naive, &demo::score(&district, naive_flags(&district)));
+            if curve {
+                districts.push(district);
+            }
         }
         println!("\n== {season} (as of {as_of}) ==");
         print_line("validator", &ours);
@@ -69,6 +83,51 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    println!("\n== all seasons ==");
+    print_line("validator", &total);
+    let worst = total
+        .per_problem
+        .iter()
+        .filter(|(p, _)| !p.is_trap())
+        .map(|(p, (n, met))| (pct(*met, *n), *p))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((r, p)) = worst {
+        println!("  lowest recall of a planted kind: {p} {r:.1}%");
+    }
+    println!(
+        "  mis-keyed reads (digit, transposed, doubled, dial): {} flagged; intended reading named for {} ({:.1}%), wrong in {} of the {} named ({:.1}%)",
+        slips.flagged,
+        slips.named,
+        pct(slips.named, slips.flagged),
+        slips.wrong,
+        slips.named,
+        pct_or_zero(slips.wrong, slips.named)
+    );
+    println!(
+        "  suggestions on other flagged keyed reads (no planted mis-key): {} {:?}",
+        slips.elsewhere, slips.elsewhere_by
+    );
+    let kinds: Vec<String> = slips
+        .by_kind
+        .iter()
+        .map(|(k, (n, ok))| format!("{k} {:.0}%", pct(*ok, *n)))
+        .collect();
+    println!(
+        "  intended reading named rightly, by kind: {}",
+        kinds.join(", ")
+    );
+    println!(
+        "  of all {} suggestions made, {} not the reading meant ({:.1}%)",
+        slips.named + slips.elsewhere,
+        slips.wrong + slips.elsewhere,
+        pct_or_zero(slips.wrong + slips.elsewhere, slips.named + slips.elsewhere)
+    );
+    for w in &slips.wrong_examples {
+        println!("    not meant: {w}");
+    }
+    if curve {
+        print_curve(&districts, &config)?;
+    }
     if !all_misses.is_empty() {
         println!("\nvalidator misses (first 25):");
         for (season, seed, (p, m, flags, why)) in all_misses.iter().take(25) {
@@ -76,6 +135,163 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn pct_or_zero(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        pct(a, b)
+    }
+}
+
+/// Recall against false flags (normal reads and traps) over the band's settings, on the districts
+/// of the run: the defaults should sit where recall stops rising and false flags start to.
+fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
+    println!("\n== curve over the tolerance settings (all seasons and seeds) ==");
+    println!(
+        "  {:<44} {:>8} {:>12} {:>14}",
+        "setting", "recall", "false flags", "lowest kind"
+    );
+    let mut settings: Vec<(String, Config)> = Vec::new();
+    for k in [0.6, 0.8, 1.0, 1.25, 1.5] {
+        let mut c = base.clone();
+        c.validation.spread_factor *= k;
+        settings.push((
+            format!("spread_factor {:.2}", c.validation.spread_factor),
+            c,
+        ));
+    }
+    for m in [0.0, 0.1, 0.25, 0.4] {
+        let mut c = base.clone();
+        c.validation.own_max_margin = m;
+        settings.push((format!("own_max_margin {m:.2}"), c));
+    }
+    for k in [0.5, 1.0, 1.5] {
+        let mut c = base.clone();
+        for t in c.validation.tolerance.values_mut() {
+            t.absolute *= k;
+        }
+        c.validation.default.absolute *= k;
+        settings.push((format!("absolute margins ×{k:.1}"), c));
+    }
+    for p in [0.10, 0.15, 0.20] {
+        let mut c = base.clone();
+        c.validation.prior_spread = p;
+        settings.push((format!("prior_spread {p:.2}"), c));
+    }
+    for (sf, abs, ps) in [
+        (2.4, 0.5, 0.25),
+        (2.4, 0.75, 0.2),
+        (2.4, 0.5, 0.15),
+        (2.0, 0.75, 0.15),
+    ] {
+        let mut c = base.clone();
+        c.validation.spread_factor = sf;
+        c.validation.prior_spread = ps;
+        for t in c.validation.tolerance.values_mut() {
+            t.absolute *= abs;
+        }
+        c.validation.default.absolute *= abs;
+        settings.push((
+            format!("spread_factor {sf:.1}, margins ×{abs:.2}, prior {ps:.2}"),
+            c,
+        ));
+    }
+    let slip_rows = settings.len();
+    for (band, far) in [
+        (0.3, 2.5),
+        (0.45, 2.5),
+        (0.6, 2.5),
+        (0.8, 2.5),
+        (0.6, 2.0),
+        (0.6, 3.0),
+    ] {
+        let mut c = base.clone();
+        c.validation.slip_band = band;
+        c.validation.slip_far = far;
+        settings.push((format!("slip_band {band:.2}, slip_far {far:.1}"), c));
+    }
+    for (row, (name, config)) in settings.into_iter().enumerate() {
+        if row == slip_rows {
+            println!(
+                "  {:<44} {:>8} {:>12} {:>14}",
+                "mis-key suggestions", "named", "wrong", "made"
+            );
+        }
+        if row >= slip_rows {
+            let mut sl = Slips::default();
+            for d in districts {
+                sl.add(&run_validator(d, &config)?.slips);
+            }
+            let made = sl.named + sl.elsewhere;
+            println!(
+                "  {name:<44} {:>7.1}% {:>11.1}% {:>14}",
+                pct(sl.named - sl.wrong, sl.flagged),
+                pct_or_zero(sl.wrong + sl.elsewhere, made),
+                made
+            );
+            continue;
+        }
+        let mut s = Score::default();
+        for d in districts {
+            add(&mut s, &run_validator(d, &config)?.score);
+        }
+        let traps_flagged = s.traps - s.traps_clean;
+        let worst = s
+            .per_problem
+            .iter()
+            .filter(|(p, _)| !p.is_trap())
+            .map(|(p, (n, met))| (pct(*met, *n), *p))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(String::new(), |(r, p)| format!("{p} {r:.0}%"));
+        println!(
+            "  {name:<44} {:>7.1}% {:>11.2}% {:>14}",
+            100.0 * s.recall(),
+            pct(s.normal_flagged + traps_flagged, s.normal_meters + s.traps),
+            worst
+        );
+    }
+    Ok(())
+}
+
+/// Mis-keyed reads and the intended readings validation named for them.
+#[derive(Debug, Default)]
+struct Slips {
+    /// Planted mis-keys whose read was flagged.
+    flagged: usize,
+    /// ... for which an intended reading was named, and how many of those were not the true one.
+    named: usize,
+    wrong: usize,
+    /// Intended readings named on reads that were not planted mis-keys.
+    elsewhere: usize,
+    /// ... by what was planted there.
+    elsewhere_by: BTreeMap<String, usize>,
+    /// Per planted mis-key kind: (flagged, named rightly).
+    by_kind: BTreeMap<String, (usize, usize)>,
+    /// The first suggestions that were not the reading meant: (planted, keyed, named, flag).
+    wrong_examples: Vec<String>,
+}
+
+impl Slips {
+    fn add(&mut self, o: &Slips) {
+        self.flagged += o.flagged;
+        self.named += o.named;
+        self.wrong += o.wrong;
+        self.elsewhere += o.elsewhere;
+        for (k, n) in &o.elsewhere_by {
+            *self.elsewhere_by.entry(k.clone()).or_insert(0) += n;
+        }
+        if self.wrong_examples.len() < 12 {
+            self.wrong_examples
+                .extend(o.wrong_examples.iter().take(2).cloned());
+        }
+        for (k, (a, b)) in &o.by_kind {
+            let e = self.by_kind.entry(k.clone()).or_insert((0, 0));
+            e.0 += a;
+            e.1 += b;
+        }
+    }
 }
 
 fn pct(a: usize, b: usize) -> f64 {
@@ -123,12 +339,17 @@ fn add(total: &mut Score, s: &Score) {
 /// (problem, meter, flags seen, what was planted and what the validator expected).
 type Misses = Vec<(Problem, String, Vec<FlagKind>, String)>;
 
+struct Run {
+    score: Score,
+    /// Missing stops estimated, of all missing.
+    estimated: (usize, usize),
+    misses: Misses,
+    slips: Slips,
+}
+
 /// Loads the district, opens its cycle, ingests every field read, estimates the missing stops at the
-/// window's end, and scores the flags.
-fn run_validator(
-    district: &District,
-    config: &Config,
-) -> anyhow::Result<(Score, (usize, usize), Misses)> {
+/// window's end, and scores the flags and the intended readings named.
+fn run_validator(district: &District, config: &Config) -> anyhow::Result<Run> {
     let mut store = Store::open_in_memory()?;
     demo::load(&mut store, district)?;
     let c = &district.cycle;
@@ -144,7 +365,21 @@ fn run_validator(
     cycles::ingest(&mut store, config, &c.id, &district.field_reads, now)?;
     let mut flags: HashMap<String, Vec<FlagKind>> = HashMap::new();
     let mut seen: HashMap<String, String> = HashMap::new();
+    let mut named: HashMap<String, u64> = HashMap::new();
+    let mut said: HashMap<String, String> = HashMap::new();
     for r in store.cycle_reads(&c.id)? {
+        if let Some(v) = r.intended_reading {
+            named.insert(r.meter_id.clone(), v);
+            let why = r
+                .flags
+                .iter()
+                .map(|f| f.explanation.as_str())
+                .collect::<Vec<_>>();
+            said.insert(
+                r.meter_id.clone(),
+                format!("keyed {}: {}", r.raw_reading, why.join(" | ")),
+            );
+        }
         seen.insert(
             r.meter_id.clone(),
             format!(
@@ -171,6 +406,49 @@ fn run_validator(
         }
     }
     let s = demo::score(district, |m| flags.get(m).cloned().unwrap_or_default());
+    let mut slips = Slips::default();
+    let mut mis_keyed = std::collections::HashSet::new();
+    for p in &district.truth {
+        let Some(truth) = p.intended else { continue };
+        mis_keyed.insert(p.meter_id.as_str());
+        if !flags
+            .get(&p.meter_id)
+            .is_some_and(|f| f.iter().any(|k| k.is_exception()))
+        {
+            continue;
+        }
+        slips.flagged += 1;
+        let kind = slips.by_kind.entry(p.problem.to_string()).or_insert((0, 0));
+        kind.0 += 1;
+        if let Some(&v) = named.get(&p.meter_id) {
+            slips.named += 1;
+            slips.wrong += usize::from(v != truth);
+            if v != truth {
+                slips.wrong_examples.push(format!(
+                    "{} meant {truth}: {}",
+                    p.problem,
+                    said.get(&p.meter_id).map_or("", String::as_str)
+                ));
+            }
+            kind.1 += usize::from(v == truth);
+        }
+    }
+    let planted: HashMap<&str, Problem> = district
+        .truth
+        .iter()
+        .map(|p| (p.meter_id.as_str(), p.problem))
+        .collect();
+    for m in named.keys().filter(|m| !mis_keyed.contains(m.as_str())) {
+        slips.elsewhere += 1;
+        let kind = planted
+            .get(m.as_str())
+            .map_or("normal read".to_string(), |p| p.to_string());
+        slips.wrong_examples.push(format!(
+            "{kind}: {}",
+            said.get(m).map_or("", String::as_str)
+        ));
+        *slips.elsewhere_by.entry(kind).or_insert(0) += 1;
+    }
     let detail: HashMap<&str, &str> = district
         .truth
         .iter()
@@ -188,7 +466,12 @@ fn run_validator(
             (*p, m.clone(), f.clone(), why)
         })
         .collect();
-    Ok((s, (estimated, missing.len()), misses))
+    Ok(Run {
+        score: s,
+        estimated: (estimated, missing.len()),
+        misses,
+        slips,
+    })
 }
 
 /// The naive rule, scored generously: a meter counts as flagged "for the right reason" whenever the

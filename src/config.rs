@@ -83,7 +83,7 @@ mod tests {
         let c = Config::parse("[validation.tolerance.Irrigation]\npercent = 0.4\n").unwrap();
         let v = &c.validation;
         assert_eq!(v.tolerance_for("irrigation").percent, 0.4);
-        assert_eq!(v.tolerance_for("irrigation").absolute, 5.0);
+        assert_eq!(v.tolerance_for("irrigation").absolute, 2.5);
         assert_eq!(v.tolerance_for("industrial").percent, 0.05);
         assert_eq!(v.spread_factor, ValidationConfig::default().spread_factor);
     }

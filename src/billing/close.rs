@@ -198,6 +198,7 @@ fn close_in(
                 expected_basis: Some(&e.basis),
                 low_limit: None,
                 high_limit: None,
+                intended_reading: None,
                 flags: std::slice::from_ref(&m.flag),
             },
             &HashSet::new(),

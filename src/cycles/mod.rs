@@ -679,6 +679,8 @@ pub fn judge_with_meters(
     by_account.sort_unstable();
     let scope = sql::Scope::new(conn, by_account.iter().map(|(a, _)| (*a).to_string()))?;
     let on_cycle: HashSet<&str> = cycle.routes.iter().map(String::as_str).collect();
+    // The reader's codes are evidence (a leak seen): which of them ask for follow-up.
+    let codes = crate::store::codes_in(conn, true)?;
     let judge_one = |i: usize, history: &AccountHistory| -> vee::Decision {
         let context = match &meters[i] {
             None => MeterContext::Unknown,
@@ -705,6 +707,7 @@ pub fn judge_with_meters(
             window_to: cycle.window_to,
             now,
             earlier: None,
+            codes: &codes,
         };
         vee::validate(&input, cfg)
     };
@@ -946,6 +949,7 @@ pub fn store_judged(
                 low_limit: d.low_limit,
                 high_limit: d.high_limit,
                 flags: &d.flags,
+                intended_reading: d.intended.map(|i| i.reading),
             },
             &follow_ups,
         )?;

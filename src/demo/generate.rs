@@ -46,7 +46,7 @@
 //! | `stuck_meter`           | reading = previous reading on an account that uses ≥ 5 HCF/period   | zero (also low)                 |
 //! | `tampering`             | use 10–30% of expected, `TR` on some                                | low (also zero)                 |
 //! | `mis_keyed_extra_digit` | a digit keyed twice (4521 → 45521); half on full-dial readings      | invalid_reading (also high) when it overflows the dials, else high (also invalid_reading) |
-//! | `mis_keyed_digit`       | one digit wrong                                                    | high, or negative (also high), or low |
+//! | `mis_keyed_digit`       | one digit keyed as its keypad neighbour                            | high, or negative (also high), or low |
 //! | `transposed_digits`     | two adjacent digits swapped                                        | high, or negative (also high), or low |
 //! | `swapped_meter`         | two neighbours' readings keyed against each other's meter (2 entries)| per meter: high / negative / low |
 //! | `reverse_flow`          | reading below previous by 30–100% of a period's use, `RR` on some   | negative                        |
@@ -58,6 +58,19 @@
 //! | `out_of_window`         | read a few days before the window opened (never in the future)     | out_of_window                   |
 //! | `skipped`               | read type skipped with a skip code (LG, NA, DG, CP, MC)             | missing                         |
 //! | `missing`               | no read at all for an active meter                                  | missing                         |
+//! | `dial_misread`          | one dial read one off at a digit's edge (`14002` for `14012`)       | high, low or negative, as the use says |
+//!
+//! Problems built into the use itself (chosen before the history is simulated, on otherwise plain
+//! accounts large enough that doubling is not a unit's rounding; "norm" is the model's use without
+//! the problem):
+//!
+//! | problem             | what happened                                                           | expect |
+//! |---------------------|-------------------------------------------------------------------------|--------|
+//! | `continuing_leak`   | a leak began last period (2.5–4× the norm) and continues (2.2–3.5×)      | high   |
+//! | `moderate_leak`     | a household at 1.8–2.5× its norm this period                             | high   |
+//! | `commercial_leak`   | a commercial or multi-family account, steady for years, at 1.7–2.5×      | high   |
+//! | `gallon_meter_leak` | 1.8–2.5× on a meter counting gallons or cubic feet                       | high   |
+//! | `commercial_low`    | a steady commercial or multi-family account at 30–50% of its norm        | low (also zero) |
 //!
 //! # Traps (normal reads a naive rule would flag; a good validator must not raise an exception)
 //! | trap                      | why it is normal                                                  |
@@ -71,9 +84,17 @@
 //! | `inactive_no_use`         | inactive account, meter did not move: zero use is expected |
 //! | `duplicate_same`          | the same reading sent twice minutes apart |
 //! | `after_estimate`          | last period was estimated low (30–45% of real use); this read catches up. Use since the last *actual* read is normal |
+//! | `vacation`                | one period 2–11 months ago at 10–30% of the norm (away); this read is normal |
+//! | `small_user`              | 1–3 HCF a month, two periods of no use in the last year |
+//! | `new_tenant`              | since 4–9 months ago the account uses 0.55–0.7× or 1.5–1.9× what it did; this read is at the new level |
+//! | `second_home`             | lived in from May to October, 4–10% of the norm the rest of the year, every year |
+//! | `trend`                   | use growing 1.5% a month for three years |
 //!
-//! Shares of the accounts: missing 1.2%, skipped 0.6%, out-of-window 0.5%, stuck 0.5%, the others
-//! 0.2–0.4% each (at least 2 of each kind, so a small demo district still carries every kind).
+//! Shares of the accounts: missing 1.2%, skipped 0.6%, out-of-window 0.5%, stuck 0.5%, moderate
+//! leaks 0.6%, the others 0.2–0.4% each (at least 2 of each kind, so a small demo district still
+//! carries every kind; the problems built into use and the life traps from 400 accounts up).
+//! A mis-keyed read's truth carries the reading meant (`Planted::intended`), so `vee_accuracy` can
+//! measure the likely readings validation names.
 //!
 //! # Scoring
 //! One truth entry per affected meter. A problem counts as caught when any of the meter's reads this
@@ -449,8 +470,11 @@ struct Plan {
     estimates: Vec<(i32, f64)>,
     /// The register wraps through zero at this month's read (0: the current read).
     wrap_at: Option<i32>,
-    /// A structural trap chosen before simulation.
+    /// A structural trap (or a problem built into the use itself: a leak) chosen before simulation.
     trap: Option<Problem>,
+    /// Use in these months (0: the current period) multiplied by this factor: leaks, vacations,
+    /// a new tenant, a second home, a trend.
+    use_factors: Vec<(i32, f64)>,
     hazard: Option<&'static str>,
 }
 
@@ -848,6 +872,7 @@ fn make_accounts(n: usize, routes: &[Route], rng: &mut Rng) -> (Vec<Account>, Ve
                 estimates: Vec::new(),
                 wrap_at: None,
                 trap: None,
+                use_factors: Vec::new(),
                 hazard,
             });
             idx += 1;
@@ -919,9 +944,114 @@ fn plan_structure(plans: &mut [Plan], ctx: &Ctx, rng: &mut Rng) {
     let after_est = take(share(n, 0.006, 3));
     let rollover = take(share(n, 0.004, 2));
     let history_wrap = take(share(n, 0.006, 1));
+    // Problems built into the use itself, and traps of the account's own life (taken from accounts
+    // large enough that a doubling is not a unit's rounding).
+    let leak_kinds = [
+        (Problem::ContinuingLeak, 0.004),
+        (Problem::ModerateLeak, 0.006),
+        (Problem::CommercialLeak, 0.003),
+        (Problem::GallonMeterLeak, 0.003),
+        (Problem::CommercialLow, 0.003),
+    ];
+    let mut built_in: Vec<(Problem, Vec<usize>)> = Vec::new();
+    // A district of a few dozen accounts keeps its accounts for the read-level problems.
+    let least = if n >= 400 { 2 } else { 0 };
+    for (kind, rate) in leak_kinds {
+        let want = share(n, rate, least);
+        let fits = |p: &Plan| {
+            let hcf = p.base_gal / GALLONS_PER_HCF;
+            match kind {
+                Problem::CommercialLeak | Problem::CommercialLow => {
+                    matches!(p.class, Class::Commercial | Class::MultiFamily) && hcf >= 8.0
+                }
+                Problem::GallonMeterLeak => {
+                    p.class != Class::Irrigation && p.register.unit != Unit::Hcf && hcf >= 5.0
+                }
+                _ => p.class == Class::Residential && hcf >= 5.0,
+            }
+        };
+        let picked: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&i| fits(&plans[i]))
+            .take(want)
+            .collect();
+        active.retain(|i| !picked.contains(i));
+        built_in.push((kind, picked));
+    }
+    let life_traps = [
+        Problem::Vacation,
+        Problem::SmallUser,
+        Problem::NewTenant,
+        Problem::SecondHome,
+        Problem::Trend,
+    ];
+    for kind in life_traps {
+        let want = share(n, 0.004, least);
+        let picked: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&i| plans[i].class == Class::Residential)
+            .take(want)
+            .collect();
+        active.retain(|i| !picked.contains(i));
+        built_in.push((kind, picked));
+    }
+    let mut take = |count: usize| -> Vec<usize> {
+        let k = count.min(active.len());
+        active.drain(..k).collect()
+    };
     let background_change = take(share(n, 0.03, 0));
     let background_start = take(share(n, 0.03, 0));
     // Structural traps.
+    for (kind, picked) in built_in {
+        for i in picked {
+            let away: Vec<i32> = (-HISTORY_MONTHS..=0)
+                .filter(|&m| !(5..=10).contains(&month_day(&plans[i], m).month()))
+                .collect();
+            let plan = &mut plans[i];
+            plan.trap = Some(kind);
+            let f = &mut plan.use_factors;
+            match kind {
+                Problem::ContinuingLeak => {
+                    f.push((-1, rng.uniform(2.5, 4.0)));
+                    f.push((0, rng.uniform(2.2, 3.5)));
+                }
+                Problem::ModerateLeak | Problem::GallonMeterLeak => {
+                    f.push((0, rng.uniform(1.8, 2.5)))
+                }
+                Problem::CommercialLeak => f.push((0, rng.uniform(1.7, 2.5))),
+                Problem::CommercialLow => f.push((0, rng.uniform(0.3, 0.5))),
+                Problem::Vacation => f.push((-(rng.range(2, 11) as i32), rng.uniform(0.1, 0.3))),
+                Problem::SmallUser => {
+                    plan.base_gal = rng.uniform(1.0, 3.0) * GALLONS_PER_HCF;
+                    let a = -(rng.range(2, 12) as i32);
+                    let mut b = -(rng.range(2, 12) as i32);
+                    if b == a {
+                        b = if a == -2 { -3 } else { a + 1 };
+                    }
+                    f.extend([(a, 0.0), (b, 0.0)]);
+                }
+                Problem::NewTenant => {
+                    let from = -(rng.range(4, 9) as i32);
+                    let level = if rng.chance(0.5) {
+                        rng.uniform(0.55, 0.7)
+                    } else {
+                        rng.uniform(1.5, 1.9)
+                    };
+                    f.extend((from..=0).map(|m| (m, level)));
+                }
+                Problem::SecondHome => {
+                    let empty = rng.uniform(0.04, 0.1);
+                    f.extend(away.iter().map(|&m| (m, empty)));
+                }
+                Problem::Trend => {
+                    f.extend((-HISTORY_MONTHS..=0).map(|m| (m, 1.015f64.powi(m + HISTORY_MONTHS))))
+                }
+                _ => {}
+            }
+        }
+    }
     for &i in &thin {
         let m = -(rng.range(2, 4) as i32);
         let first = ctx.window_start(m);
@@ -1068,7 +1198,13 @@ fn simulate(
         let used = if dead || (plan.start.is_none() && vols.is_empty()) {
             0.0
         } else {
-            mean * noise
+            let factor: f64 = plan
+                .use_factors
+                .iter()
+                .filter(|f| f.0 == m)
+                .map(|f| f.1)
+                .product();
+            mean * noise * factor
         };
         if m == 0 {
             expected_now = mean;
@@ -1388,6 +1524,10 @@ fn plant_and_read(
             count: share(n, 0.004, 2),
         },
         Want {
+            problem: Problem::DialMisread,
+            count: share(n, 0.004, 2),
+        },
+        Want {
             problem: Problem::ReverseFlow,
             count: share(n, 0.003, 2),
         },
@@ -1527,6 +1667,7 @@ fn plant_and_read(
                 problem,
                 expect,
                 detail,
+                intended: None,
             });
         };
         match plant.get(&i).copied() {
@@ -1647,12 +1788,24 @@ fn plant_and_read(
                         Problem::MisKeyedDigit
                             | Problem::MisKeyedExtraDigit
                             | Problem::TransposedDigits
+                            | Problem::DialMisread
                             | Problem::SwappedMeter
                             | Problem::InvalidReading
                     ) {
                         method = ReadMethod::Keyed;
                     }
                     record(p, expect, detail);
+                    if matches!(
+                        p,
+                        Problem::MisKeyedDigit
+                            | Problem::MisKeyedExtraDigit
+                            | Problem::TransposedDigits
+                            | Problem::DialMisread
+                    ) {
+                        if let Some(t) = truth.last_mut() {
+                            t.intended = Some(c.reading);
+                        }
+                    }
                 }
             }
             None => {
@@ -1753,6 +1906,7 @@ fn plant_and_read(
                     .map(|d| d.to_string())
                     .unwrap_or_default()
             ),
+            intended: None,
         });
     }
     // Found meters: keyed at a stop, unknown to the district.
@@ -1795,6 +1949,7 @@ fn plant_and_read(
             problem: Problem::UnknownMeter,
             expect: Expect::exception(FlagKind::MeterMismatch),
             detail: format!("found next to {}'s meter", accounts[i].id),
+            intended: None,
         });
         found += 1;
     }
@@ -1891,13 +2046,12 @@ fn plant_value(
                         d.insert(j, d[j]);
                     }
                     Problem::MisKeyedDigit => {
+                        // A thumb on the key next to the meant one (phone-style keypad).
                         let j = rng.index(d.len());
-                        let mut x = b'0' + rng.range(0, 9) as u8;
-                        if x == d[j] {
-                            x = b'0' + (x - b'0' + 1) % 10;
-                        }
+                        let near = crate::vee::slips::keypad_neighbours(d[j] - b'0');
+                        let x = b'0' + *rng.choice(near);
                         if j == 0 && x == b'0' {
-                            x = b'1';
+                            continue;
                         }
                         d[j] = x;
                     }
@@ -1928,6 +2082,44 @@ fn plant_value(
                 }
             }
             None
+        }
+        Problem::DialMisread => {
+            if !keyed {
+                return None;
+            }
+            // One dial read one off: its pointer by a digit's edge (the dial below just past 0:
+            // read one low; about to pass it: read one high), far enough to be called.
+            let digits = c.reading.to_string().len() as u32;
+            let mut options = Vec::new();
+            for k in 1..digits {
+                let place = 10u64.pow(k);
+                let below = c.reading % place;
+                let edge = place / 10 * 3;
+                let slips = [
+                    (below < edge)
+                        .then(|| c.reading.checked_sub(place))
+                        .flatten(),
+                    (below >= place - edge)
+                        .then(|| c.reading.checked_add(place))
+                        .flatten(),
+                ];
+                for value in slips.into_iter().flatten() {
+                    if value.to_string().len() == digits as usize {
+                        if let Some(expect) = check(value) {
+                            options.push((value, expect));
+                        }
+                    }
+                }
+            }
+            if options.is_empty() {
+                return None;
+            }
+            let (value, expect) = options.swap_remove(rng.index(options.len()));
+            Some((
+                value.to_string(),
+                expect,
+                format!("keyed {value} for {}: one dial off", c.reading),
+            ))
         }
         Problem::InvalidReading => {
             if !keyed {
@@ -1997,6 +2189,29 @@ fn label_traps(
                     "last read estimated at {}, real use {} units since",
                     c.prev_reading, c.use_units
                 ),
+                Problem::ContinuingLeak
+                | Problem::ModerateLeak
+                | Problem::CommercialLeak
+                | Problem::GallonMeterLeak
+                | Problem::CommercialLow
+                | Problem::Vacation
+                | Problem::SmallUser
+                | Problem::NewTenant
+                | Problem::SecondHome
+                | Problem::Trend => {
+                    let factors: Vec<String> = plan
+                        .use_factors
+                        .iter()
+                        .filter(|f| f.0 >= -1 || trap == Problem::Vacation)
+                        .map(|(m, f)| format!("month {m} ×{f:.2}"))
+                        .collect();
+                    format!(
+                        "use {} units, norm {:.1}; {}",
+                        c.use_units,
+                        c.expected,
+                        factors.join(", ")
+                    )
+                }
                 _ => format!(
                     "meter changed {}",
                     plan.change
@@ -2024,12 +2239,18 @@ fn label_traps(
         } else {
             continue;
         };
+        let expect = match problem {
+            Problem::CommercialLow => Expect::exception_or(FlagKind::Low, &[FlagKind::Zero]),
+            p if !p.is_trap() => Expect::exception(FlagKind::High),
+            _ => Expect::NotFlagged,
+        };
         truth.push(Planted {
             account_id: accounts[i].id.clone(),
             meter_id: meter_id.clone(),
             problem,
-            expect: Expect::NotFlagged,
+            expect,
             detail,
+            intended: None,
         });
     }
 }

@@ -62,6 +62,8 @@ pub struct Planted {
     pub expect: Expect,
     /// What was done, in numbers (for the demo's printout and for debugging a miss).
     pub detail: String,
+    /// For a mis-keyed reading: the reading the reader meant (the true one).
+    pub intended: Option<u64>,
 }
 
 /// What a good validator must say about a planted meter's read(s) this cycle.
@@ -142,6 +144,18 @@ pub enum Problem {
     Skipped,
     /// No read at all: `missing`.
     Missing,
+    /// A leak that began last period and continues (both periods 2–4× the norm): `high`.
+    ContinuingLeak,
+    /// A leak of 1.8–2.5× the account's seasonal norm: `high`.
+    ModerateLeak,
+    /// A commercial or multi-family account, steady for years, using 1.7–2.5× its norm: `high`.
+    CommercialLeak,
+    /// A moderate leak (1.8–2.5×) on a meter counting gallons or cubic feet: `high`.
+    GallonMeterLeak,
+    /// A commercial or multi-family account, steady for years, reading 30–50% of its norm: `low`.
+    CommercialLow,
+    /// One dial read one off (`14002` for `14012`): `low`, `high` or `negative`, as planted.
+    DialMisread,
     // Traps: `Expect::NotFlagged`.
     /// Class seasonal use this period > 1.6× the last three periods (irrigation in spring).
     SeasonalRampUp,
@@ -163,6 +177,16 @@ pub enum Problem {
     DuplicateSame,
     /// The last period was estimated low; this read catches up.
     AfterEstimate,
+    /// A period months ago with almost no use (away on vacation); this read is normal.
+    Vacation,
+    /// A small user (1–3 HCF a month) with two periods of no use in the last year.
+    SmallUser,
+    /// A new tenant 4–9 months ago uses 0.6× or 1.7× what the last one did; this read is at the new level.
+    NewTenant,
+    /// A second home, lived in from May to October, almost empty the rest of the year.
+    SecondHome,
+    /// Use growing 1.5% a month for three years.
+    Trend,
 }
 
 impl Problem {
@@ -184,6 +208,12 @@ impl Problem {
         Problem::OutOfWindow,
         Problem::Skipped,
         Problem::Missing,
+        Problem::ContinuingLeak,
+        Problem::ModerateLeak,
+        Problem::CommercialLeak,
+        Problem::GallonMeterLeak,
+        Problem::CommercialLow,
+        Problem::DialMisread,
         Problem::SeasonalRampUp,
         Problem::SeasonalDrop,
         Problem::Rollover,
@@ -194,6 +224,11 @@ impl Problem {
         Problem::InactiveNoUse,
         Problem::DuplicateSame,
         Problem::AfterEstimate,
+        Problem::Vacation,
+        Problem::SmallUser,
+        Problem::NewTenant,
+        Problem::SecondHome,
+        Problem::Trend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -225,6 +260,17 @@ impl Problem {
             Problem::InactiveNoUse => "inactive_no_use",
             Problem::DuplicateSame => "duplicate_same",
             Problem::AfterEstimate => "after_estimate",
+            Problem::ContinuingLeak => "continuing_leak",
+            Problem::ModerateLeak => "moderate_leak",
+            Problem::CommercialLeak => "commercial_leak",
+            Problem::GallonMeterLeak => "gallon_meter_leak",
+            Problem::CommercialLow => "commercial_low",
+            Problem::DialMisread => "dial_misread",
+            Problem::Vacation => "vacation",
+            Problem::SmallUser => "small_user",
+            Problem::NewTenant => "new_tenant",
+            Problem::SecondHome => "second_home",
+            Problem::Trend => "trend",
         }
     }
 

@@ -553,6 +553,14 @@ fn decision_forms(d: &DetailData, v: &Viewer, ctx: &ListCtx, err: Option<&FormEr
                 label { "Reason " input #accept-reason name="reason" size="30" maxlength="500" value=(typed(err, "accept", "reason", "")); (beside(err, "accept", "reason")) }
                 " " button #accept type="submit" accesskey="a" { "Accept and next" }
             } }
+            @if let Some(meant) = r.intended_reading {
+                form method="post" action=(to("correct")) { fieldset { legend { "Likely mis-key" } (v.csrf_field())
+                    input type="hidden" name="reading" value=(meant);
+                    input type="hidden" name="reason" value=(format!("likely mis-key of {meant}, as validation suggested"));
+                    span { "The reader likely meant " strong { (meant) } " (see the flag)." }
+                    " " button #correct-intended type="submit" { "Correct to " (meant) " and re-validate" }
+                } }
+            }
             form method="post" action=(to("correct")) { fieldset { legend { "Correct a mis-key" } (v.csrf_field())
                 label { "Corrected reading " input #correct-reading name="reading" inputmode="numeric" pattern="[0-9]{1,12}" required size="10" value=(typed(err, "correct", "reading", "")); (beside(err, "correct", "reading")) }
                 label { "Reason " input #correct-reason name="reason" size="30" maxlength="500" required value=(typed(err, "correct", "reason", "")); (beside(err, "correct", "reason")) }

@@ -826,6 +826,8 @@ pub struct NewRead<'a> {
     pub low_limit: Option<u64>,
     pub high_limit: Option<u64>,
     pub flags: &'a [Flag],
+    /// The reading the reader likely meant (a mis-key validation recognised).
+    pub intended_reading: Option<u64>,
 }
 
 /// Inserts a read, its flags and the follow-ups its codes open; returns the read id.
@@ -845,9 +847,9 @@ pub(crate) fn insert_read(
         "INSERT INTO field_reads (cycle_id, meter_id, account_id, read_at, raw_reading, reading, read_type, \
          method, reader, codes, skip_code, note, device_id, device_seq, received_at, status, previous_reading, \
          previous_read_on, consumption, expected_use, expected_basis, low_limit, high_limit, device_state, \
-         device_content) \
+         device_content, intended_reading) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-         ?23, ?24, ?25)",
+         ?23, ?24, ?25, ?26)",
     )?
     .execute(params![
         r.cycle_id,
@@ -875,6 +877,7 @@ pub(crate) fn insert_read(
         opt(r.high_limit)?,
         r.device.map(|d| state_int(d.state_id)),
         r.device.map(|d| d.content.as_slice()),
+        opt(r.intended_reading)?,
     ])?;
     let read_id = conn.last_insert_rowid();
     // Most reads carry no flag and no code: no statement is looked up for them.
@@ -927,6 +930,7 @@ pub struct StoredRead {
     pub unit: Option<Unit>,
     pub superseded_by: Option<i64>,
     pub flags: Vec<Flag>,
+    pub intended_reading: Option<u64>,
 }
 
 /// Every read of a cycle in arrival order, with its flags (two queries, merged).
@@ -934,8 +938,8 @@ pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Store
     let mut stmt = conn.prepare_cached(
         "SELECT r.read_id, r.account_id, a.route_id, r.meter_id, r.read_at, r.raw_reading, r.reading, r.read_type, \
          r.method, r.reader, r.codes, r.device_id, r.device_seq, r.status, r.previous_reading, r.consumption, \
-         r.expected_use, r.expected_basis, r.low_limit, r.high_limit, m.unit, r.superseded_by \
-         FROM field_reads r LEFT JOIN accounts a ON a.account_id = r.account_id \
+         r.expected_use, r.expected_basis, r.low_limit, r.high_limit, m.unit, r.superseded_by, \
+         r.intended_reading FROM field_reads r LEFT JOIN accounts a ON a.account_id = r.account_id \
          LEFT JOIN meters m ON m.meter_id = r.meter_id WHERE r.cycle_id = ?1 ORDER BY r.read_id",
     )?;
     let rows = stmt.query_map([cycle_id], |r| {
@@ -967,6 +971,7 @@ pub(crate) fn cycle_reads(conn: &Connection, cycle_id: &str) -> Result<Vec<Store
             unit: unit.and_then(|u| u.parse().ok()),
             superseded_by: r.get(21)?,
             flags: Vec::new(),
+            intended_reading: opt_u64_at(r, 22)?,
         })
     })?;
     let mut reads = rows.collect::<rusqlite::Result<Vec<_>>>()?;

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_judging_basis.sql"),
     include_str!("migrations/0007_read_identity.sql"),
     include_str!("migrations/0008_security.sql"),
+    include_str!("migrations/0009_intended_reading.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

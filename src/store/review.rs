@@ -47,13 +47,15 @@ pub struct ReviewRead {
     pub multiplier: Option<u32>,
     pub superseded_by: Option<i64>,
     pub flags: Vec<Flag>,
+    /// The reading validation thinks the reader meant (a recognised mis-key), if any.
+    pub intended_reading: Option<u64>,
 }
 
 const READ_COLUMNS: &str = "r.read_id, r.cycle_id, c.status, r.meter_id, r.account_id, a.name, a.service_address, \
      a.rate_class, a.route_id, r.read_at, r.raw_reading, r.reading, r.read_type, r.method, r.reader, r.codes, \
      r.skip_code, r.note, r.device_id, r.status, r.previous_reading, r.previous_read_on, r.consumption, \
-     r.expected_use, r.expected_basis, r.low_limit, r.high_limit, m.unit, m.dials, m.multiplier, r.superseded_by \
-     FROM field_reads r JOIN cycles c ON c.cycle_id = r.cycle_id \
+     r.expected_use, r.expected_basis, r.low_limit, r.high_limit, m.unit, m.dials, m.multiplier, r.superseded_by, \
+     r.intended_reading FROM field_reads r JOIN cycles c ON c.cycle_id = r.cycle_id \
      LEFT JOIN accounts a ON a.account_id = r.account_id LEFT JOIN meters m ON m.meter_id = r.meter_id";
 
 fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
@@ -94,6 +96,7 @@ fn review_read(r: &Row<'_>) -> rusqlite::Result<ReviewRead> {
         multiplier: multiplier.and_then(|m| u32::try_from(m).ok()),
         superseded_by: r.get(30)?,
         flags: Vec::new(),
+        intended_reading: opt_u64_at(r, 31)?,
     })
 }
 

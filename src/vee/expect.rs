@@ -8,8 +8,10 @@ use std::fmt;
 /// Where the expected use came from: it is printed in every high/low explanation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Basis {
-    /// Last year's daily use over the same dates, times the account's growth since.
-    SamePeriodLastYear { growth: f64 },
+    /// The account's daily use over the same dates in past years (the median over up to three
+    /// years), times its growth since (the median of its recent periods' ratios to their own same
+    /// dates in past years).
+    SamePeriodLastYear { growth: f64, years: u8 },
     /// Daily use over the recent months (no usable history a year back).
     RecentAverage { periods: usize },
     /// Fewer than `min_periods` periods: the band is wide.
@@ -30,11 +32,16 @@ impl Basis {
 impl fmt::Display for Basis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Basis::SamePeriodLastYear { growth } if (growth - 1.0).abs() < 0.005 => {
-                f.write_str("same period last year")
-            }
-            Basis::SamePeriodLastYear { growth } => {
-                write!(f, "same period last year, adjusted ×{growth:.2}")
+            Basis::SamePeriodLastYear { growth, years } => {
+                if *years <= 1 {
+                    f.write_str("same period last year")?;
+                } else {
+                    write!(f, "same period in the last {years} years")?;
+                }
+                if (growth - 1.0).abs() >= 0.005 {
+                    write!(f, ", adjusted ×{growth:.2}")?;
+                }
+                Ok(())
             }
             Basis::RecentAverage { periods } => {
                 write!(f, "average daily use of the last {periods} periods")
@@ -68,6 +75,11 @@ pub struct Expectation {
     /// The account's dispersion (log scale) after shrinkage towards the prior.
     pub spread: f64,
     pub margin: f64,
+    /// The account's highest use over these days at this time of year in past years (at its
+    /// highest daily rate then), when it has at least two such seasons.
+    pub own_max: Option<f64>,
+    /// The high end is the account's own seasonal maximum plus a margin, tighter than the band.
+    pub high_is_own_max: bool,
 }
 
 impl Expectation {
@@ -80,6 +92,7 @@ impl Expectation {
             low: self.low * k,
             high: self.high * k,
             margin: self.margin * k,
+            own_max: self.own_max.map(|m| m * k),
             ..self
         }
     }
@@ -88,6 +101,67 @@ impl Expectation {
     pub fn for_register(self, reg: &crate::domain::Register) -> Expectation {
         self.scaled(1.0 / super::history::hcf_per_billing_unit(reg))
     }
+}
+
+const YEAR: i32 = 365;
+/// Past years the seasonal anchor looks at.
+const YEARS: i32 = 3;
+
+/// The median of `v` (the mean of the middle two for an even count); `v` is reordered.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The account's daily use over day numbers `[from, to)` in past years: the median over the (up to
+/// three) years whose history covers at least half of those dates, and how many years did. One
+/// unusual year (a leak, a vacation) does not move it.
+fn seasonal(periods: &[Period], from: i32, to: i32, w: f64) -> Option<(f64, u8)> {
+    let mut rates = [0.0f64; YEARS as usize];
+    let mut n = 0;
+    for y in 1..=YEARS {
+        if let Some((rate, cover)) = rate_over_days(periods, from - YEAR * y, to - YEAR * y, w) {
+            if cover >= 0.5 {
+                rates[n] = rate;
+                n += 1;
+            }
+        }
+    }
+    (n > 0).then(|| (median(&mut rates[..n]), n as u8))
+}
+
+/// The account's growth: the median, over its actual periods of the last `recent_days`, of each
+/// period's daily use against its own same dates in past years. A median, so that one period out of
+/// line (a leak that began last period, a vacation) does not carry the expectation with it; every
+/// recent period moving together (a new tenant, a growing family) does.
+fn growth(periods: &[Period], from: i32, cfg: &ValidationConfig, tol: Tolerance) -> f64 {
+    const MAX: usize = 6;
+    let recent_from = from - i32::try_from(cfg.recent_days).unwrap_or(i32::MAX / 4);
+    let eps = tol.absolute / 30.0;
+    let mut ratios = [0.0f64; MAX];
+    let mut n = 0;
+    for p in periods
+        .iter()
+        .rev()
+        .take_while(|p| p.end_day() > recent_from)
+        .filter(|p| !p.estimated)
+        .take(MAX)
+    {
+        if let Some((then, _)) = seasonal(periods, p.start_day(), p.end_day(), cfg.estimated_weight)
+        {
+            ratios[n] = (p.daily() + eps) / (then + eps);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return 1.0;
+    }
+    median(&mut ratios[..n]).clamp(cfg.growth_min, cfg.growth_max)
 }
 
 /// Daily expected use over `[from, to)` from `periods` (which must all end by `from`), with the season
@@ -101,57 +175,57 @@ fn daily_point(
     with_season_range: bool,
 ) -> Option<(f64, f64, f64, Basis)> {
     // Day numbers: this runs for every past period of every account (the dispersion backtest).
-    const YEAR: i32 = 365;
     let (from, to) = (from.num_days_from_ce(), to.num_days_from_ce());
-    let recent = i32::try_from(cfg.recent_days).unwrap_or(i32::MAX / 4);
     let w = cfg.estimated_weight;
     let n = periods.len();
-    if let Some((ly, cover)) = rate_over_days(periods, from - YEAR, to - YEAR, w) {
-        if cover >= 0.5 {
-            let recent_from = from - recent;
-            let growth = match (
-                rate_over_days(periods, recent_from, from, w),
-                rate_over_days(periods, recent_from - YEAR, from - YEAR, w),
-            ) {
-                (Some((now, c1)), Some((then, c2))) if c1 >= 0.5 && c2 >= 0.5 => {
-                    // The absolute margin keeps a near-zero winter from making the ratio explode.
-                    let eps = tol.absolute / 30.0;
-                    ((now + eps) / (then + eps)).clamp(cfg.growth_min, cfg.growth_max)
-                }
-                _ => 1.0,
-            };
-            let (mut lo, mut hi) = (ly, ly);
-            if with_season_range {
-                let shift = i32::try_from(cfg.season_shift_days).unwrap_or(0);
-                for s in [-shift, shift] {
-                    if let Some((r, c)) = rate_over_days(periods, from - YEAR + s, to - YEAR + s, w)
-                    {
-                        if c >= 0.5 {
-                            lo = lo.min(r);
-                            hi = hi.max(r);
-                        }
-                    }
+    if let Some((anchor, years)) = seasonal(periods, from, to, w) {
+        let growth = growth(periods, from, cfg, tol);
+        let (mut lo, mut hi) = (anchor, anchor);
+        if with_season_range {
+            let shift = i32::try_from(cfg.season_shift_days).unwrap_or(0);
+            for s in [-shift, shift] {
+                if let Some((r, _)) = seasonal(periods, from + s, to + s, w) {
+                    lo = lo.min(r);
+                    hi = hi.max(r);
                 }
             }
-            return Some((
-                ly * growth,
-                lo * growth,
-                hi * growth,
-                Basis::SamePeriodLastYear { growth },
-            ));
         }
+        return Some((
+            anchor * growth,
+            lo * growth,
+            hi * growth,
+            Basis::SamePeriodLastYear { growth, years },
+        ));
     }
-    let recent_from = from - recent;
+    let recent_from = from - i32::try_from(cfg.recent_days).unwrap_or(i32::MAX / 4);
     let start = periods
         .partition_point(|p| p.end_day() <= recent_from)
         .min(n.saturating_sub(1));
     let recent = &periods[start..];
-    let (rate, _) = rate_over_days(
+    let (mean, _) = rate_over_days(
         recent,
         recent.first()?.start_day(),
         from.max(recent.last()?.end_day()),
         w,
     )?;
+    // Three or more actual periods: their median daily use, so one period out of line does not
+    // carry the expectation.
+    let mut rates = [0.0f64; 8];
+    let mut k = 0;
+    for p in recent
+        .iter()
+        .rev()
+        .filter(|p| !p.estimated)
+        .take(rates.len())
+    {
+        rates[k] = p.daily();
+        k += 1;
+    }
+    let rate = if k >= 3 {
+        median(&mut rates[..k])
+    } else {
+        mean
+    };
     let basis = if n < cfg.min_periods {
         Basis::ThinHistory { periods: n }
     } else {
@@ -160,6 +234,30 @@ fn daily_point(
         }
     };
     Some((rate, rate, rate, basis))
+}
+
+/// The account's highest daily use at this time of year: the largest daily use of an actual period
+/// overlapping `[from − 30 days, to + 30 days)` in each of the past years, when at least two years
+/// have one. `None` otherwise (not enough seasons to know the account's own range).
+fn seasonal_max(periods: &[Period], from: i32, to: i32) -> Option<f64> {
+    const AROUND: i32 = 30;
+    let mut max = 0.0f64;
+    let mut years = 0;
+    for y in 1..=YEARS {
+        let (a, b) = (from - YEAR * y - AROUND, to - YEAR * y + AROUND);
+        let first = periods.partition_point(|p| p.end_day() <= a);
+        let mut seen = false;
+        for p in periods[first..]
+            .iter()
+            .take_while(|p| p.start_day() < b)
+            .filter(|p| !p.estimated && p.days() > 0)
+        {
+            max = max.max(p.daily());
+            seen = true;
+        }
+        years += usize::from(seen);
+    }
+    (years >= 2).then_some(max)
 }
 
 /// The account's dispersion: how far its actual use strayed (log scale) from what this model would have
@@ -229,6 +327,7 @@ pub fn expect_between(
     let last_year = daily_point(periods, from, late, cfg, tol, false)
         .is_some_and(|(.., b)| matches!(b, Basis::SamePeriodLastYear { .. }));
     let spread = spread(periods, cfg, tol, last_year);
+    let max_daily = seasonal_max(periods, from.num_days_from_ce(), late.num_days_from_ce());
     let one = |to: NaiveDate| -> Option<Expectation> {
         let days = (to - from).num_days();
         if days <= 0 {
@@ -244,17 +343,30 @@ pub fn expect_between(
         }
         let d = days as f64;
         let (expected, season_low, season_high) = (point * d, lo * d, hi * d);
+        let band_high = season_high * (1.0 + relative) + margin;
+        let own_max = max_daily.filter(|_| !thin).map(|m| m * d);
+        // Above the account's own highest use for the season by a margin is high, whatever the
+        // band (a trend, a wide dispersion) says; never below `own_max_floor` × the season's top.
+        let own_high = own_max.map(|m| {
+            (m * (1.0 + cfg.own_max_margin) + margin).max(season_high * cfg.own_max_floor)
+        });
+        let (high, high_is_own_max) = match own_high {
+            Some(h) if h < band_high => (h, true),
+            _ => (band_high, false),
+        };
         Some(Expectation {
             days,
             expected,
             season_low,
             season_high,
             low: (season_low / (1.0 + relative) - margin).max(0.0),
-            high: season_high * (1.0 + relative) + margin,
+            high,
             basis,
             relative,
             spread,
             margin,
+            own_max,
+            high_is_own_max,
         })
     };
     let e = one(early)?;

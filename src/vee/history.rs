@@ -183,6 +183,17 @@ impl AccountHistory {
             .count()
     }
 
+    /// How many of the last `n` actual periods had no use at all.
+    pub fn zero_periods(&self, n: usize) -> usize {
+        self.periods
+            .iter()
+            .rev()
+            .filter(|p| !p.estimated)
+            .take(n)
+            .filter(|p| p.usage <= 0.0)
+            .count()
+    }
+
     pub fn base_of(&self, meter_id: &str) -> Option<&MeterBase> {
         self.bases.iter().find(|b| b.meter_id == meter_id)
     }

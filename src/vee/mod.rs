@@ -9,13 +9,18 @@
 //! touching an estimated reading weigh `estimated_weight`; when the previous reading itself was an
 //! estimate, use is judged from the meter's last actual reading (an estimate may have been far off,
 //! and the catch-up read is normal). For a new period `[start, read date)`:
-//! - **same period last year** when history covers at least half of it: last year's daily use over the
-//!   same dates (days-weighted, so reads need not be a month apart) × a growth ratio (this year's
-//!   recent daily use ÷ last year's over the same months, clamped to `growth_min..growth_max`). The
+//! - **same period in past years** when history covers at least half of it in at least one of the
+//!   last three years: the *median* over those years of the daily use over the same dates
+//!   (days-weighted, so reads need not be a month apart), × a growth ratio: the *median*, over the
+//!   actual periods of the last `recent_days`, of each period's daily use against its own same dates
+//!   in past years (clamped to `growth_min..growth_max`). Medians, so that one period out of line (a
+//!   leak that began last period, a vacation, a leak last summer) does not move the expectation that
+//!   judges this one, while every recent period moving together (a new tenant, a trend) does. The
 //!   same is computed with the season shifted `season_shift_days` earlier and later: irrigation that
 //!   starts three weeks early in spring, or stops early in autumn, stays inside the band;
-//! - else the **recent average** daily use × days; with fewer than `min_periods` periods this is
-//!   **thin history** and the band is at least ±`thin_percent` with a doubled margin.
+//! - else the **recent** daily use × days (the median of the recent periods' daily use when there
+//!   are three or more); with fewer than `min_periods` periods this is **thin history** and the band
+//!   is at least ±`thin_percent` with a doubled margin.
 //!
 //! # Band and limits
 //! `high = season_high × (1 + r) + margin`, `low = season_low ÷ (1 + r) − margin`, where `margin` is
@@ -23,8 +28,13 @@
 //! `exp(spread_factor × σ) − 1`, σ being the account's own dispersion: the median error (log scale,
 //! ×1.4826) of this same model replayed over the account's last 12 periods (only replays on the same
 //! kind of basis), shrunk towards `prior_spread`. An account whose use swings widely gets a wide band;
-//! a steady one a tight band. Every band is explained with its numbers ("used 48 hcf in 31 days;
-//! expected 12 hcf (same period last year, adjusted ×1.10); 4.0× expected; band 7–17 hcf").
+//! a steady one (commercial, institutional) a tight band. The top is also bounded by the account's
+//! **own seasonal maximum**: its highest daily use in any actual period within a month of these
+//! dates in past years (at least two years of them), × (1 + `own_max_margin`) + margin, never below
+//! `own_max_floor` × the season's expected use: above what the account has ever used at this time
+//! of year is high, whatever a trend or a wide dispersion says. Every band is explained with its
+//! numbers ("used 48 hcf in 31 days; expected 12 hcf (same period in the last 3 years, adjusted
+//! ×1.10); 4.0× expected; band 7–17 hcf").
 //! Limits are `previous reading + band`, back through the multiplier to register readings, wrapped at
 //! 10^dials ([`limits_as_readings`]).
 //!
@@ -33,9 +43,9 @@
 //!
 //! | rule (`FlagKind`) | quality | exception | when |
 //! |---|---|---|---|
-//! | `high` | 3.6.3 usage above limit | yes | use above the band |
+//! | `high` | 3.6.3 usage above limit | yes | use above the band (or a reader's signal, below) |
 //! | `low` | 3.6.4 usage below limit | yes | some use, below the band |
-//! | `zero` | 3.6.1 zero usage | yes | no use, expected ≥ `zero_min_use` HCF/30 days even early/late in the season, and at most `zero_periods_allowed` of the last 12 periods without use |
+//! | `zero` | 3.6.1 zero usage | yes | no use, expected ≥ `zero_min_use` HCF/30 days even early/late in the season, and at most `zero_periods_allowed` of the last 12 periods without use (at a time of year it used water); the explanation counts every period without use |
 //! | `negative` | 3.3.4 reverse rotation | yes | reading below previous and a rollover implausible |
 //! | `rollover` | 3.4.1 overflow | no | wrapped through 0 and the wrapped use is plausible |
 //! | `inactive_usage` | 3.6.2 usage on inactive meter | yes | use on an inactive or closed account |
@@ -50,12 +60,31 @@
 //! reads, then `3.0.1` (validated) when it passed, `3.8.0` when estimated, and each flag's code.
 //! A reader-confirmed out-of-range read (`high_confirmed` / `low_confirmed`) stays flagged; its
 //! explanation says it was confirmed.
+//!
+//! # The reader's signals
+//! A read's type and codes are evidence. Inside the limits, a read is still flagged `high` when the
+//! reader confirmed a high read *and* entered a code the District marks `requires_follow_up` (a
+//! leak seen: a confirmed leak always reaches a clerk), or did either with use above `signal_ratio`
+//! × expected; the explanation names the code ("; the reader reported LK (leak at meter)"). This is
+//! the one office judgement of an in-window read beyond the handheld's limits: the reader's word
+//! is not on the handheld's screen when it checks a reading.
+//!
+//! # What the reader meant ([`slips`])
+//! A keyed read flagged `high`, `low`, `negative`, or `invalid_reading` for too many digits, whose
+//! use is at least `slip_far` × expected (or at most ÷ `slip_far`, or backwards by that much), and
+//! which is neither confirmed nor carries a follow-up code, is tried against the usual slips (two
+//! digits swapped, a digit keyed twice, a dial read one off at a digit's edge, a digit left out, a
+//! neighbouring key). When one candidate lands near the expected use (within `slip_band` of the way
+//! to the band's edge, a less likely slip nearer) and stands out from every other, the flag says so
+//! ("; likely meant 43088: digits 3 and 4 swapped") and [`Decision::intended`] carries it: the
+//! clerk's read page offers it as a one-click correction.
 
 mod estimate;
 mod expect;
 mod history;
 mod rules;
 mod settings;
+pub mod slips;
 
 pub use estimate::{estimate, Estimate, ESTIMATED_QUALITY};
 pub use expect::{expect, expect_between, Basis, Expectation};

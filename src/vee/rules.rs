@@ -5,8 +5,8 @@ use super::history::{hcf_per_billing_unit, AccountHistory};
 use super::quality;
 use super::settings::ValidationConfig;
 use crate::domain::{
-    AccountStatus, DayLimits, FieldRead, Flag, FlagKind, MeterStatus, ReadKind, ReadStatus,
-    ReadType, Register, RegisterDelta, Unit, WindowLimits,
+    AccountStatus, DayLimits, FieldRead, Flag, FlagKind, MessageCode, MeterStatus, ReadKind,
+    ReadMethod, ReadStatus, ReadType, Register, RegisterDelta, Unit, WindowLimits,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -48,6 +48,9 @@ pub struct ReadInput<'a> {
     pub now: NaiveDateTime,
     /// The reading already stored for this meter in this cycle, if any (raw text as keyed).
     pub earlier: Option<&'a str>,
+    /// The District's message codes: a code on the read that asks for follow-up (a leak seen) is
+    /// the reader's evidence.
+    pub codes: &'a [MessageCode],
 }
 
 /// The validation decision stored with the read.
@@ -65,6 +68,9 @@ pub struct Decision {
     pub high_limit: Option<u64>,
     pub flags: Vec<Flag>,
     pub status: ReadStatus,
+    /// What the reader likely meant, when a keyed reading is far off and exactly one of the usual
+    /// slips lands inside the band ([`super::slips`]).
+    pub intended: Option<super::slips::Intended>,
 }
 
 /// Whether two keyed readings are the same value (`00123` and `123` are).
@@ -271,6 +277,7 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
         high_limit: None,
         flags: Vec::new(),
         status: ReadStatus::Accepted,
+        intended: None,
     };
     let day = read.read_at.date();
     if read.read_at > input.now {
@@ -347,6 +354,8 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     }
 
     let reg = service.register;
+    let history = service.history;
+    let base = history.base_of(&read.meter_id);
     let digits = read.raw_reading.trim().len();
     let reading = match read.reading() {
         Some(r) if reg.fits(r) && digits <= usize::from(reg.dials) => r,
@@ -359,6 +368,15 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
                     reg.dials
                 ),
             ));
+            // A digit keyed twice overflows a full register: the band may still say which.
+            if let Some(base) = base {
+                let judge = Judged::from(history, base, &reg);
+                let (e, limits) = band_on_day(input, &service, &judge, cfg, day);
+                let carry = history.carry / hcf_per_billing_unit(&reg);
+                let at = near(&reg, limits, e.as_ref(), judge.reading, carry);
+                let trouble = !reader_signals(read, input.codes).follow_up.is_empty();
+                d = with_intended(d, read, at, trouble, cfg, &[FlagKind::InvalidReading]);
+            }
             return finish(d, read);
         }
         None => {
@@ -371,8 +389,7 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     };
     d.reading = Some(reading);
 
-    let history = service.history;
-    let Some(base) = history.base_of(&read.meter_id) else {
+    let Some(base) = base else {
         // A meter with no reading on record (set without an initial reading): nothing to subtract.
         return finish(d, read);
     };
@@ -383,40 +400,7 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
     let unit = reg.unit;
     // Use on a pulled meter, in this meter's billing units.
     let carry_units = history.carry / hcf_per_billing_unit(&reg);
-    // A read in the window is judged high or low by exactly the limits its handheld prompted with
-    // that day (the window's two ends, interpolated); a read outside it by the band of its own day.
-    let in_window = (input.window_from..=input.window_to).contains(&day);
-    let (exp, day_limits) = if in_window {
-        match window_band(
-            history,
-            &judge,
-            &reg,
-            service.rate_class,
-            input.window_from,
-            input.window_to,
-            cfg,
-        ) {
-            Some(b) => {
-                let span = (input.window_to - input.window_from).num_days();
-                let k = (day - input.window_from).num_days();
-                let limits = b.limits.on_day(&reg, base.reading, span, k);
-                let e = day_expectation(&b, span, k, &reg, judge.reading, carry_units, limits);
-                (Some(e), Some(limits))
-            }
-            None => (None, None),
-        }
-    } else {
-        let exp = expect_between(history, service.rate_class, from, day, day, cfg)
-            .map(|(e, _)| e.for_register(&reg));
-        let limits =
-            exp.as_ref().map(
-                |e| match band_limits(e, history, judge.reading, &reg, cfg) {
-                    Some((low, high)) => DayLimits::Range { low, high },
-                    None => DayLimits::Any,
-                },
-            );
-        (exp, limits)
-    };
+    let (exp, day_limits) = band_on_day(input, &service, &judge, cfg, day);
     if let Some(e) = &exp {
         d.expected_use = Some(round2(e.expected));
         d.expected_basis = Some(e.basis.to_string() + &judge.note);
@@ -432,6 +416,8 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
         reading: judge.reading,
         read_on: judge.from_reading_on,
     };
+    // A reading equal to the previous one (`zero`) is a stopped meter more often than a slip.
+    const SLIPPED: &[FlagKind] = &[FlagKind::High, FlagKind::Low, FlagKind::Negative];
 
     let usage = match reg.delta(base.reading, reading) {
         RegisterDelta::Forward(u) => u,
@@ -463,6 +449,9 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
                         base.read_on
                     ),
                 ));
+                let at = near(&reg, day_limits, exp.as_ref(), judge.reading, carry_units);
+                let trouble = !reader_signals(read, input.codes).follow_up.is_empty();
+                let d = with_intended(d, read, at, trouble, cfg, SLIPPED);
                 return finish(d, read);
             }
             d.flags.push(flag(
@@ -500,12 +489,17 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
         DayLimits::Range { high, .. } if !limits.contains(reading) => Some(high),
         _ => None,
     };
+    let signals = reader_signals(read, input.codes);
     if let Some(high) = outside {
         if used == 0 {
             // The low limit asks for use only where the account normally uses water.
-            let before = match zero_periods {
-                0 => "it has used water every period".to_string(),
-                n => format!("{n} of its last 12 periods had no use"),
+            let zeros = history.zero_periods(12);
+            let before = match (zeros, zero_periods) {
+                (0, _) => "it has used water every period".to_string(),
+                (n, 0) => format!(
+                    "{n} of its last 12 periods had no use, each at a time of year it used little"
+                ),
+                (n, _) => format!("{n} of its last 12 periods had no use"),
             };
             d.flags.push(flag(
                 FlagKind::Zero,
@@ -524,10 +518,203 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
             } else {
                 FlagKind::Low
             };
-            d.flags.push(flag(kind, band_text(used, days, &e, unit)));
+            let mut text = band_text(used, days, &e, unit);
+            if kind == FlagKind::High {
+                text.push_str(&signals.text());
+            }
+            d.flags.push(flag(kind, text));
+        }
+    } else if signals.any() && used as f64 > e.expected.max(0.0) {
+        // Inside the band, but the reader saw something: a confirmed leak always reaches a clerk;
+        // another signal does with use well above expected.
+        let confirmed_leak = signals.confirmed_high && !signals.follow_up.is_empty();
+        if confirmed_leak || used as f64 > e.expected * cfg.signal_ratio {
+            d.flags.push(flag(
+                FlagKind::High,
+                format!("{}{}", band_text(used, days, &e, unit), signals.text()),
+            ));
         }
     }
+    let at = near(&reg, day_limits, Some(&e), judge.reading, carry_units);
+    let trouble = !signals.follow_up.is_empty();
+    let d = with_intended(d, read, at, trouble, cfg, SLIPPED);
     finish(d, read)
+}
+
+/// The expectation for a read on `day` in `judge`'s units and the limits it is judged by: a read in
+/// the window by exactly the limits its handheld prompted with that day (the window's two ends,
+/// interpolated); a read outside it by the band of its own day.
+fn band_on_day(
+    input: &ReadInput<'_>,
+    service: &Service<'_>,
+    judge: &Judged,
+    cfg: &ValidationConfig,
+    day: NaiveDate,
+) -> (Option<Expectation>, Option<DayLimits>) {
+    let reg = service.register;
+    let history = service.history;
+    let carry_units = history.carry / hcf_per_billing_unit(&reg);
+    let in_window = (input.window_from..=input.window_to).contains(&day);
+    if in_window {
+        match window_band(
+            history,
+            judge,
+            &reg,
+            service.rate_class,
+            input.window_from,
+            input.window_to,
+            cfg,
+        ) {
+            Some(b) => {
+                let span = (input.window_to - input.window_from).num_days();
+                let k = (day - input.window_from).num_days();
+                let base = history
+                    .base_of(&input.read.meter_id)
+                    .map_or(judge.reading, |b| b.reading);
+                let limits = b.limits.on_day(&reg, base, span, k);
+                let e = day_expectation(&b, span, k, &reg, judge.reading, carry_units, limits);
+                (Some(e), Some(limits))
+            }
+            None => (None, None),
+        }
+    } else {
+        let exp = expect_between(history, service.rate_class, judge.from, day, day, cfg)
+            .map(|(e, _)| e.for_register(&reg));
+        let limits =
+            exp.as_ref().map(
+                |e| match band_limits(e, history, judge.reading, &reg, cfg) {
+                    Some((low, high)) => DayLimits::Range { low, high },
+                    None => DayLimits::Any,
+                },
+            );
+        (exp, limits)
+    }
+}
+
+/// What the reader said about a read besides its value.
+struct Signals<'a> {
+    confirmed_high: bool,
+    /// Codes on the read that ask the office to follow up (a leak seen), with their descriptions.
+    follow_up: Vec<&'a MessageCode>,
+}
+
+fn reader_signals<'a>(read: &FieldRead, codes: &'a [MessageCode]) -> Signals<'a> {
+    Signals {
+        confirmed_high: read.read_type == ReadType::HighConfirmed,
+        follow_up: codes
+            .iter()
+            .filter(|c| c.requires_follow_up && read.codes.iter().any(|k| k == &c.code))
+            .collect(),
+    }
+}
+
+impl Signals<'_> {
+    fn any(&self) -> bool {
+        self.confirmed_high || !self.follow_up.is_empty()
+    }
+
+    /// "; the reader reported LK (leak at meter)": appended to a high read's explanation.
+    fn text(&self) -> String {
+        if self.follow_up.is_empty() {
+            return String::new();
+        }
+        let codes: Vec<String> = self
+            .follow_up
+            .iter()
+            .map(|c| format!("{} ({})", c.code, c.description.to_lowercase()))
+            .collect();
+        format!("; the reader reported {}", codes.join(", "))
+    }
+}
+
+/// Adds what the reader likely meant to a keyed read flagged with one of `kinds`, when exactly one
+/// slip lands inside the day's limits and near the expected use (the band shrunk to `slip_band` of
+/// its width on each side; [`super::slips`]), to the decision and its first such flag.
+fn with_intended(
+    mut d: Decision,
+    read: &FieldRead,
+    near: Option<Near<'_>>,
+    follow_up: bool,
+    cfg: &ValidationConfig,
+    kinds: &[FlagKind],
+) -> Decision {
+    let Some(Near {
+        reg,
+        limits: limits @ DayLimits::Range { .. },
+        e,
+        from,
+        carry,
+    }) = near
+    else {
+        return d;
+    };
+    // A confirmed read, or one whose reader reported trouble (a leak, tampering), is what the
+    // reader saw: no slip to undo.
+    if read.method != ReadMethod::Keyed || read.confirmed() || follow_up {
+        return d;
+    }
+    let Some(at) = d.flags.iter().position(|f| kinds.contains(&f.kind)) else {
+        return d;
+    };
+    // Only a reading far off is taken for a slip: a moderate excess (or a register a few units
+    // back) is more often what the meter says.
+    if let Some(used) = d.consumption {
+        let (used, x) = (used as f64, e.expected.max(1.0));
+        let far = if used < 0.0 {
+            -used >= x * cfg.slip_far
+        } else {
+            used >= x * cfg.slip_far || used <= x / cfg.slip_far
+        };
+        if !far {
+            return d;
+        }
+    }
+    // How far a candidate's use lands from the expected use: 1 at `slip_band` of the way to the
+    // band's edge on its side.
+    let distance = |v: u64| -> Option<f64> {
+        if !(reg.fits(v) && limits.contains(v)) {
+            return None;
+        }
+        let used = reg.to_billing(reg.forward_use(from, v)) as f64 + carry;
+        let half = if used >= e.expected {
+            e.high - e.expected
+        } else {
+            e.expected - e.low
+        };
+        Some((used - e.expected).abs() / (cfg.slip_band * half).max(1e-9))
+    };
+    if let Some(i) = super::slips::intended(&read.raw_reading, reg.dials, distance) {
+        d.flags[at].explanation.push_str(&format!("; {i}"));
+        d.intended = Some(i);
+    }
+    d
+}
+
+/// Where a slip's reading must land: the day's limits, and near the expected use from the reading
+/// use is judged from (with `carry` units used on a pulled meter).
+#[derive(Clone, Copy)]
+struct Near<'a> {
+    reg: &'a Register,
+    limits: DayLimits,
+    e: &'a Expectation,
+    from: u64,
+    carry: f64,
+}
+
+fn near<'a>(
+    reg: &'a Register,
+    limits: Option<DayLimits>,
+    e: Option<&'a Expectation>,
+    from: u64,
+    carry: f64,
+) -> Option<Near<'a>> {
+    Some(Near {
+        reg,
+        limits: limits?,
+        e: e?,
+        from,
+        carry,
+    })
 }
 
 /// The expectation for a read `k` days into a window of `span` days: the two ends' expected use
@@ -569,6 +756,8 @@ fn day_expectation(
         relative: near.relative,
         spread: near.spread,
         margin: lerp(f.margin, l.margin),
+        own_max: f.own_max.zip(l.own_max).map(|(a, z)| lerp(a, z)),
+        high_is_own_max: near.high_is_own_max,
     }
 }
 

@@ -43,6 +43,21 @@ pub struct ValidationConfig {
     /// use among the last 12 (counting only periods that had use a year earlier).
     pub zero_min_use: f64,
     pub zero_periods_allowed: usize,
+    /// Use above the account's own highest use at this time of year (in up to three past years) by
+    /// this share, plus the class margin, is high even inside the band; the high end never drops
+    /// below `own_max_floor` × the season's expected use.
+    pub own_max_margin: f64,
+    pub own_max_floor: f64,
+    /// A reader's signal (a high-confirmed read, a code that asks for follow-up such as a leak seen)
+    /// lowers the high end to `signal_ratio` × expected use (never above the band's): the reader's
+    /// evidence and a moderate excess together reach a clerk.
+    pub signal_ratio: f64,
+    /// Mis-key suggestions: a slip is named as the likely intended reading only when its use lies
+    /// within the band shrunk to this share of its width around the expected use.
+    pub slip_band: f64,
+    /// ... and only for a reading whose use is at least `slip_far` × expected, or at most expected
+    /// ÷ `slip_far` (or backwards, or too long for the dials): a moderate excess is more often real.
+    pub slip_far: f64,
 }
 
 /// One rate class's tolerance.
@@ -75,6 +90,11 @@ struct RawValidation {
     rollover_slack: Option<f64>,
     zero_min_use: Option<f64>,
     zero_periods_allowed: Option<usize>,
+    own_max_margin: Option<f64>,
+    own_max_floor: Option<f64>,
+    signal_ratio: Option<f64>,
+    slip_band: Option<f64>,
+    slip_far: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -122,6 +142,11 @@ impl TryFrom<RawValidation> for ValidationConfig {
             rollover_slack: raw.rollover_slack.unwrap_or(d.rollover_slack),
             zero_min_use: raw.zero_min_use.unwrap_or(d.zero_min_use),
             zero_periods_allowed: raw.zero_periods_allowed.unwrap_or(d.zero_periods_allowed),
+            own_max_margin: raw.own_max_margin.unwrap_or(d.own_max_margin),
+            own_max_floor: raw.own_max_floor.unwrap_or(d.own_max_floor),
+            signal_ratio: raw.signal_ratio.unwrap_or(d.signal_ratio),
+            slip_band: raw.slip_band.unwrap_or(d.slip_band),
+            slip_far: raw.slip_far.unwrap_or(d.slip_far),
         };
         c.check()?;
         Ok(c)
@@ -132,20 +157,20 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         let t = |percent, absolute| Tolerance { percent, absolute };
         let tolerance = [
-            ("residential", t(0.20, 3.0)),
-            ("multi_family", t(0.15, 5.0)),
-            ("commercial", t(0.10, 5.0)),
-            ("industrial", t(0.05, 10.0)),
-            ("irrigation", t(0.25, 5.0)),
+            ("residential", t(0.20, 1.5)),
+            ("multi_family", t(0.15, 2.5)),
+            ("commercial", t(0.10, 2.5)),
+            ("industrial", t(0.05, 5.0)),
+            ("irrigation", t(0.25, 2.5)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         ValidationConfig {
             tolerance,
-            default: t(0.20, 3.0),
-            spread_factor: 3.0,
-            prior_spread: 0.25,
+            default: t(0.20, 1.5),
+            spread_factor: 2.4,
+            prior_spread: 0.15,
             prior_weight: 3.0,
             min_periods: 3,
             thin_percent: 1.0,
@@ -157,6 +182,11 @@ impl Default for ValidationConfig {
             rollover_slack: 3.0,
             zero_min_use: 2.0,
             zero_periods_allowed: 1,
+            own_max_margin: 0.15,
+            own_max_floor: 1.5,
+            signal_ratio: 1.3,
+            slip_band: 0.6,
+            slip_far: 3.0,
         }
     }
 }
@@ -193,15 +223,24 @@ impl ValidationConfig {
             ("prior_spread", self.prior_spread),
             ("growth_min", self.growth_min),
             ("rollover_slack", self.rollover_slack),
+            ("own_max_floor", self.own_max_floor),
+            ("signal_ratio", self.signal_ratio),
+            ("slip_band", self.slip_band),
+            ("slip_far", self.slip_far),
         ];
         for (name, v) in positive {
             if !(v > 0.0 && v.is_finite()) {
                 return Err(format!("validation.{name} must be > 0"));
             }
         }
-        if !(self.prior_weight >= 0.0 && self.thin_percent >= 0.0 && self.zero_min_use >= 0.0) {
+        if !(self.prior_weight >= 0.0
+            && self.thin_percent >= 0.0
+            && self.zero_min_use >= 0.0
+            && self.own_max_margin >= 0.0)
+        {
             return Err(
-                "validation.prior_weight, thin_percent and zero_min_use must be ≥ 0".into(),
+                "validation.prior_weight, thin_percent, zero_min_use and own_max_margin must be ≥ 0"
+                    .into(),
             );
         }
         if self.growth_max.is_nan() || self.growth_max < self.growth_min {

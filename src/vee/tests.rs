@@ -109,6 +109,15 @@ impl Case {
     }
 
     fn judge(&self, read: &FieldRead, earlier: Option<&str>) -> Decision {
+        self.judge_with(read, earlier, &[])
+    }
+
+    fn judge_with(
+        &self,
+        read: &FieldRead,
+        earlier: Option<&str>,
+        codes: &[crate::domain::MessageCode],
+    ) -> Decision {
         let cfg = ValidationConfig::default();
         let input = ReadInput {
             read,
@@ -125,6 +134,7 @@ impl Case {
             window_to: read.read_at.date() + Duration::days(5),
             now: read.read_at + Duration::days(1),
             earlier,
+            codes,
         };
         validate(&input, &cfg)
     }
@@ -183,7 +193,7 @@ fn an_autumn_drop_of_an_irrigation_account_is_not_low() {
     assert_eq!(
         dec.expected_basis
             .as_deref()
-            .map(|b| b.starts_with("same period last year")),
+            .map(|b| b.starts_with("same period in the last 2 years")),
         Some(true)
     );
 }
@@ -200,7 +210,7 @@ fn a_leak_on_a_steady_household_is_high_and_says_why() {
     let e = &dec.flags[0].explanation;
     assert!(e.starts_with("used 48 hcf in 30 days; expected "), "{e}");
     assert!(
-        e.contains("same period last year") && e.contains("× expected; band "),
+        e.contains("same period in the last 2 years") && e.contains("× expected; band "),
         "{e}"
     );
     assert_eq!(dec.flags[0].quality, "3.6.3");
@@ -280,11 +290,11 @@ fn a_rollover_near_9999_is_accepted_and_informational() {
     .unwrap()
     .reading;
     let c = Case::new(
-        &monthly("M1", "2024-06-03", 24, 9_993 - total, 4, household),
+        &monthly("M1", "2024-06-03", 24, 9_990 - total, 4, household),
         "residential",
         4,
     );
-    assert_eq!(c.history.base_of("M1").unwrap().reading, 9_993);
+    assert_eq!(c.history.base_of("M1").unwrap().reading, 9_990);
     let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 12)), None);
     assert_eq!(kinds(&dec), vec![FlagKind::Rollover]);
     assert_eq!(dec.flags[0].quality, "3.4.1");
@@ -486,6 +496,7 @@ fn a_read_outside_the_window_or_in_the_future_is_out_of_window() {
         window_to: d("2026-07-20"),
         now: at("2026-07-10"),
         earlier: None,
+        codes: &[],
     };
     assert_eq!(kinds(&validate(&input, &cfg)), vec![FlagKind::OutOfWindow]);
     input.window_from = d("2026-07-01");
@@ -506,6 +517,7 @@ fn a_meter_not_in_service_or_unknown_is_a_mismatch() {
         window_to: d("2026-07-20"),
         now: at("2026-07-10"),
         earlier: None,
+        codes: &[],
     };
     let dec = validate(&input, &cfg);
     assert_eq!(kinds(&dec), vec![FlagKind::MeterMismatch]);
@@ -591,7 +603,11 @@ fn estimation_uses_the_same_period_last_year_else_the_average() {
         &cfg,
     )
     .unwrap();
-    assert!(e.basis.starts_with("same period last year"), "{}", e.basis);
+    assert!(
+        e.basis.starts_with("same period in the last 2 years"),
+        "{}",
+        e.basis
+    );
     assert!((24..=36).contains(&e.consumption), "{e:?}");
     assert_eq!(e.quality, "3.8.0");
     let base = c.history.base_of("M1").unwrap().reading;
@@ -687,4 +703,164 @@ fn a_vacation_home_with_empty_months_is_not_zero() {
     assert_eq!(c.history.unexpected_zero_periods(12, 2.0 / 30.0), 2);
     let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 0)), None);
     assert!(!kinds(&dec).contains(&FlagKind::Zero), "{:?}", dec.flags);
+}
+
+// ---- issue 15: what a careful clerk would catch ------------------------------------------------
+
+/// Three years of a household using `use_in(month)`, then `last` units in the period just before
+/// the read (the history ends on 2026-06-03).
+fn household_then(last: u64) -> Case {
+    let mut reads = monthly("M1", "2023-06-03", 35, 500, 5, household);
+    let end = reads.last().unwrap().clone();
+    reads.push(HistoryRead {
+        read_on: d("2026-06-03"),
+        reading: end.reading + last,
+        ..end
+    });
+    Case::new(&reads, "residential", 5)
+}
+
+#[test]
+fn a_leak_that_began_last_period_does_not_raise_the_expectation_it_is_judged_by() {
+    // 44 units last period (the leak began), 28 now; the same period in past years 10–13.
+    let c = household_then(44);
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 28)), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    let expected = dec.expected_use.unwrap();
+    assert!((9.0..=15.0).contains(&expected), "{expected}");
+}
+
+#[test]
+fn a_moderate_leak_above_the_accounts_own_maximum_is_high_and_says_so() {
+    // Past Julys 10–13 and never above 13 at any time of year; 24 now (about 2×).
+    let c = household_then(12);
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 24)), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    // Normal use stays clean.
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 13)), None);
+    assert!(kinds(&dec).is_empty(), "{:?}", dec.flags);
+}
+
+fn leak_code() -> crate::domain::MessageCode {
+    crate::domain::MessageCode {
+        code: "LK".into(),
+        category: "trouble".into(),
+        description: "Leak at meter".into(),
+        requires_follow_up: true,
+        retired: false,
+    }
+}
+
+#[test]
+fn a_leak_the_reader_confirmed_reaches_a_clerk_with_the_code_in_the_explanation() {
+    // Past Julys 10–13; 13 now, inside the band, confirmed high with a leak code.
+    let c = household_then(12);
+    let mut read = field("M1", "2026-07-03", &c.after("M1", 13));
+    read.read_type = ReadType::HighConfirmed;
+    read.codes = vec!["LK".into()];
+    let dec = c.judge_with(&read, None, &[leak_code()]);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    let e = &dec.flags[0].explanation;
+    assert!(e.contains("the reader reported LK (leak at meter)"), "{e}");
+    assert!(e.ends_with("confirmed by the reader at the meter"), "{e}");
+    // Without the code table (a code the District does not know), a confirmed read of that use
+    // is accepted: a confirmation alone counts only above `signal_ratio` × expected.
+    let dec = c.judge(&read, None);
+    assert!(kinds(&dec).is_empty(), "{:?}", dec.flags);
+    let mut higher = read.clone();
+    higher.raw_reading = c.after("M1", 16);
+    let dec = c.judge(&higher, None);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    // A leak code on a read of normal use is no high read.
+    let mut normal = field("M1", "2026-07-03", &c.after("M1", 11));
+    normal.codes = vec!["LK".into()];
+    let dec = c.judge_with(&normal, None, &[leak_code()]);
+    assert!(kinds(&dec).is_empty(), "{:?}", dec.flags);
+}
+
+#[test]
+fn a_steady_commercial_account_reading_far_below_its_norm_is_low() {
+    let commercial = |m: u32| 20 + u64::from(m * 5 % 10);
+    let c = Case::new(
+        &monthly("M1", "2023-06-03", 36, 500, 5, commercial),
+        "commercial",
+        5,
+    );
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 10)), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::Low], "{:?}", dec.flags);
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 22)), None);
+    assert!(kinds(&dec).is_empty(), "{:?}", dec.flags);
+}
+
+#[test]
+fn a_dial_read_one_off_is_flagged_with_the_reading_the_reader_meant() {
+    // Previous reading 14001 + ~11 units: 14012 meant, 14002 keyed (the tens dial between 0 and 1).
+    let mut reads = monthly("M1", "2023-07-03", 36, 13_600, 5, household);
+    let last = reads.last().unwrap().clone();
+    reads.push(HistoryRead {
+        read_on: d("2026-08-03"),
+        reading: 14_001,
+        ..last
+    });
+    let c = Case::new(&reads, "residential", 5);
+    let dec = c.judge(&field("M1", "2026-09-03", "14002"), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::Low], "{:?}", dec.flags);
+    let intended = dec.intended.expect("an intended reading");
+    assert_eq!(intended.reading, 14_012);
+    assert!(
+        dec.flags[0]
+            .explanation
+            .ends_with("likely meant 14012: the tens dial read one off"),
+        "{}",
+        dec.flags[0].explanation
+    );
+    // A radio read does not slip on a keypad: no suggestion.
+    let mut radio = field("M1", "2026-09-03", "14002");
+    radio.method = ReadMethod::Radio;
+    assert_eq!(c.judge(&radio, None).intended, None);
+}
+
+#[test]
+fn a_swapped_pair_of_digits_is_named_with_its_places() {
+    let mut reads = monthly("M1", "2023-07-03", 36, 43_000, 5, household);
+    let last = reads.last().unwrap().clone();
+    reads.push(HistoryRead {
+        read_on: d("2026-08-03"),
+        reading: 43_076,
+        ..last
+    });
+    let c = Case::new(&reads, "residential", 5);
+    let dec = c.judge(&field("M1", "2026-09-03", "43808"), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    assert_eq!(dec.intended.map(|i| i.reading), Some(43_088));
+    assert!(
+        dec.flags[0]
+            .explanation
+            .contains("likely meant 43088: digits 3 and 4 swapped"),
+        "{}",
+        dec.flags[0].explanation
+    );
+}
+
+#[test]
+fn a_small_users_zero_explanation_counts_its_periods_without_use() {
+    // 1–2 units a month, two months without use in the last year (in its low season).
+    let small = |m: u32| match m {
+        1 | 2 => 0,
+        6..=9 => 2,
+        _ => 1,
+    };
+    let c = Case::new(
+        &monthly("M1", "2023-06-03", 36, 500, 5, small),
+        "residential",
+        5,
+    );
+    let dec = c.judge(&field("M1", "2026-07-03", &c.after("M1", 0)), None);
+    for f in &dec.flags {
+        assert!(
+            !f.explanation.contains("it has used water every period"),
+            "{}",
+            f.explanation
+        );
+    }
 }

@@ -624,6 +624,61 @@ async fn a_correction_is_revalidated_and_supersedes_the_mis_keyed_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reading_validation_thinks_was_meant_is_one_click_away() {
+    let desk = Desk::new(UserRole::Clerk).await;
+    let (miskey, last) = (desk.d.miskey, desk.d.last[2]);
+    let page = desk.get(&format!("/review/reads/{miskey}")).await;
+    assert!(
+        !page.body.contains("id=\"correct-intended\""),
+        "no suggestion yet"
+    );
+    // As validation stores it when one slip explains the keyed reading (cycles tests prove that).
+    let meant = last + 8;
+    sql(&desk.d)
+        .execute(
+            "UPDATE field_reads SET intended_reading = ?1 WHERE read_id = ?2",
+            rusqlite::params![meant as i64, miskey],
+        )
+        .unwrap();
+    let page = desk.get(&format!("/review/reads/{miskey}")).await;
+    assert!(
+        page.body
+            .contains(&format!("Correct to {meant} and re-validate")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(
+            "<input type=\"hidden\" name=\"reading\" value=\"{meant}\">"
+        )),
+        "{}",
+        page.body
+    );
+    // The button posts the reading and a reason: one click corrects and re-validates.
+    let r = desk
+        .post(
+            &format!("/review/reads/{miskey}/correct"),
+            &[
+                ("reading", &meant.to_string()),
+                (
+                    "reason",
+                    &format!("likely mis-key of {meant}, as validation suggested"),
+                ),
+            ],
+        )
+        .await;
+    assert!(done(&r), "{}", r.location);
+    let status: String = sql(&desk.d)
+        .query_row(
+            "SELECT n.status FROM field_reads o JOIN field_reads n ON n.read_id = o.superseded_by WHERE o.read_id = ?1",
+            [miskey],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_estimate_replaces_the_read_and_records_its_method() {
     let desk = Desk::new(UserRole::Clerk).await;
     let miskey = desk.d.miskey;
