@@ -135,13 +135,23 @@ pub enum DeviceAction {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum UserRole {
+pub enum Role {
     /// Works the exception queue, field orders and reports (signs in with a password).
     Clerk,
     /// A clerk who also approves leak credits above the District's limit (signs in with a password).
     Admin,
     /// The billing run: fetches closed cycles' batches with an API token.
     Billing,
+}
+
+impl From<Role> for crate::domain::UserRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Clerk => crate::domain::UserRole::Clerk,
+            Role::Admin => crate::domain::UserRole::Admin,
+            Role::Billing => crate::domain::UserRole::Billing,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +163,7 @@ pub enum UserAction {
         name: String,
         /// What the user may do.
         #[arg(long, value_enum)]
-        role: UserRole,
+        role: Role,
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,

@@ -6,8 +6,9 @@
 //! routes ([`super::score`]) and prints where to start. Stays up until Ctrl-C.
 
 use super::{flags_in_store, generate, handheld_read, load, score, summary, DemoParams, District};
-use crate::cli::{DemoArgs, UserRole};
+use crate::cli::DemoArgs;
 use crate::config::Config;
+use crate::domain::UserRole;
 use crate::serve::AppState;
 use crate::store::{Db, NewUserSecret, Store};
 use crate::sync::client::{Cradle, HttpCradle, Progress, SerialCradle};

@@ -695,7 +695,7 @@ pub async fn post_action(
     let now = now_local();
     let config = state.config.clone();
     let actor = user.name.clone();
-    let admin = user.role == crate::cli::UserRole::Admin;
+    let admin = user.role == crate::domain::UserRole::Admin;
     let here = ctx.link(&format!("/review/reads/{read_id}"), "");
     // Where "next" is, worked out before the decision moves the read out of the list.
     let (cx, cfg) = (ctx.clone(), config.clone());

@@ -118,7 +118,7 @@ async fn html_errors(req: Request, next: Next) -> Response {
 fn viewer(u: &ClerkUser) -> html::Viewer {
     html::Viewer {
         name: u.name.clone(),
-        admin: u.role == crate::cli::UserRole::Admin,
+        admin: u.role == crate::domain::UserRole::Admin,
         csrf: u.csrf.clone(),
     }
 }

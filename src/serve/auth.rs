@@ -11,7 +11,7 @@ use super::error::AppError;
 use super::AppState;
 pub use crate::auth::random_hex;
 use crate::auth::{constant_time_eq, sha256_hex, AuthError, DeviceToken};
-use crate::cli::UserRole;
+use crate::domain::UserRole;
 use crate::store::NewUserSecret;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;

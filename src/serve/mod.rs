@@ -15,8 +15,9 @@ pub mod security;
 pub mod signin;
 
 use crate::auth::DeviceToken;
-use crate::cli::{DeviceAction, ServeArgs, UserAction, UserRole};
+use crate::cli::{DeviceAction, ServeArgs, UserAction};
 use crate::config::Config;
+use crate::domain::UserRole;
 use crate::store::{Db, NewUserSecret, Store};
 use crate::sync::{DockBoard, SyncService};
 use anyhow::Context;
@@ -443,6 +444,7 @@ pub fn cli_user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
             role,
             password_stdin,
         } => {
+            let role = &UserRole::from(*role);
             crate::store::check_user_name(name)?;
             if *role == UserRole::Billing {
                 anyhow::ensure!(

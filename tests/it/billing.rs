@@ -9,9 +9,10 @@ use clap::Parser;
 use meter_gateway::billing::{
     self, Adjustment, AdjustmentKind, Batch, BillingError, BillingRecord, HoldSource, LineReadType,
 };
-use meter_gateway::cli::{BillingFormat, UserRole};
+use meter_gateway::cli::BillingFormat;
 use meter_gateway::config::Config;
 use meter_gateway::cycles::{self, CycleError};
+use meter_gateway::domain::UserRole;
 use meter_gateway::domain::{
     Account, AccountStatus, FieldRead, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadStatus,
     ReadType, Register, Route, Unit,
