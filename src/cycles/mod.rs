@@ -14,7 +14,6 @@ pub use route_file::{
     route_file, route_files, LimitRange, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,
 };
 
-use crate::cli::{CycleAction, ReadsArgs, ReadsFormat, RouteArgs};
 use crate::config::Config;
 use crate::domain::{Cycle, CycleStatus, FieldRead, Flag, FlagKind, ReadStatus, ReadType};
 use crate::store::basis::{self, MeterBasis};
@@ -24,7 +23,6 @@ use crate::vee::{self, AccountHistory, MeterContext, ReadInput, Service};
 use chrono::{NaiveDate, NaiveDateTime};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
@@ -1209,6 +1207,15 @@ pub fn list_reads(store: &Store, cycle_id: &str) -> Result<Vec<ReadRow>> {
         .collect())
 }
 
+/// How [`write_reads`] writes a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadsFormat {
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
 /// Writes listing rows as CSV (with a header) or as a JSON array.
 pub fn write_reads(rows: &[ReadRow], format: ReadsFormat, out: impl Write) -> anyhow::Result<()> {
     match format {
@@ -1241,138 +1248,6 @@ pub fn write_reads(rows: &[ReadRow], format: ReadsFormat, out: impl Write) -> an
     Ok(())
 }
 
-// ---- CLI ---------------------------------------------------------------------------------------
-
-/// The CLI's one reading of the clock, as district local time.
-fn now() -> NaiveDateTime {
-    chrono::Local::now().naive_local()
-}
-
-fn output(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    })
-}
-
-pub fn cli_cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::Result<()> {
-    match action {
-        CycleAction::Open {
-            id,
-            from,
-            to,
-            routes,
-        } => {
-            let mut store = Store::open(db)?;
-            let c = open_cycle(&mut store, id, *from, *to, routes, now())?;
-            crate::cli::say!(
-                "opened cycle {} ({} – {}) on {} route(s): {}",
-                c.id,
-                c.window_from,
-                c.window_to,
-                c.routes.len(),
-                c.routes.join(", ")
-            );
-        }
-        CycleAction::Status { id } => {
-            let store = Store::open(db)?;
-            let s = cycle_status(&store, id)?;
-            crate::cli::say!(
-                "cycle {} ({}, {} – {})",
-                s.cycle_id,
-                s.status,
-                s.window_from,
-                s.window_to
-            );
-            crate::cli::say!(
-                "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                "route",
-                "expected",
-                "in",
-                "flagged",
-                "resolved",
-                "missing"
-            );
-            let mut total = RouteProgress {
-                route_id: "total".into(),
-                ..RouteProgress::default()
-            };
-            for r in &s.routes {
-                crate::cli::say!(
-                    "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                    r.route_id,
-                    r.expected,
-                    r.read_in,
-                    r.flagged,
-                    r.resolved,
-                    r.missing
-                );
-                total.expected += r.expected;
-                total.read_in += r.read_in;
-                total.flagged += r.flagged;
-                total.resolved += r.resolved;
-                total.missing += r.missing;
-            }
-            crate::cli::say!(
-                "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                total.route_id,
-                total.expected,
-                total.read_in,
-                total.flagged,
-                total.resolved,
-                total.missing
-            );
-            if s.unassigned_reads > 0 {
-                crate::cli::say!(
-                    "{} read(s) for meters on no route of this cycle",
-                    s.unassigned_reads
-                );
-            }
-        }
-        CycleAction::Close { .. } | CycleAction::Reopen { .. } => {
-            anyhow::bail!("cycle close and reopen are handled by the billing module")
-        }
-    }
-    Ok(())
-}
-
-pub fn cli_import_reads(
-    db: &Path,
-    config: &Config,
-    cycle: &str,
-    file: &Path,
-) -> anyhow::Result<()> {
-    let mut store = Store::open(db)?;
-    let report = import_reads(&mut store, config, cycle, file, now())?;
-    for note in &report.notes {
-        eprintln!("{note}");
-    }
-    crate::cli::say!("{}", report.summary());
-    Ok(())
-}
-
-pub fn cli_reads(db: &Path, args: &ReadsArgs) -> anyhow::Result<()> {
-    let store = Store::open(db)?;
-    let rows = list_reads(&store, &args.cycle)?;
-    let mut out = output(args.out.as_deref())?;
-    write_reads(&rows, args.format, &mut out)?;
-    out.flush()?;
-    Ok(())
-}
-
-pub fn cli_route(db: &Path, config: &Config, args: &RouteArgs) -> anyhow::Result<()> {
-    let store = Store::open(db)?;
-    let rf = route_file(&store, config, &args.cycle, &args.route)?;
-    let mut out = output(args.out.as_deref())?;
-    serde_json::to_writer_pretty(&mut out, &rf)?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1384,7 +1259,7 @@ mod tests {
 
     /// A demo district in a file of its own (read-only connections need one), its cycle open; and its
     /// reads, with a second read of some meters (the same value, and a different one).
-    fn demo_district(dir: &Path, name: &str) -> (Store, demo::District, Vec<FieldRead>) {
+    fn demo_district(dir: &std::path::Path, name: &str) -> (Store, demo::District, Vec<FieldRead>) {
         let district = demo::generate(&DemoParams {
             accounts: 600,
             seed: 5,

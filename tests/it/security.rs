@@ -383,7 +383,7 @@ async fn csv_files_for_people_never_start_a_cell_with_a_formula() {
     }
     let mut listing = Vec::new();
     let rows = cycles::list_reads(&Store::open(&d.path).unwrap(), CYCLE).unwrap();
-    cycles::write_reads(&rows, meter_gateway::cli::ReadsFormat::Csv, &mut listing).unwrap();
+    cycles::write_reads(&rows, cycles::ReadsFormat::Csv, &mut listing).unwrap();
     files.push((
         "reads --format csv".into(),
         String::from_utf8(listing).unwrap(),

@@ -1,5 +1,11 @@
-//! The command line: parses arguments and hands each command to the module that owns it.
-//! Thin on purpose: no logic here beyond dispatch.
+//! The command line: the only module that knows clap. Parses arguments, maps them onto the plain
+//! arguments of the modules below, and runs each command (a file per command group: `cycles`, `cis`,
+//! `billing`, `serve`), reading the clock once, at this edge.
+
+mod billing;
+mod cis;
+mod cycles;
+mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -278,20 +284,21 @@ pub enum ExportCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ExportWhat {
-    Accounts,
-    Meters,
-    History,
-    Codes,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum BillingFormat {
     /// JSON lines: a header, then one record per account.
     Jsonl,
     /// CSV with a header row, one row per account and meter.
     Csv,
+}
+
+impl From<BillingFormat> for crate::billing::BatchFormat {
+    fn from(f: BillingFormat) -> Self {
+        match f {
+            BillingFormat::Jsonl => crate::billing::BatchFormat::Jsonl,
+            BillingFormat::Csv => crate::billing::BatchFormat::Csv,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -342,6 +349,15 @@ pub enum ReadsFormat {
     Json,
 }
 
+impl From<ReadsFormat> for crate::cycles::ReadsFormat {
+    fn from(f: ReadsFormat) -> Self {
+        match f {
+            ReadsFormat::Csv => crate::cycles::ReadsFormat::Csv,
+            ReadsFormat::Json => crate::cycles::ReadsFormat::Json,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReadsArgs {
     /// The cycle id, e.g. 2026-11.
@@ -366,11 +382,6 @@ pub struct RouteArgs {
     /// Write the route file (JSON) here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// The global options once defaults are applied.
-struct Resolved {
-    db: PathBuf,
 }
 
 /// Entry point used by `main.rs`.
@@ -403,53 +414,71 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyhow::Result<()> {
-    let cli = Resolved {
-        db: db.to_path_buf(),
-    };
+    use crate::cis::Table;
     match command {
         Command::Demo(args) => crate::demo::show::run(Some(db), config, &args),
         Command::Import {
             what: ImportWhat::Reads { cycle, file },
-        } => crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file),
-        Command::Import { what } => crate::cis::cli_import(&cli.db, &what),
+        } => cycles::import_reads(db, &config, &cycle, &file),
+        Command::Import { what } => cis::import(db, &what),
         Command::Export { what } => match what {
-            ExportCommand::Accounts { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Accounts, &file)
-            }
-            ExportCommand::Meters { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Meters, &file)
-            }
-            ExportCommand::History { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::History, &file)
-            }
-            ExportCommand::Codes { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Codes, &file)
-            }
+            ExportCommand::Accounts { file } => cis::export(db, Table::Accounts, &file),
+            ExportCommand::Meters { file } => cis::export(db, Table::Meters, &file),
+            ExportCommand::History { file } => cis::export(db, Table::History, &file),
+            ExportCommand::Codes { file } => cis::export(db, Table::Codes, &file),
             ExportCommand::Billing {
                 cycle,
                 format,
                 file,
-            } => crate::billing::cli_export_billing(&cli.db, &cycle, format, file.as_deref()),
+            } => billing::export(db, &cycle, format.into(), file.as_deref()),
         },
-        Command::Backup { file } => crate::store::cli_backup(&cli.db, &file),
+        Command::Backup { file } => backup(db, &file),
         Command::Cycle {
             action: CycleAction::Close { id, hold },
-        } => crate::billing::cli_close(&cli.db, &config, &id, &hold),
+        } => billing::close(db, &config, &id, &hold),
         Command::Cycle {
             action: CycleAction::Reopen { id, reason },
-        } => crate::billing::cli_reopen(&cli.db, &id, &reason),
-        Command::Cycle { action } => crate::cycles::cli_cycle(&cli.db, &config, &action),
-        Command::Reads(args) => crate::cycles::cli_reads(&cli.db, &args),
-        Command::Route(args) => crate::cycles::cli_route(&cli.db, &config, &args),
-        Command::Serve(args) => crate::serve::cli_serve(&cli.db, config, &args),
-        Command::Device { action } => crate::serve::cli_device(&cli.db, &action),
+        } => billing::reopen(db, &id, &reason),
+        Command::Cycle { action } => cycles::cycle(db, &config, &action),
+        Command::Reads(args) => cycles::reads(db, &args),
+        Command::Route(args) => cycles::route(db, &config, &args),
+        Command::Serve(args) => serve::serve(db, config, &args),
+        Command::Device { action } => serve::device(db, &action),
         Command::Assign {
             cycle,
             route,
             device,
-        } => crate::serve::cli_assign(&cli.db, &cycle, &route, &device),
-        Command::User { action } => crate::serve::cli_user(&cli.db, &action),
+        } => serve::assign(db, &cycle, &route, &device),
+        Command::User { action } => serve::user(db, &action),
     }
+}
+
+/// The CLI's one reading of the clock, as district local time.
+fn now() -> chrono::NaiveDateTime {
+    chrono::Local::now().naive_local()
+}
+
+/// Who the audit log names for a command run at the CLI: `cli:$USER`.
+fn actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|| "cli".to_string())
+}
+
+/// `meter-gateway backup FILE`.
+fn backup(db: &Path, file: &Path) -> anyhow::Result<()> {
+    let report = crate::store::backup_database(db, file)?;
+    say!(
+        "backed up {} to {} ({} pages, {} bytes, schema version {})",
+        db.display(),
+        report.path.display(),
+        report.pages,
+        report.bytes,
+        report.schema_version
+    );
+    Ok(())
 }
 
 #[cfg(test)]
