@@ -39,6 +39,21 @@ pub enum ConfigError {
     },
 }
 
+impl crate::cycles::CycleSettings for Config {
+    fn validation(&self) -> &ValidationConfig {
+        &self.validation
+    }
+    fn reads(&self) -> &crate::cycles::ReadsConfig {
+        &self.reads
+    }
+}
+
+impl crate::sync::SyncSettings for Config {
+    fn docks(&self) -> &crate::sync::DockConfig {
+        &self.docks
+    }
+}
+
 impl Config {
     /// Loads `path`, or the defaults when no file is given.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {

@@ -13,8 +13,8 @@ use super::batch::{
     AdjustmentLine, Batch, BillingRecord, HeldAccount, HoldSource, LineReadType, MeterLine,
 };
 use super::{BillingError, BATCH_SCHEMA_VERSION};
-use crate::config::Config;
 use crate::cycles;
+use crate::cycles::CycleSettings;
 use crate::domain::{
     AccountStatus, Cycle, CycleStatus, FlagKind, HistoryRead, ReadKind, ReadMethod, ReadStatus,
     ReadType, Register, RegisterDelta, Unit,
@@ -89,7 +89,7 @@ pub struct ReopenReport {
 /// recorded is `meter-gateway`; [`close_cycle_by`] names one.
 pub fn close_cycle(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     now: NaiveDateTime,
@@ -100,7 +100,7 @@ pub fn close_cycle(
 /// [`close_cycle`], audited under `actor`.
 pub fn close_cycle_by(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     actor: &str,
@@ -118,7 +118,7 @@ pub fn close_cycle_by(
 fn close_in(
     store: &Store,
     conn: &Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     actor: &str,

@@ -32,9 +32,8 @@ pub fn serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<()> 
     }
     // Re-reads completed before folding happened where orders complete come back into their reads
     // once, here, rather than on a clerk's page.
-    let folded = db.call_blocking(|s| {
-        crate::review::actions::apply_completed_rereads(s, auth::now_local())
-    })??;
+    let folded =
+        db.call_blocking(|s| crate::cycles::apply_completed_rereads(s, auth::now_local()))??;
     if folded > 0 {
         tracing::info!(folded, "completed re-reads folded back into their reads");
     }

@@ -6,15 +6,40 @@
 
 mod csv_reads;
 mod intake;
+mod reread;
 mod route_file;
 
 pub use csv_reads::{import_reads, parse_reads_csv, ImportReport, NumberedRead};
 pub use intake::{OffRoutePolicy, ReadTimeBounds, ReadsConfig, Refusal, MAX_DEVICE_SEQ};
+pub use reread::{apply_completed_rereads, fold_reread};
+
+/// What reading cycles need of the settings: `[validation]` (how reads are judged) and `[reads]`
+/// (which reads are taken at all). `config::Config`, which assembles the settings file, implements it;
+/// so does [`Settings`], those two sections alone.
+pub trait CycleSettings: Send + Sync {
+    fn validation(&self) -> &vee::ValidationConfig;
+    fn reads(&self) -> &ReadsConfig;
+}
+
+/// The settings reading cycles use, alone (defaults, or built by a caller that has no settings file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub validation: vee::ValidationConfig,
+    pub reads: ReadsConfig,
+}
+
+impl CycleSettings for Settings {
+    fn validation(&self) -> &vee::ValidationConfig {
+        &self.validation
+    }
+    fn reads(&self) -> &ReadsConfig {
+        &self.reads
+    }
+}
 pub use route_file::{
     route_file, route_files, LimitRange, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,
 };
 
-use crate::config::Config;
 use crate::domain::{Cycle, CycleStatus, FieldRead, Flag, FlagKind, ReadStatus, ReadType};
 use crate::store::basis::{self, MeterBasis};
 use crate::store::cycles as sql;
@@ -353,7 +378,7 @@ pub(crate) fn for_each_account_history(
 /// connection committed meanwhile.
 pub fn ingest(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: &[FieldRead],
     now: NaiveDateTime,
@@ -366,7 +391,7 @@ const PARALLEL_MIN: usize = 4 * sql::ALWAYS_SEEK;
 
 fn ingest_judged_apart(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: &[FieldRead],
     now: NaiveDateTime,
@@ -409,7 +434,7 @@ fn whole(outcomes: Vec<ReadOutcome>) -> Result<Vec<ReadOutcome>> {
 /// meter's reads all go to the half of its account, so duplicates within the batch are seen there).
 fn judge_in_halves(
     store: &Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: &[FieldRead],
     now: NaiveDateTime,
@@ -498,7 +523,7 @@ fn account_in_service(m: &Option<MeterRow>) -> Option<&str> {
 /// the same connection.
 pub fn ingest_in(
     tx: &rusqlite::Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: &[FieldRead],
     now: NaiveDateTime,
@@ -543,7 +568,7 @@ impl Judged {
 /// tables.
 pub fn judge(
     conn: &rusqlite::Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: Vec<FieldRead>,
     now: NaiveDateTime,
@@ -646,14 +671,14 @@ pub fn meters_of(
 /// [`judge`] with each read's meter already loaded ([`meters_of`]), and the histories it found.
 pub fn judge_with_meters(
     conn: &rusqlite::Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     reads: Vec<FieldRead>,
     meters: Vec<Option<MeterRow>>,
     histories: &HashMap<String, AccountHistory>,
     now: NaiveDateTime,
 ) -> Result<Judged> {
-    let cfg = &config.validation;
+    let cfg = config.validation();
     let cycle = open_cycle_named(conn, cycle_id)?;
     // A read with a later one of the same meter is remembered for duplicate detection.
     let mut has_later = vec![false; reads.len()];
@@ -749,14 +774,14 @@ pub fn judge_with_meters(
 /// its `off_route` flag here.
 fn intake_checks(
     conn: &rusqlite::Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle: &Cycle,
     reads: &[FieldRead],
     meters: &[Option<MeterRow>],
     decisions: &mut [vee::Decision],
     now: NaiveDateTime,
 ) -> Result<Vec<Option<Refusal>>> {
-    let bounds = ReadTimeBounds::new(&config.reads, cycle.window_from, now);
+    let bounds = ReadTimeBounds::new(config.reads(), cycle.window_from, now);
     // Who carries each route of the cycle; only handheld reads can be off route.
     let assigned = if reads.iter().any(|r| r.device.is_some()) {
         crate::store::route_assignments(conn, &cycle.id)?
@@ -781,7 +806,7 @@ fn intake_checks(
             refusals.push(None);
             continue;
         };
-        match intake::off_route(read, route, to, config.reads.off_route) {
+        match intake::off_route(read, route, to, config.reads().off_route) {
             Ok(flag) => {
                 d.flags.push(flag);
                 if d.status == ReadStatus::Accepted {
@@ -1066,7 +1091,7 @@ pub struct MissingRead {
 /// last year, else average daily use × days): what cycle close turns into estimated reads.
 pub fn missing_reads(
     store: &Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     on: NaiveDate,
 ) -> Result<Vec<MissingRead>> {
@@ -1104,7 +1129,7 @@ pub fn missing_reads(
         for &i in by_account.get(account).into_iter().flatten() {
             let (m, class) = (&stops[i], stops[i].account.as_ref().map(|a| &a.rate_class));
             estimates[i] = class.and_then(|class| {
-                vee::estimate(h, &m.meter_id, &m.register, class, on, &config.validation)
+                vee::estimate(h, &m.meter_id, &m.register, class, on, config.validation())
             });
         }
         Ok(())
@@ -1290,7 +1315,7 @@ mod tests {
     #[test]
     fn a_cycle_judged_in_halves_is_stored_as_if_judged_on_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config::default();
+        let cfg = Settings::default();
         let (mut halves, district, reads) = demo_district(dir.path(), "halves.db");
         let (mut writer, ..) = demo_district(dir.path(), "writer.db");
         let id = &district.cycle.id;
@@ -1316,7 +1341,7 @@ mod tests {
     #[test]
     fn a_cycle_judged_before_another_connection_committed_is_judged_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config::default();
+        let cfg = Settings::default();
         let (mut store, district, reads) = demo_district(dir.path(), "stale.db");
         // An account whose read was judged normal...
         let (read_meter, account) = district
@@ -1368,7 +1393,7 @@ mod tests {
     fn the_office_judges_high_and_low_by_the_limits_the_handheld_prompted_with_that_day() {
         use firmware_protocol::message::DayLimits;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config::default();
+        let cfg = Settings::default();
         let (store, district, _) = demo_district(dir.path(), "limits.db");
         let id = &district.cycle.id;
         let files = route_files(&store, &cfg, id).unwrap();
