@@ -217,6 +217,16 @@ pub struct DemoArgs {
     pub no_handhelds: bool,
 }
 
+impl From<DemoArgs> for crate::demo::show::Options {
+    fn from(a: DemoArgs) -> Self {
+        crate::demo::show::Options {
+            accounts: a.accounts,
+            seed: a.seed,
+            no_handhelds: a.no_handhelds,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImportWhat {
     /// Accounts (account_id, name, service_address, status, rate_class, route_id, sequence, apn, phone).
@@ -407,7 +417,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     // The demo runs on a temporary database unless `--db` says where to keep it; every other command
     // works on `meter-gateway.db` in the working directory by default.
     let db = match command {
-        Command::Demo(args) => return crate::demo::show::run(db.as_deref(), config, &args),
+        Command::Demo(args) => return crate::demo::show::run(db.as_deref(), config, &args.into()),
         _ => db.unwrap_or_else(|| PathBuf::from("meter-gateway.db")),
     };
     dispatch(&db, command, config)
@@ -416,7 +426,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyhow::Result<()> {
     use crate::cis::Table;
     match command {
-        Command::Demo(args) => crate::demo::show::run(Some(db), config, &args),
+        Command::Demo(args) => crate::demo::show::run(Some(db), config, &args.into()),
         Command::Import {
             what: ImportWhat::Reads { cycle, file },
         } => cycles::import_reads(db, &config, &cycle, &file),

@@ -6,7 +6,6 @@
 //! routes ([`super::score`]) and prints where to start. Stays up until Ctrl-C.
 
 use super::{flags_in_store, generate, handheld_read, load, score, summary, DemoParams, District};
-use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::domain::UserRole;
 use crate::serve::AppState;
@@ -45,7 +44,18 @@ impl Drop for TempDir {
     }
 }
 
-pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result<()> {
+/// What `meter-gateway demo` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Number of accounts in the demo district.
+    pub accounts: u32,
+    /// The same seed builds the same district.
+    pub seed: u64,
+    /// Start only the daemon, no simulated handhelds.
+    pub no_handhelds: bool,
+}
+
+pub fn run(db: Option<&Path>, config: Config, args: &Options) -> anyhow::Result<()> {
     let now = chrono::Local::now().naive_local();
     let (path, temp) = match db {
         Some(p) => (p.to_path_buf(), None),
@@ -185,7 +195,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
             // flagged.
             let (config, cycle_id, today) = (state.config.clone(), d.cycle.id.clone(), now.date());
             let flags =
-                db.call_blocking(move |s| flags_in_store(s, &config, &cycle_id, today))??;
+                db.call_blocking(move |s| flags_in_store(s, &*config, &cycle_id, today))??;
             let carried = d.on_handheld_routes(&routes);
             let graded = score(&carried, |m| flags.get(m).cloned().unwrap_or_default());
             println!("Checked against what the demo planted on those routes:");
@@ -226,7 +236,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
 }
 
 /// Generates and loads the district as of `now`'s day, and opens its cycle.
-fn build(path: &Path, args: &DemoArgs, now: NaiveDateTime) -> anyhow::Result<District> {
+fn build(path: &Path, args: &Options, now: NaiveDateTime) -> anyhow::Result<District> {
     anyhow::ensure!(
         args.accounts <= super::MAX_ACCOUNTS,
         "--accounts {} is more than the demo builds ({}); the largest US water utilities have under a \

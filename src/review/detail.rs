@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::{ReadKind, ReadStatus};
 use crate::serve::auth::{check_csrf, now_local, ClerkUser};
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review as sql;
 use crate::store::{FieldOrder, LeakCredit, ReviewAction, ReviewRead};
 use axum::extract::{Path, Query, State};

@@ -8,7 +8,7 @@
 //! Random secrets need no slow hash (nothing to brute-force); passwords, chosen by people, do.
 
 use super::error::AppError;
-use super::AppState;
+use super::state::AppState;
 pub use crate::auth::random_hex;
 use crate::auth::{constant_time_eq, sha256_hex, AuthError, DeviceToken};
 use crate::domain::UserRole;
