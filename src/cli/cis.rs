@@ -1,6 +1,6 @@
 //! `meter-gateway import accounts|meters|history|codes` and `export` of the same tables.
 
-use super::{say, ImportWhat};
+use super::{bad_input, say, ImportWhat};
 use crate::cis::{export as export_table, import_file, Table};
 use crate::store::Store;
 use anyhow::Context;
@@ -55,10 +55,10 @@ fn progress_bar(file: &Path) -> Option<indicatif::ProgressBar> {
 pub fn export(db: &Path, table: Table, file: &Path) -> anyhow::Result<()> {
     // Opening would create an empty database and export only a header: almost surely a wrong --db.
     if !db.exists() {
-        anyhow::bail!(
+        return Err(bad_input(anyhow::anyhow!(
             "database {} does not exist (check --db or METER_GATEWAY_DB)",
             db.display()
-        );
+        )));
     }
     let store = Store::open(db)?;
     let report = export_table(&store, table, file).with_context(|| format!("exporting {table}"))?;

@@ -19,6 +19,85 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Marks an error as the user's to fix (an argument, an input file, the settings file): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BadInput(#[from] anyhow::Error);
+
+/// `e` as the user's to fix.
+pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e.into()))
+}
+
+/// How a command failed, which its exit status tells a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Input the command refuses: a bad argument, an input or settings file it cannot take (a bad
+    /// CSV row, a missing file), an id that names nothing, a step out of order (closing a cycle
+    /// with open exceptions). Exit code 2, as clap's for a usage error.
+    Input,
+    /// Anything else: the database (unreadable, corrupt, full), the system. Exit code 1.
+    Internal,
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Failure::Input => 2,
+            Failure::Internal => 1,
+        }
+    }
+
+    /// Sorts a command's error by the first typed error in its chain: the modules' errors say
+    /// whether the store failed (internal) or the input was refused.
+    pub fn of(e: &anyhow::Error) -> Failure {
+        use crate::store::StoreError;
+        let store = |e: &StoreError| match e {
+            StoreError::Invalid(_) => Failure::Input,
+            _ => Failure::Internal,
+        };
+        let cycle = |e: &crate::cycles::CycleError| match e {
+            crate::cycles::CycleError::Store(e) => store(e),
+            _ => Failure::Input,
+        };
+        for cause in e.chain() {
+            if cause.is::<BadInput>()
+                || cause.is::<crate::config::ConfigError>()
+                || cause.is::<crate::text::UnsafeText>()
+            {
+                return Failure::Input;
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cis::ImportError>() {
+                return match e {
+                    crate::cis::ImportError::Store(e) => store(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cis::ExportError>() {
+                return match e {
+                    crate::cis::ExportError::Store(e) => store(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cycles::CycleError>() {
+                return cycle(e);
+            }
+            if let Some(e) = cause.downcast_ref::<crate::billing::BillingError>() {
+                return match e {
+                    crate::billing::BillingError::Store(e) => store(e),
+                    crate::billing::BillingError::Cycle(e) => cycle(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<StoreError>() {
+                return store(e);
+            }
+        }
+        Failure::Internal
+    }
+}
+
 /// Whether a command failed only because whoever read its output went away (`| head`).
 pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -399,7 +478,7 @@ pub fn main() -> anyhow::Result<()> {
     // Ids, names, reasons and paths alike: no NUL (the OS cannot pass one) and no bidirectional
     // control character, whatever the command (`crate::text`).
     for (position, arg) in std::env::args_os().enumerate().skip(1) {
-        crate::text::check_arg(position, &arg)?;
+        crate::text::check_arg(position, &arg).map_err(bad_input)?;
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -412,7 +491,7 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = crate::config::Config::load(cli.config.as_deref())?;
+    let config = crate::config::Config::load(cli.config.as_deref()).map_err(bad_input)?;
     let Cli { db, command, .. } = cli;
     // The demo runs on a temporary database unless `--db` says where to keep it; every other command
     // works on `meter-gateway.db` in the working directory by default.

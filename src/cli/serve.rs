@@ -1,6 +1,6 @@
 //! `meter-gateway serve`, `device`, `assign`, `user`.
 
-use super::{actor, now, say, DeviceAction, ServeArgs, UserAction};
+use super::{actor, bad_input, now, say, DeviceAction, ServeArgs, UserAction};
 use crate::auth::DeviceToken;
 use crate::config::Config;
 use crate::domain::UserRole;
@@ -175,13 +175,16 @@ pub fn assign(db: &Path, cycle: &str, route: &str, device: &str) -> anyhow::Resu
 /// Reads a new password: prompted twice (without echo) on a terminal, else one line of standard input.
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if !from_stdin {
-        anyhow::ensure!(
-            io::stdin().is_terminal(),
-            "standard input is not a terminal: pass --password-stdin to read the password from it"
-        );
+        if !io::stdin().is_terminal() {
+            return Err(bad_input(anyhow::anyhow!(
+                "standard input is not a terminal: pass --password-stdin to read the password from it"
+            )));
+        }
         let first = rpassword::prompt_password("password: ")?;
         let second = rpassword::prompt_password("again: ")?;
-        anyhow::ensure!(first == second, "the two passwords differ");
+        if first != second {
+            return Err(bad_input(anyhow::anyhow!("the two passwords differ")));
+        }
         return Ok(first);
     }
     let mut line = String::new();
@@ -205,10 +208,11 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
             let role = &UserRole::from(*role);
             crate::store::check_user_name(name)?;
             if *role == UserRole::Billing {
-                anyhow::ensure!(
-                    !password_stdin,
-                    "billing users get an API token, not a password"
-                );
+                if *password_stdin {
+                    return Err(bad_input(anyhow::anyhow!(
+                        "billing users get an API token, not a password"
+                    )));
+                }
                 let (token, hash) = auth::new_billing_token()?;
                 store.add_user(name, *role, NewUserSecret::TokenSha256(&hash), now())?;
                 let shown = print_secret(&format!(
@@ -253,10 +257,11 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                 == UserRole::Billing;
             let actor = actor();
             if billing {
-                anyhow::ensure!(
-                    !password_stdin,
-                    "billing users get an API token, not a password"
-                );
+                if *password_stdin {
+                    return Err(bad_input(anyhow::anyhow!(
+                        "billing users get an API token, not a password"
+                    )));
+                }
                 let (token, hash) = auth::new_billing_token()?;
                 store.reset_user_secret(
                     name,
