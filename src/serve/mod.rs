@@ -29,13 +29,14 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{
-    billing_token_for_tests, check_csrf, device_token_for_tests, sign_in_session_for_tests,
-    AdminUser, AnyCredential, BillingUser, ClerkUser, DeviceAuth,
-};
+#[cfg(any(test, feature = "test-support"))]
+pub use auth::{billing_token_for_tests, device_token_for_tests, sign_in_session_for_tests};
+pub use auth::{check_csrf, AdminUser, AnyCredential, BillingUser, ClerkUser, DeviceAuth};
 pub use error::AppError;
 pub use settings::ServeConfig;
-pub use state::{test_state, AppState};
+#[cfg(any(test, feature = "test-support"))]
+pub use state::test_state;
+pub use state::AppState;
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such page".into())

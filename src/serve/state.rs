@@ -36,6 +36,7 @@ impl AppState {
 }
 
 /// A state with the default settings, for tests of any area.
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_state(db: Db) -> AppState {
     AppState::new(db, Arc::new(Config::default()))
 }

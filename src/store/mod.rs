@@ -159,6 +159,7 @@ impl Store {
     }
 
     /// The connection, for tests that put it in a state the library never does (writes refused).
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub fn conn_for_tests(&self) -> &Connection {
         &self.conn
