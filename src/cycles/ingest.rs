@@ -566,30 +566,9 @@ pub fn store_judged(
     let cycle_id = cycle_id.as_str();
     let meter_ids: HashSet<&str> = reads.iter().map(|r| r.meter_id.as_str()).collect();
     let stored = sql::earlier_reads(tx, cycle_id, &meter_ids)?;
-    // Readings already in the cycle per meter: stored ones, then this batch's as they are stored
-    // (borrowed, and only those a later read of the batch may repeat).
-    let mut earlier: HashMap<&str, Vec<Earlier<'_>>> = HashMap::with_capacity(stored.len());
-    for (meter, v) in &stored {
-        earlier.insert(
-            meter,
-            v.iter()
-                .map(|e| Earlier {
-                    read_id: e.read_id,
-                    raw: e.raw_reading.as_str(),
-                    off_route_pending: e.off_route_pending,
-                })
-                .collect(),
-        );
-    }
+    let mut earlier = earlier_in_cycle(&stored);
     let follow_ups = sql::follow_up_codes(tx)?;
-    // Reads already stored per handheld state of the batch, by device sequence (re-sent reads).
-    let mut seen_devices: HeldByState<'_> = HashMap::new();
-    for d in reads.iter().filter_map(|r| r.device.as_ref()) {
-        let key = (d.device_id.as_str(), d.state_id);
-        if let std::collections::hash_map::Entry::Vacant(e) = seen_devices.entry(key) {
-            e.insert(sql::reads_by_device(tx, key.0, key.1)?);
-        }
-    }
+    let mut seen_devices = held_by_state(tx, &reads)?;
     let mut out = Vec::with_capacity(reads.len());
     let judged = reads.iter().enumerate().zip(decisions).zip(refusals);
     for (((index, read), mut d), refusal) in judged {
@@ -603,31 +582,9 @@ pub fn store_judged(
             out.push(outcome(0, Disposition::Refused(refusal)));
             continue;
         }
-        if let Some(dev) = &read.device {
-            let held = seen_devices
-                .get(&(dev.device_id.as_str(), dev.state_id))
-                .and_then(|s| s.get(&dev.seq));
-            if let Some(held) = held {
-                if held.content == Some(dev.content) {
-                    out.push(outcome(held.read_id, Disposition::AlreadyReceived));
-                } else {
-                    let refusal = Refusal {
-                        reason: crate::domain::RefusalReason::SeqConflict,
-                        detail: format!(
-                            "read of meter {} (reading {}): sequence number {} of this handheld \
-                             state already holds a different read (#{}, meter {}, reading {})",
-                            read.meter_id,
-                            shown_reading(read),
-                            dev.seq,
-                            held.read_id,
-                            held.meter_id,
-                            held.raw_reading
-                        ),
-                    };
-                    out.push(outcome(held.read_id, Disposition::Refused(refusal)));
-                }
-                continue;
-            }
+        if let Some((read_id, disposition)) = held_already(&seen_devices, read) {
+            out.push(outcome(read_id, disposition));
+            continue;
         }
         let off_route = d.flags.iter().any(|f| f.kind == FlagKind::OffRoute);
         // Reads this one is judged against: an assigned handheld's read ignores off-route reads
@@ -653,33 +610,15 @@ pub fn store_judged(
             vee::mark_duplicate(&mut d, first.raw);
         }
         let read_type = confirmed_direction(read.read_type, &d.flags);
-        let read_id = sql::insert_read(
+        let account_id = meters[index].as_ref().and_then(|m| m.account_id.as_deref());
+        let read_id = insert_judged(
             tx,
-            &sql::NewRead {
-                cycle_id,
-                meter_id: &read.meter_id,
-                account_id: meters[index].as_ref().and_then(|m| m.account_id.as_deref()),
-                read_at: read.read_at,
-                raw_reading: &read.raw_reading,
-                reading: d.reading,
-                read_type,
-                method: read.method,
-                reader: &read.reader,
-                codes: &read.codes,
-                skip_code: read.skip_code.as_deref(),
-                note: read.note.as_deref(),
-                device: read.device.as_ref(),
-                received_at: now,
-                status: d.status,
-                previous_reading: d.previous_reading,
-                previous_read_on: d.previous_read_on,
-                consumption: d.consumption,
-                expected_use: d.expected_use,
-                expected_basis: d.expected_basis.as_deref(),
-                low_limit: d.low_limit,
-                high_limit: d.high_limit,
-                flags: &d.flags,
-            },
+            cycle_id,
+            read,
+            account_id,
+            &d,
+            read_type,
+            now,
             &follow_ups,
         )?;
         if let Some(same) = same {
@@ -719,6 +658,107 @@ pub fn store_judged(
         ));
     }
     Ok(out)
+}
+
+/// Readings already in the cycle per meter: the stored ones, to which [`store_judged`] adds the
+/// batch's as they are stored (borrowed, and only those a later read of the batch may repeat).
+fn earlier_in_cycle(
+    stored: &HashMap<String, Vec<sql::EarlierRead>>,
+) -> HashMap<&str, Vec<Earlier<'_>>> {
+    let mut earlier = HashMap::with_capacity(stored.len());
+    for (meter, v) in stored {
+        earlier.insert(
+            meter.as_str(),
+            v.iter()
+                .map(|e| Earlier {
+                    read_id: e.read_id,
+                    raw: e.raw_reading.as_str(),
+                    off_route_pending: e.off_route_pending,
+                })
+                .collect(),
+        );
+    }
+    earlier
+}
+
+/// Reads already stored per handheld state of the batch, by device sequence (re-sent reads).
+fn held_by_state<'a>(tx: &rusqlite::Connection, reads: &'a [FieldRead]) -> Result<HeldByState<'a>> {
+    let mut seen_devices: HeldByState<'a> = HashMap::new();
+    for d in reads.iter().filter_map(|r| r.device.as_ref()) {
+        let key = (d.device_id.as_str(), d.state_id);
+        if let std::collections::hash_map::Entry::Vacant(e) = seen_devices.entry(key) {
+            e.insert(sql::reads_by_device(tx, key.0, key.1)?);
+        }
+    }
+    Ok(seen_devices)
+}
+
+/// A handheld's read under a number its state holds already: received (the same content) or
+/// refused (`seq_conflict`), with the held read's id.
+fn held_already(seen_devices: &HeldByState<'_>, read: &FieldRead) -> Option<(i64, Disposition)> {
+    let dev = read.device.as_ref()?;
+    let held = seen_devices
+        .get(&(dev.device_id.as_str(), dev.state_id))
+        .and_then(|s| s.get(&dev.seq))?;
+    if held.content == Some(dev.content) {
+        return Some((held.read_id, Disposition::AlreadyReceived));
+    }
+    let refusal = Refusal {
+        reason: crate::domain::RefusalReason::SeqConflict,
+        detail: format!(
+            "read of meter {} (reading {}): sequence number {} of this handheld \
+             state already holds a different read (#{}, meter {}, reading {})",
+            read.meter_id,
+            shown_reading(read),
+            dev.seq,
+            held.read_id,
+            held.meter_id,
+            held.raw_reading
+        ),
+    };
+    Some((held.read_id, Disposition::Refused(refusal)))
+}
+
+/// Inserts one judged read with its decision (and follow-ups for codes that require one).
+fn insert_judged(
+    tx: &rusqlite::Connection,
+    cycle_id: &str,
+    read: &FieldRead,
+    account_id: Option<&str>,
+    d: &vee::Decision,
+    read_type: ReadType,
+    now: NaiveDateTime,
+    follow_ups: &HashSet<String>,
+) -> Result<i64> {
+    Ok(sql::insert_read(
+        tx,
+        &sql::NewRead {
+            cycle_id,
+            meter_id: &read.meter_id,
+            account_id,
+            read_at: read.read_at,
+            raw_reading: &read.raw_reading,
+            reading: d.reading,
+            read_type,
+            method: read.method,
+            reader: &read.reader,
+            codes: &read.codes,
+            skip_code: read.skip_code.as_deref(),
+            note: read.note.as_deref(),
+            device: read.device.as_ref(),
+            received_at: now,
+            status: d.status,
+            previous_reading: d.previous_reading,
+            previous_read_on: d.previous_read_on,
+            consumption: d.consumption,
+            expected_use: d.expected_use,
+            expected_basis: d.expected_basis.as_deref(),
+            low_limit: d.low_limit,
+            high_limit: d.high_limit,
+            flags: &d.flags,
+        },
+        follow_ups,
+    )?)
 }
 
 /// Reads held per handheld state, by sequence number, as [`store_judged`] learns them.
