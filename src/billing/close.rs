@@ -129,6 +129,66 @@ fn close_in(
     if cycle.status == CycleStatus::Closed {
         return Err(BillingError::Closed(cycle_id.to_string()));
     }
+    let held = held_at_close(conn, cycle_id, holds)?;
+
+    // 1. Estimate the missing reads.
+    let (estimated, mut exceptions) = estimate_missing(store, conn, config, &cycle, &held, now)?;
+
+    // 2. Unresolved exceptions.
+    let reads = reads_sql::cycle_reads(conn, cycle_id)?;
+    exceptions.extend(unresolved(&reads, &held));
+
+    // 3. The records.
+    let listed: HashSet<(String, String)> = exceptions
+        .iter()
+        .filter_map(|e| Some((e.account_id.clone()?, e.meter_id.clone())))
+        .collect();
+    let (records, mut more) = build_records(conn, &cycle, &reads, &held, &listed)?;
+    exceptions.append(&mut more);
+    if !exceptions.is_empty() {
+        exceptions.sort_by(|a, b| {
+            (&a.account_id, &a.meter_id, a.read_id).cmp(&(&b.account_id, &b.meter_id, b.read_id))
+        });
+        return Err(BillingError::Unresolved {
+            cycle_id: cycle_id.to_string(),
+            exceptions,
+        });
+    }
+    let held_accounts = held_accounts(conn, cycle_id, &reads, &held)?;
+
+    // 4. The batch, the history, the cycle's state, the audit.
+    let version = sql::batch_version(conn, cycle_id)? + 1;
+    let batch = Batch::build(
+        cycle_id,
+        (cycle.window_from, cycle.window_to),
+        version,
+        now,
+        actor,
+        records,
+        held_accounts,
+    )?;
+    record_close(conn, cycle_id, &batch, version, estimated, actor, now)?;
+    let h = batch.header();
+    Ok(CloseReport {
+        cycle_id: cycle_id.to_string(),
+        batch_version: version,
+        estimated,
+        records: h.record_count,
+        meter_lines: h.meter_line_count,
+        held: batch.held().iter().map(|h| h.account_id.clone()).collect(),
+        consumption_hcf: h.consumption_hcf,
+        adjustments_total: h.adjustments_total,
+        checksum: h.checksum.clone(),
+    })
+}
+
+/// The accounts held out of the batch: those the close names (each must exist) and those a clerk
+/// held.
+fn held_at_close(
+    conn: &Connection,
+    cycle_id: &str,
+    holds: &[String],
+) -> Result<BTreeMap<String, HoldSource>, BillingError> {
     let mut held: BTreeMap<String, HoldSource> = BTreeMap::new();
     for h in holds.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
         if !sql::account_exists(conn, h)? {
@@ -141,9 +201,22 @@ fn close_in(
             held.insert(a.clone(), HoldSource::Clerk);
         }
     }
+    Ok(held)
+}
 
-    // 1. Estimate the missing reads.
-    let (on, estimate_at) = estimate_date(&cycle, now);
+/// Estimates each missing read of an account not held (as of the close, no later than the window's
+/// end), superseding a skip; a meter that cannot be estimated is an open exception. Returns how
+/// many were estimated, and those exceptions.
+fn estimate_missing(
+    store: &Store,
+    conn: &Connection,
+    config: &dyn CycleSettings,
+    cycle: &Cycle,
+    held: &BTreeMap<String, HoldSource>,
+    now: NaiveDateTime,
+) -> Result<(usize, Vec<OpenException>), BillingError> {
+    let cycle_id = cycle.id.as_str();
+    let (on, estimate_at) = estimate_date(cycle, now);
     let mut exceptions: Vec<OpenException> = Vec::new();
     let mut estimated = 0;
     let skipped_methods: HashMap<String, ReadMethod> = reads_sql::cycle_reads(conn, cycle_id)?
@@ -205,9 +278,12 @@ fn close_in(
         sql::supersede_skipped(conn, cycle_id, &m.meter_id, read_id)?;
         estimated += 1;
     }
+    Ok((estimated, exceptions))
+}
 
-    // 2. Unresolved exceptions.
-    let reads = reads_sql::cycle_reads(conn, cycle_id)?;
+/// The current reads still flagged, of accounts not held.
+fn unresolved(reads: &[StoredRead], held: &BTreeMap<String, HoldSource>) -> Vec<OpenException> {
+    let mut exceptions = Vec::new();
     for r in reads.iter().filter(|r| r.superseded_by.is_none()) {
         if r.status != ReadStatus::Flagged {
             continue;
@@ -234,23 +310,17 @@ fn close_in(
                 .join(" | "),
         });
     }
+    exceptions
+}
 
-    // 3. The records.
-    let listed: HashSet<(String, String)> = exceptions
-        .iter()
-        .filter_map(|e| Some((e.account_id.clone()?, e.meter_id.clone())))
-        .collect();
-    let (records, mut more) = build_records(conn, &cycle, &reads, &held, &listed)?;
-    exceptions.append(&mut more);
-    if !exceptions.is_empty() {
-        exceptions.sort_by(|a, b| {
-            (&a.account_id, &a.meter_id, a.read_id).cmp(&(&b.account_id, &b.meter_id, b.read_id))
-        });
-        return Err(BillingError::Unresolved {
-            cycle_id: cycle_id.to_string(),
-            exceptions,
-        });
-    }
+/// What the batch says of each held account: its open reads and their flags, and its pending
+/// adjustments.
+fn held_accounts(
+    conn: &Connection,
+    cycle_id: &str,
+    reads: &[StoredRead],
+    held: &BTreeMap<String, HoldSource>,
+) -> Result<Vec<HeldAccount>, BillingError> {
     let mut open_reads: HashMap<&str, Vec<&StoredRead>> = HashMap::new();
     for r in reads.iter().filter(|r| r.superseded_by.is_none()) {
         if let (Some(a), ReadStatus::Held | ReadStatus::Flagged) = (&r.account_id, r.status) {
@@ -289,18 +359,19 @@ fn close_in(
             }
         })
         .collect();
+    Ok(held_accounts)
+}
 
-    // 4. The batch, the history, the cycle's state, the audit.
-    let version = sql::batch_version(conn, cycle_id)? + 1;
-    let batch = Batch::build(
-        cycle_id,
-        (cycle.window_from, cycle.window_to),
-        version,
-        now,
-        actor,
-        records,
-        held_accounts,
-    )?;
+/// Writes the batch, the billed reads into history, the cycle's closed state and the audit record.
+fn record_close(
+    conn: &Connection,
+    cycle_id: &str,
+    batch: &Batch,
+    version: u32,
+    estimated: usize,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<(), BillingError> {
     let header_json = batch.header_json()?;
     let h = batch.header();
     sql::insert_batch(
@@ -358,17 +429,7 @@ fn close_in(
             reason: "",
         },
     )?;
-    Ok(CloseReport {
-        cycle_id: cycle_id.to_string(),
-        batch_version: version,
-        estimated,
-        records: h.record_count,
-        meter_lines: h.meter_line_count,
-        held: batch.held().iter().map(|h| h.account_id.clone()).collect(),
-        consumption_hcf: h.consumption_hcf,
-        adjustments_total: h.adjustments_total,
-        checksum: h.checksum.clone(),
-    })
+    Ok(())
 }
 
 /// The date estimates are made for, and their read time: the close time, but no later than the end of
