@@ -629,38 +629,8 @@ fn build_records(
     listed: &HashSet<(String, String)>,
 ) -> Result<Records, BillingError> {
     let mut exceptions = Vec::new();
-    // Reads that replaced another (a clerk's correction); a skip replaced by its estimate is not one.
-    let by_id: HashMap<i64, &StoredRead> = reads.iter().map(|r| (r.read_id, r)).collect();
-    let edited: HashSet<i64> = reads
-        .iter()
-        .filter(|old| old.read_type != ReadType::Skipped)
-        .filter_map(|old| old.superseded_by)
-        .filter(|new| by_id.contains_key(new))
-        .collect();
-    // The current read per (account, meter): not superseded, a reading, billable status; a read from
-    // the meter over an estimate (a late read after a reopen), then the latest.
-    let mut current: HashMap<(&str, &str), &StoredRead> = HashMap::new();
-    for r in reads {
-        let Some(account) = r.account_id.as_deref() else {
-            continue;
-        };
-        let billable = matches!(
-            r.status,
-            ReadStatus::Accepted | ReadStatus::Resolved | ReadStatus::Estimated
-        );
-        if r.superseded_by.is_some()
-            || r.reading.is_none()
-            || r.read_type == ReadType::Skipped
-            || !billable
-        {
-            continue;
-        }
-        let rank = |r: &StoredRead| (r.status != ReadStatus::Estimated, r.read_at, r.read_id);
-        let slot = current.entry((account, r.meter_id.as_str())).or_insert(r);
-        if rank(r) > rank(slot) {
-            *slot = r;
-        }
-    }
+    let edited = edited_reads(reads);
+    let current = current_reads(reads);
     let upto = current
         .values()
         .map(|r| r.read_at.date())
@@ -671,15 +641,7 @@ fn build_records(
         .into_iter()
         .filter(|a| !held.contains_key(&a.account_id))
         .collect();
-    let mut in_service: HashMap<String, Vec<(String, Register)>> = HashMap::new();
-    for m in reads_sql::route_stops(conn, &cycle.id, None)? {
-        if let Some(a) = m.account_id {
-            in_service
-                .entry(a)
-                .or_default()
-                .push((m.meter_id, m.register));
-        }
-    }
+    let mut in_service = in_service_meters(conn, &cycle.id)?;
     let scope = reads_sql::Scope::new(conn, accounts.iter().map(|a| a.account_id.clone()))?;
     let registers = scope.registers(conn)?;
     let mut replays: HashMap<String, Replay> = HashMap::new();
@@ -687,22 +649,7 @@ fn build_records(
         replays.insert(account.to_string(), replay(rows, upto));
         Ok(())
     })?;
-    let mut adjustments: HashMap<String, Vec<AdjustmentLine>> = HashMap::new();
-    for (id, a) in sql::adjustments_of_cycle(conn, &cycle.id)? {
-        adjustments
-            .entry(a.account_id.clone())
-            .or_default()
-            .push(AdjustmentLine {
-                adjustment_id: id,
-                kind: a.kind.to_string(),
-                amount: a.amount,
-                units: a.units,
-                read_id: a.read_id,
-                note: a.note,
-                created_by: a.created_by,
-                created_at: a.created_at,
-            });
-    }
+    let mut adjustments = adjustment_lines(conn, &cycle.id)?;
 
     let empty = Replay::default();
     let mut records = Vec::new();
@@ -846,46 +793,146 @@ fn build_records(
         if trouble || (lines.is_empty() && pulled_lines.is_empty() && money.is_empty()) {
             continue;
         }
-        pulled_lines.sort_by(|a, b| {
-            (a.current_read_on, &a.meter_id).cmp(&(b.current_read_on, &b.meter_id))
-        });
-        pulled_lines.append(&mut lines);
-        let meters = pulled_lines;
-        let period_to = meters
-            .iter()
-            .map(|l| l.current_read_on)
-            .max()
-            .unwrap_or(cycle.window_to);
-        let period_from = history
-            .period_start
-            .or_else(|| meters.iter().map(|l| l.previous_read_on).min())
-            .unwrap_or(cycle.window_from)
-            .min(period_to);
-        let read_type = meters
-            .iter()
-            .map(|l| l.read_type)
-            .filter(|t| *t != LineReadType::Final)
-            .max()
-            .unwrap_or(if meters.is_empty() {
-                LineReadType::Actual
-            } else {
-                LineReadType::Final
-            });
-        records.push(BillingRecord {
-            account_id: id.to_string(),
-            account_status: account.status.to_string(),
-            rate_class: account.rate_class.clone(),
-            route_id: account.route_id.clone(),
-            period_from,
-            period_to,
-            days: (period_to - period_from).num_days(),
-            read_type,
-            consumption_hcf: meters.iter().map(|l| l.consumption_hcf).sum(),
-            meters,
-            adjustments_total: money.iter().map(|a| a.amount).sum(),
-            adjustments: money,
-            held: false,
-        });
+        records.push(record_of(
+            cycle,
+            account,
+            history,
+            pulled_lines,
+            lines,
+            money,
+        ));
     }
     Ok((records, exceptions))
+}
+
+/// Reads that replaced another (a clerk's correction); a skip replaced by its estimate is not one.
+fn edited_reads(reads: &[StoredRead]) -> HashSet<i64> {
+    let by_id: HashMap<i64, &StoredRead> = reads.iter().map(|r| (r.read_id, r)).collect();
+    reads
+        .iter()
+        .filter(|old| old.read_type != ReadType::Skipped)
+        .filter_map(|old| old.superseded_by)
+        .filter(|new| by_id.contains_key(new))
+        .collect()
+}
+
+/// The current read per (account, meter): not superseded, a reading, billable status; a read from
+/// the meter over an estimate (a late read after a reopen), then the latest.
+fn current_reads(reads: &[StoredRead]) -> HashMap<(&str, &str), &StoredRead> {
+    let mut current: HashMap<(&str, &str), &StoredRead> = HashMap::new();
+    for r in reads {
+        let Some(account) = r.account_id.as_deref() else {
+            continue;
+        };
+        let billable = matches!(
+            r.status,
+            ReadStatus::Accepted | ReadStatus::Resolved | ReadStatus::Estimated
+        );
+        if r.superseded_by.is_some()
+            || r.reading.is_none()
+            || r.read_type == ReadType::Skipped
+            || !billable
+        {
+            continue;
+        }
+        let rank = |r: &StoredRead| (r.status != ReadStatus::Estimated, r.read_at, r.read_id);
+        let slot = current.entry((account, r.meter_id.as_str())).or_insert(r);
+        if rank(r) > rank(slot) {
+            *slot = r;
+        }
+    }
+    current
+}
+
+/// The meters in service on the cycle's routes, by account, with their registers.
+fn in_service_meters(
+    conn: &Connection,
+    cycle_id: &str,
+) -> Result<HashMap<String, Vec<(String, Register)>>, BillingError> {
+    let mut in_service: HashMap<String, Vec<(String, Register)>> = HashMap::new();
+    for m in reads_sql::route_stops(conn, cycle_id, None)? {
+        if let Some(a) = m.account_id {
+            in_service
+                .entry(a)
+                .or_default()
+                .push((m.meter_id, m.register));
+        }
+    }
+    Ok(in_service)
+}
+
+/// The cycle's adjustments as batch lines, by account.
+fn adjustment_lines(
+    conn: &Connection,
+    cycle_id: &str,
+) -> Result<HashMap<String, Vec<AdjustmentLine>>, BillingError> {
+    let mut adjustments: HashMap<String, Vec<AdjustmentLine>> = HashMap::new();
+    for (id, a) in sql::adjustments_of_cycle(conn, cycle_id)? {
+        adjustments
+            .entry(a.account_id.clone())
+            .or_default()
+            .push(AdjustmentLine {
+                adjustment_id: id,
+                kind: a.kind.to_string(),
+                amount: a.amount,
+                units: a.units,
+                read_id: a.read_id,
+                note: a.note,
+                created_by: a.created_by,
+                created_at: a.created_at,
+            });
+    }
+    Ok(adjustments)
+}
+
+/// An account's record: the pulled meters' final lines first, then this cycle's lines, over the
+/// period from the last billed reading.
+fn record_of(
+    cycle: &Cycle,
+    account: &sql::CycleAccount,
+    history: &Replay,
+    mut pulled_lines: Vec<MeterLine>,
+    mut lines: Vec<MeterLine>,
+    money: Vec<AdjustmentLine>,
+) -> BillingRecord {
+    let id = account.account_id.as_str();
+    pulled_lines
+        .sort_by(|a, b| (a.current_read_on, &a.meter_id).cmp(&(b.current_read_on, &b.meter_id)));
+    pulled_lines.append(&mut lines);
+    let meters = pulled_lines;
+    let period_to = meters
+        .iter()
+        .map(|l| l.current_read_on)
+        .max()
+        .unwrap_or(cycle.window_to);
+    let period_from = history
+        .period_start
+        .or_else(|| meters.iter().map(|l| l.previous_read_on).min())
+        .unwrap_or(cycle.window_from)
+        .min(period_to);
+    let read_type = meters
+        .iter()
+        .map(|l| l.read_type)
+        .filter(|t| *t != LineReadType::Final)
+        .max()
+        .unwrap_or(if meters.is_empty() {
+            LineReadType::Actual
+        } else {
+            LineReadType::Final
+        });
+    BillingRecord {
+        account_id: id.to_string(),
+        account_status: account.status.to_string(),
+        rate_class: account.rate_class.clone(),
+        route_id: account.route_id.clone(),
+        period_from,
+        period_to,
+        days: (period_to - period_from).num_days(),
+        read_type,
+        consumption_hcf: meters.iter().map(|l| l.consumption_hcf).sum(),
+        meters,
+        adjustments_total: money.iter().map(|a| a.amount).sum(),
+        adjustments: money,
+        held: false,
+    }
 }
