@@ -739,55 +739,11 @@ fn build_records(
         }
         // Meters pulled since the last billed reading: with this cycle's reads (a meter change) or,
         // without any, when pulled within the window (the account's final bill).
-        let mut pulled_lines = Vec::new();
-        for p in &history.pulled {
-            let due = !lines.is_empty()
-                || (cycle.window_from <= p.final_on && p.final_on <= cycle.window_to);
-            if !due {
-                continue;
-            }
-            let Some(register) = registers.get(&p.meter_id)? else {
-                problem(
-                    &p.meter_id,
-                    None,
-                    "unknown_meter",
-                    format!("pulled meter {} is not in the district", p.meter_id),
-                );
-                trouble = true;
-                continue;
-            };
-            let Some((consumption, rollover)) =
-                billed_use(&register, p.previous.reading, p.final_reading, false)
-            else {
-                problem(
-                    &p.meter_id,
-                    None,
-                    "negative",
-                    format!(
-                        "final reading {} of pulled meter {} is below its previous reading {}",
-                        p.final_reading, p.meter_id, p.previous.reading
-                    ),
-                );
-                trouble = true;
-                continue;
-            };
-            pulled_lines.push(MeterLine {
-                meter_id: p.meter_id.clone(),
-                dials: register.dials,
-                multiplier: register.multiplier,
-                unit: register.unit.to_string(),
-                previous_reading: p.previous.reading,
-                previous_read_on: p.previous.read_on,
-                previous_kind: p.previous.kind.to_string(),
-                current_reading: p.final_reading,
-                current_read_on: p.final_on,
-                read_type: LineReadType::Final,
-                read_id: None,
-                rollover,
-                consumption,
-                consumption_hcf: to_hcf(consumption, register.unit),
-                quality: Vec::new(),
-            });
+        let (pulled_lines, pulled_problems) =
+            pulled_meter_lines(cycle, history, &registers, !lines.is_empty())?;
+        for (meter, flag, detail) in pulled_problems {
+            problem(&meter, None, flag, detail);
+            trouble = true;
         }
         let money = adjustments.remove(id).unwrap_or_default();
         if trouble || (lines.is_empty() && pulled_lines.is_empty() && money.is_empty()) {
@@ -803,6 +759,68 @@ fn build_records(
         ));
     }
     Ok((records, exceptions))
+}
+
+/// A meter an account's record cannot bill: meter id, flag, detail.
+type LineProblem = (String, &'static str, String);
+
+/// The final lines of the meters pulled from an account since its last billed reading: due with
+/// this cycle's reads of its other meters (`with_reads`, a meter change) or, without any, when pulled
+/// within the window (the account's final bill). A pulled meter that cannot be billed is a problem
+/// (meter, flag, detail) instead.
+fn pulled_meter_lines(
+    cycle: &Cycle,
+    history: &Replay,
+    registers: &reads_sql::Registers<'_>,
+    with_reads: bool,
+) -> Result<(Vec<MeterLine>, Vec<LineProblem>), BillingError> {
+    let mut pulled_lines = Vec::new();
+    let mut problems = Vec::new();
+    for p in &history.pulled {
+        let due = with_reads || (cycle.window_from <= p.final_on && p.final_on <= cycle.window_to);
+        if !due {
+            continue;
+        }
+        let Some(register) = registers.get(&p.meter_id)? else {
+            problems.push((
+                p.meter_id.clone(),
+                "unknown_meter",
+                format!("pulled meter {} is not in the district", p.meter_id),
+            ));
+            continue;
+        };
+        let Some((consumption, rollover)) =
+            billed_use(&register, p.previous.reading, p.final_reading, false)
+        else {
+            problems.push((
+                p.meter_id.clone(),
+                "negative",
+                format!(
+                    "final reading {} of pulled meter {} is below its previous reading {}",
+                    p.final_reading, p.meter_id, p.previous.reading
+                ),
+            ));
+            continue;
+        };
+        pulled_lines.push(MeterLine {
+            meter_id: p.meter_id.clone(),
+            dials: register.dials,
+            multiplier: register.multiplier,
+            unit: register.unit.to_string(),
+            previous_reading: p.previous.reading,
+            previous_read_on: p.previous.read_on,
+            previous_kind: p.previous.kind.to_string(),
+            current_reading: p.final_reading,
+            current_read_on: p.final_on,
+            read_type: LineReadType::Final,
+            read_id: None,
+            rollover,
+            consumption,
+            consumption_hcf: to_hcf(consumption, register.unit),
+            quality: Vec::new(),
+        });
+    }
+    Ok((pulled_lines, problems))
 }
 
 /// Reads that replaced another (a clerk's correction); a skip replaced by its estimate is not one.
