@@ -20,9 +20,9 @@
 use anyhow::{ensure, Context, Result};
 use chrono::NaiveDate;
 use meter_gateway::auth::DeviceToken;
-use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::demo::{self, DemoParams};
+use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, Store};
 use serde_json::{json, Value};

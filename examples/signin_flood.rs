@@ -15,7 +15,7 @@
 //! ```
 
 use anyhow::{ensure, Context, Result};
-use meter_gateway::cli::UserRole;
+use meter_gateway::domain::UserRole;
 use meter_gateway::store::{NewUserSecret, Store};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

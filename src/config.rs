@@ -12,17 +12,17 @@ pub struct Config {
     /// Which reads are taken at all: read-time bounds, off-route policy (owned by `cycles`).
     pub reads: crate::cycles::ReadsConfig,
     /// The daemon: HTTP limits, sessions (owned by `serve`).
-    pub serve: crate::serve::ServeConfig,
+    pub serve: crate::serve::settings::ServeConfig,
     /// Serial docks: cradles found by USB VID/PID, timings (owned by `sync`).
     pub docks: crate::sync::DockConfig,
     /// Water tariff used to show a read's likely bill impact (owned by `review`).
-    pub tariff: crate::review::TariffConfig,
+    pub tariff: crate::review::tariff::TariffConfig,
     /// The District's leak (high-bill) adjustment policy (owned by `review`).
-    pub leak_policy: crate::review::LeakPolicy,
+    pub leak_policy: crate::review::leak::LeakPolicy,
     /// Guardrails on the clerk's decisions (owned by `review`).
-    pub review: crate::review::ReviewConfig,
+    pub review: crate::review::settings::ReviewConfig,
     /// The District's wording on door hangers, notices and tags (owned by `review`).
-    pub paperwork: crate::review::PaperworkConfig,
+    pub paperwork: crate::review::settings::PaperworkConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,21 @@ pub enum ConfigError {
         path: String,
         source: toml::de::Error,
     },
+}
+
+impl crate::cycles::CycleSettings for Config {
+    fn validation(&self) -> &ValidationConfig {
+        &self.validation
+    }
+    fn reads(&self) -> &crate::cycles::ReadsConfig {
+        &self.reads
+    }
+}
+
+impl crate::sync::SyncSettings for Config {
+    fn docks(&self) -> &crate::sync::DockConfig {
+        &self.docks
+    }
 }
 
 impl Config {

@@ -3,7 +3,10 @@
 //! See `ARCHITECTURE.md` for the map. In short: [`domain`] is the pure core, [`vee`] validates reads
 //! against history (pure), [`store`] is the SQLite database, [`cis`] moves CSV files in and out,
 //! [`cycles`] runs read cycles (open, ingest reads, route files) over the store, [`demo`] builds a
-//! realistic district.
+//! realistic district, [`cli`] is the command line (the only module that knows clap).
+//!
+//! The modules form a ladder, each naming only those below it (ARCHITECTURE.md, "Layers";
+//! `tests/it/layers.rs` enforces it).
 
 pub mod auth;
 pub mod billing;

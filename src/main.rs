@@ -5,7 +5,8 @@ fn main() -> std::process::ExitCode {
         Err(e) if meter_gateway::cli::is_closed_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:?}");
-            std::process::ExitCode::FAILURE
+            // 2: input the command refuses; 1: anything else (README, "Exit status").
+            std::process::ExitCode::from(meter_gateway::cli::Failure::of(&e).exit_code())
         }
     }
 }

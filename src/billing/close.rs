@@ -13,8 +13,8 @@ use super::batch::{
     AdjustmentLine, Batch, BillingRecord, HeldAccount, HoldSource, LineReadType, MeterLine,
 };
 use super::{BillingError, BATCH_SCHEMA_VERSION};
-use crate::config::Config;
 use crate::cycles;
+use crate::cycles::CycleSettings;
 use crate::domain::{
     AccountStatus, Cycle, CycleStatus, FlagKind, HistoryRead, ReadKind, ReadMethod, ReadStatus,
     ReadType, Register, RegisterDelta, Unit,
@@ -89,7 +89,7 @@ pub struct ReopenReport {
 /// recorded is `meter-gateway`; [`close_cycle_by`] names one.
 pub fn close_cycle(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     now: NaiveDateTime,
@@ -100,7 +100,7 @@ pub fn close_cycle(
 /// [`close_cycle`], audited under `actor`.
 pub fn close_cycle_by(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     actor: &str,
@@ -118,7 +118,7 @@ pub fn close_cycle_by(
 fn close_in(
     store: &Store,
     conn: &Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     holds: &[String],
     actor: &str,
@@ -129,6 +129,66 @@ fn close_in(
     if cycle.status == CycleStatus::Closed {
         return Err(BillingError::Closed(cycle_id.to_string()));
     }
+    let held = held_at_close(conn, cycle_id, holds)?;
+
+    // 1. Estimate the missing reads.
+    let (estimated, mut exceptions) = estimate_missing(store, conn, config, &cycle, &held, now)?;
+
+    // 2. Unresolved exceptions.
+    let reads = reads_sql::cycle_reads(conn, cycle_id)?;
+    exceptions.extend(unresolved(&reads, &held));
+
+    // 3. The records.
+    let listed: HashSet<(String, String)> = exceptions
+        .iter()
+        .filter_map(|e| Some((e.account_id.clone()?, e.meter_id.clone())))
+        .collect();
+    let (records, mut more) = build_records(conn, &cycle, &reads, &held, &listed)?;
+    exceptions.append(&mut more);
+    if !exceptions.is_empty() {
+        exceptions.sort_by(|a, b| {
+            (&a.account_id, &a.meter_id, a.read_id).cmp(&(&b.account_id, &b.meter_id, b.read_id))
+        });
+        return Err(BillingError::Unresolved {
+            cycle_id: cycle_id.to_string(),
+            exceptions,
+        });
+    }
+    let held_accounts = held_accounts(conn, cycle_id, &reads, &held)?;
+
+    // 4. The batch, the history, the cycle's state, the audit.
+    let version = sql::batch_version(conn, cycle_id)? + 1;
+    let batch = Batch::build(
+        cycle_id,
+        (cycle.window_from, cycle.window_to),
+        version,
+        now,
+        actor,
+        records,
+        held_accounts,
+    )?;
+    record_close(conn, cycle_id, &batch, version, estimated, actor, now)?;
+    let h = batch.header();
+    Ok(CloseReport {
+        cycle_id: cycle_id.to_string(),
+        batch_version: version,
+        estimated,
+        records: h.record_count,
+        meter_lines: h.meter_line_count,
+        held: batch.held().iter().map(|h| h.account_id.clone()).collect(),
+        consumption_hcf: h.consumption_hcf,
+        adjustments_total: h.adjustments_total,
+        checksum: h.checksum.clone(),
+    })
+}
+
+/// The accounts held out of the batch: those the close names (each must exist) and those a clerk
+/// held.
+fn held_at_close(
+    conn: &Connection,
+    cycle_id: &str,
+    holds: &[String],
+) -> Result<BTreeMap<String, HoldSource>, BillingError> {
     let mut held: BTreeMap<String, HoldSource> = BTreeMap::new();
     for h in holds.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
         if !sql::account_exists(conn, h)? {
@@ -141,9 +201,22 @@ fn close_in(
             held.insert(a.clone(), HoldSource::Clerk);
         }
     }
+    Ok(held)
+}
 
-    // 1. Estimate the missing reads.
-    let (on, estimate_at) = estimate_date(&cycle, now);
+/// Estimates each missing read of an account not held (as of the close, no later than the window's
+/// end), superseding a skip; a meter that cannot be estimated is an open exception. Returns how
+/// many were estimated, and those exceptions.
+fn estimate_missing(
+    store: &Store,
+    conn: &Connection,
+    config: &dyn CycleSettings,
+    cycle: &Cycle,
+    held: &BTreeMap<String, HoldSource>,
+    now: NaiveDateTime,
+) -> Result<(usize, Vec<OpenException>), BillingError> {
+    let cycle_id = cycle.id.as_str();
+    let (on, estimate_at) = estimate_date(cycle, now);
     let mut exceptions: Vec<OpenException> = Vec::new();
     let mut estimated = 0;
     let skipped_methods: HashMap<String, ReadMethod> = reads_sql::cycle_reads(conn, cycle_id)?
@@ -206,9 +279,12 @@ fn close_in(
         sql::supersede_skipped(conn, cycle_id, &m.meter_id, read_id)?;
         estimated += 1;
     }
+    Ok((estimated, exceptions))
+}
 
-    // 2. Unresolved exceptions.
-    let reads = reads_sql::cycle_reads(conn, cycle_id)?;
+/// The current reads still flagged, of accounts not held.
+fn unresolved(reads: &[StoredRead], held: &BTreeMap<String, HoldSource>) -> Vec<OpenException> {
+    let mut exceptions = Vec::new();
     for r in reads.iter().filter(|r| r.superseded_by.is_none()) {
         if r.status != ReadStatus::Flagged {
             continue;
@@ -235,23 +311,17 @@ fn close_in(
                 .join(" | "),
         });
     }
+    exceptions
+}
 
-    // 3. The records.
-    let listed: HashSet<(String, String)> = exceptions
-        .iter()
-        .filter_map(|e| Some((e.account_id.clone()?, e.meter_id.clone())))
-        .collect();
-    let (records, mut more) = build_records(conn, &cycle, &reads, &held, &listed)?;
-    exceptions.append(&mut more);
-    if !exceptions.is_empty() {
-        exceptions.sort_by(|a, b| {
-            (&a.account_id, &a.meter_id, a.read_id).cmp(&(&b.account_id, &b.meter_id, b.read_id))
-        });
-        return Err(BillingError::Unresolved {
-            cycle_id: cycle_id.to_string(),
-            exceptions,
-        });
-    }
+/// What the batch says of each held account: its open reads and their flags, and its pending
+/// adjustments.
+fn held_accounts(
+    conn: &Connection,
+    cycle_id: &str,
+    reads: &[StoredRead],
+    held: &BTreeMap<String, HoldSource>,
+) -> Result<Vec<HeldAccount>, BillingError> {
     let mut open_reads: HashMap<&str, Vec<&StoredRead>> = HashMap::new();
     for r in reads.iter().filter(|r| r.superseded_by.is_none()) {
         if let (Some(a), ReadStatus::Held | ReadStatus::Flagged) = (&r.account_id, r.status) {
@@ -290,18 +360,19 @@ fn close_in(
             }
         })
         .collect();
+    Ok(held_accounts)
+}
 
-    // 4. The batch, the history, the cycle's state, the audit.
-    let version = sql::batch_version(conn, cycle_id)? + 1;
-    let batch = Batch::build(
-        cycle_id,
-        (cycle.window_from, cycle.window_to),
-        version,
-        now,
-        actor,
-        records,
-        held_accounts,
-    )?;
+/// Writes the batch, the billed reads into history, the cycle's closed state and the audit record.
+fn record_close(
+    conn: &Connection,
+    cycle_id: &str,
+    batch: &Batch,
+    version: u32,
+    estimated: usize,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<(), BillingError> {
     let header_json = batch.header_json()?;
     let h = batch.header();
     sql::insert_batch(
@@ -359,17 +430,7 @@ fn close_in(
             reason: "",
         },
     )?;
-    Ok(CloseReport {
-        cycle_id: cycle_id.to_string(),
-        batch_version: version,
-        estimated,
-        records: h.record_count,
-        meter_lines: h.meter_line_count,
-        held: batch.held().iter().map(|h| h.account_id.clone()).collect(),
-        consumption_hcf: h.consumption_hcf,
-        adjustments_total: h.adjustments_total,
-        checksum: h.checksum.clone(),
-    })
+    Ok(())
 }
 
 /// The date estimates are made for, and their read time: the close time, but no later than the end of
@@ -569,38 +630,8 @@ fn build_records(
     listed: &HashSet<(String, String)>,
 ) -> Result<Records, BillingError> {
     let mut exceptions = Vec::new();
-    // Reads that replaced another (a clerk's correction); a skip replaced by its estimate is not one.
-    let by_id: HashMap<i64, &StoredRead> = reads.iter().map(|r| (r.read_id, r)).collect();
-    let edited: HashSet<i64> = reads
-        .iter()
-        .filter(|old| old.read_type != ReadType::Skipped)
-        .filter_map(|old| old.superseded_by)
-        .filter(|new| by_id.contains_key(new))
-        .collect();
-    // The current read per (account, meter): not superseded, a reading, billable status; a read from
-    // the meter over an estimate (a late read after a reopen), then the latest.
-    let mut current: HashMap<(&str, &str), &StoredRead> = HashMap::new();
-    for r in reads {
-        let Some(account) = r.account_id.as_deref() else {
-            continue;
-        };
-        let billable = matches!(
-            r.status,
-            ReadStatus::Accepted | ReadStatus::Resolved | ReadStatus::Estimated
-        );
-        if r.superseded_by.is_some()
-            || r.reading.is_none()
-            || r.read_type == ReadType::Skipped
-            || !billable
-        {
-            continue;
-        }
-        let rank = |r: &StoredRead| (r.status != ReadStatus::Estimated, r.read_at, r.read_id);
-        let slot = current.entry((account, r.meter_id.as_str())).or_insert(r);
-        if rank(r) > rank(slot) {
-            *slot = r;
-        }
-    }
+    let edited = edited_reads(reads);
+    let current = current_reads(reads);
     let upto = current
         .values()
         .map(|r| r.read_at.date())
@@ -611,15 +642,7 @@ fn build_records(
         .into_iter()
         .filter(|a| !held.contains_key(&a.account_id))
         .collect();
-    let mut in_service: HashMap<String, Vec<(String, Register)>> = HashMap::new();
-    for m in reads_sql::route_stops(conn, &cycle.id, None)? {
-        if let Some(a) = m.account_id {
-            in_service
-                .entry(a)
-                .or_default()
-                .push((m.meter_id, m.register));
-        }
-    }
+    let mut in_service = in_service_meters(conn, &cycle.id)?;
     let scope = reads_sql::Scope::new(conn, accounts.iter().map(|a| a.account_id.clone()))?;
     let registers = scope.registers(conn)?;
     let mut replays: HashMap<String, Replay> = HashMap::new();
@@ -627,22 +650,7 @@ fn build_records(
         replays.insert(account.to_string(), replay(rows, upto));
         Ok(())
     })?;
-    let mut adjustments: HashMap<String, Vec<AdjustmentLine>> = HashMap::new();
-    for (id, a) in sql::adjustments_of_cycle(conn, &cycle.id)? {
-        adjustments
-            .entry(a.account_id.clone())
-            .or_default()
-            .push(AdjustmentLine {
-                adjustment_id: id,
-                kind: a.kind.to_string(),
-                amount: a.amount,
-                units: a.units,
-                read_id: a.read_id,
-                note: a.note,
-                created_by: a.created_by,
-                created_at: a.created_at,
-            });
-    }
+    let mut adjustments = adjustment_lines(conn, &cycle.id)?;
 
     let empty = Replay::default();
     let mut records = Vec::new();
@@ -732,100 +740,218 @@ fn build_records(
         }
         // Meters pulled since the last billed reading: with this cycle's reads (a meter change) or,
         // without any, when pulled within the window (the account's final bill).
-        let mut pulled_lines = Vec::new();
-        for p in &history.pulled {
-            let due = !lines.is_empty()
-                || (cycle.window_from <= p.final_on && p.final_on <= cycle.window_to);
-            if !due {
-                continue;
-            }
-            let Some(register) = registers.get(&p.meter_id)? else {
-                problem(
-                    &p.meter_id,
-                    None,
-                    "unknown_meter",
-                    format!("pulled meter {} is not in the district", p.meter_id),
-                );
-                trouble = true;
-                continue;
-            };
-            let Some((consumption, rollover)) =
-                billed_use(&register, p.previous.reading, p.final_reading, false)
-            else {
-                problem(
-                    &p.meter_id,
-                    None,
-                    "negative",
-                    format!(
-                        "final reading {} of pulled meter {} is below its previous reading {}",
-                        p.final_reading, p.meter_id, p.previous.reading
-                    ),
-                );
-                trouble = true;
-                continue;
-            };
-            pulled_lines.push(MeterLine {
-                meter_id: p.meter_id.clone(),
-                dials: register.dials,
-                multiplier: register.multiplier,
-                unit: register.unit.to_string(),
-                previous_reading: p.previous.reading,
-                previous_read_on: p.previous.read_on,
-                previous_kind: p.previous.kind.to_string(),
-                current_reading: p.final_reading,
-                current_read_on: p.final_on,
-                read_type: LineReadType::Final,
-                read_id: None,
-                rollover,
-                consumption,
-                consumption_hcf: to_hcf(consumption, register.unit),
-                quality: Vec::new(),
-            });
+        let (pulled_lines, pulled_problems) =
+            pulled_meter_lines(cycle, history, &registers, !lines.is_empty())?;
+        for (meter, flag, detail) in pulled_problems {
+            problem(&meter, None, flag, detail);
+            trouble = true;
         }
         let money = adjustments.remove(id).unwrap_or_default();
         if trouble || (lines.is_empty() && pulled_lines.is_empty() && money.is_empty()) {
             continue;
         }
-        pulled_lines.sort_by(|a, b| {
-            (a.current_read_on, &a.meter_id).cmp(&(b.current_read_on, &b.meter_id))
-        });
-        pulled_lines.append(&mut lines);
-        let meters = pulled_lines;
-        let period_to = meters
-            .iter()
-            .map(|l| l.current_read_on)
-            .max()
-            .unwrap_or(cycle.window_to);
-        let period_from = history
-            .period_start
-            .or_else(|| meters.iter().map(|l| l.previous_read_on).min())
-            .unwrap_or(cycle.window_from)
-            .min(period_to);
-        let read_type = meters
-            .iter()
-            .map(|l| l.read_type)
-            .filter(|t| *t != LineReadType::Final)
-            .max()
-            .unwrap_or(if meters.is_empty() {
-                LineReadType::Actual
-            } else {
-                LineReadType::Final
-            });
-        records.push(BillingRecord {
-            account_id: id.to_string(),
-            account_status: account.status.to_string(),
-            rate_class: account.rate_class.clone(),
-            route_id: account.route_id.clone(),
-            period_from,
-            period_to,
-            days: (period_to - period_from).num_days(),
-            read_type,
-            consumption_hcf: meters.iter().map(|l| l.consumption_hcf).sum(),
-            meters,
-            adjustments_total: money.iter().map(|a| a.amount).sum(),
-            adjustments: money,
-            held: false,
-        });
+        records.push(record_of(
+            cycle,
+            account,
+            history,
+            pulled_lines,
+            lines,
+            money,
+        ));
     }
     Ok((records, exceptions))
+}
+
+/// A meter an account's record cannot bill: meter id, flag, detail.
+type LineProblem = (String, &'static str, String);
+
+/// The final lines of the meters pulled from an account since its last billed reading: due with
+/// this cycle's reads of its other meters (`with_reads`, a meter change) or, without any, when pulled
+/// within the window (the account's final bill). A pulled meter that cannot be billed is a problem
+/// (meter, flag, detail) instead.
+fn pulled_meter_lines(
+    cycle: &Cycle,
+    history: &Replay,
+    registers: &reads_sql::Registers<'_>,
+    with_reads: bool,
+) -> Result<(Vec<MeterLine>, Vec<LineProblem>), BillingError> {
+    let mut pulled_lines = Vec::new();
+    let mut problems = Vec::new();
+    for p in &history.pulled {
+        let due = with_reads || (cycle.window_from <= p.final_on && p.final_on <= cycle.window_to);
+        if !due {
+            continue;
+        }
+        let Some(register) = registers.get(&p.meter_id)? else {
+            problems.push((
+                p.meter_id.clone(),
+                "unknown_meter",
+                format!("pulled meter {} is not in the district", p.meter_id),
+            ));
+            continue;
+        };
+        let Some((consumption, rollover)) =
+            billed_use(&register, p.previous.reading, p.final_reading, false)
+        else {
+            problems.push((
+                p.meter_id.clone(),
+                "negative",
+                format!(
+                    "final reading {} of pulled meter {} is below its previous reading {}",
+                    p.final_reading, p.meter_id, p.previous.reading
+                ),
+            ));
+            continue;
+        };
+        pulled_lines.push(MeterLine {
+            meter_id: p.meter_id.clone(),
+            dials: register.dials,
+            multiplier: register.multiplier,
+            unit: register.unit.to_string(),
+            previous_reading: p.previous.reading,
+            previous_read_on: p.previous.read_on,
+            previous_kind: p.previous.kind.to_string(),
+            current_reading: p.final_reading,
+            current_read_on: p.final_on,
+            read_type: LineReadType::Final,
+            read_id: None,
+            rollover,
+            consumption,
+            consumption_hcf: to_hcf(consumption, register.unit),
+            quality: Vec::new(),
+        });
+    }
+    Ok((pulled_lines, problems))
+}
+
+/// Reads that replaced another (a clerk's correction); a skip replaced by its estimate is not one.
+fn edited_reads(reads: &[StoredRead]) -> HashSet<i64> {
+    let by_id: HashMap<i64, &StoredRead> = reads.iter().map(|r| (r.read_id, r)).collect();
+    reads
+        .iter()
+        .filter(|old| old.read_type != ReadType::Skipped)
+        .filter_map(|old| old.superseded_by)
+        .filter(|new| by_id.contains_key(new))
+        .collect()
+}
+
+/// The current read per (account, meter): not superseded, a reading, billable status; a read from
+/// the meter over an estimate (a late read after a reopen), then the latest.
+fn current_reads(reads: &[StoredRead]) -> HashMap<(&str, &str), &StoredRead> {
+    let mut current: HashMap<(&str, &str), &StoredRead> = HashMap::new();
+    for r in reads {
+        let Some(account) = r.account_id.as_deref() else {
+            continue;
+        };
+        let billable = matches!(
+            r.status,
+            ReadStatus::Accepted | ReadStatus::Resolved | ReadStatus::Estimated
+        );
+        if r.superseded_by.is_some()
+            || r.reading.is_none()
+            || r.read_type == ReadType::Skipped
+            || !billable
+        {
+            continue;
+        }
+        let rank = |r: &StoredRead| (r.status != ReadStatus::Estimated, r.read_at, r.read_id);
+        let slot = current.entry((account, r.meter_id.as_str())).or_insert(r);
+        if rank(r) > rank(slot) {
+            *slot = r;
+        }
+    }
+    current
+}
+
+/// The meters in service on the cycle's routes, by account, with their registers.
+fn in_service_meters(
+    conn: &Connection,
+    cycle_id: &str,
+) -> Result<HashMap<String, Vec<(String, Register)>>, BillingError> {
+    let mut in_service: HashMap<String, Vec<(String, Register)>> = HashMap::new();
+    for m in reads_sql::route_stops(conn, cycle_id, None)? {
+        if let Some(a) = m.account_id {
+            in_service
+                .entry(a)
+                .or_default()
+                .push((m.meter_id, m.register));
+        }
+    }
+    Ok(in_service)
+}
+
+/// The cycle's adjustments as batch lines, by account.
+fn adjustment_lines(
+    conn: &Connection,
+    cycle_id: &str,
+) -> Result<HashMap<String, Vec<AdjustmentLine>>, BillingError> {
+    let mut adjustments: HashMap<String, Vec<AdjustmentLine>> = HashMap::new();
+    for (id, a) in sql::adjustments_of_cycle(conn, cycle_id)? {
+        adjustments
+            .entry(a.account_id.clone())
+            .or_default()
+            .push(AdjustmentLine {
+                adjustment_id: id,
+                kind: a.kind.to_string(),
+                amount: a.amount,
+                units: a.units,
+                read_id: a.read_id,
+                note: a.note,
+                created_by: a.created_by,
+                created_at: a.created_at,
+            });
+    }
+    Ok(adjustments)
+}
+
+/// An account's record: the pulled meters' final lines first, then this cycle's lines, over the
+/// period from the last billed reading.
+fn record_of(
+    cycle: &Cycle,
+    account: &sql::CycleAccount,
+    history: &Replay,
+    mut pulled_lines: Vec<MeterLine>,
+    mut lines: Vec<MeterLine>,
+    money: Vec<AdjustmentLine>,
+) -> BillingRecord {
+    let id = account.account_id.as_str();
+    pulled_lines
+        .sort_by(|a, b| (a.current_read_on, &a.meter_id).cmp(&(b.current_read_on, &b.meter_id)));
+    pulled_lines.append(&mut lines);
+    let meters = pulled_lines;
+    let period_to = meters
+        .iter()
+        .map(|l| l.current_read_on)
+        .max()
+        .unwrap_or(cycle.window_to);
+    let period_from = history
+        .period_start
+        .or_else(|| meters.iter().map(|l| l.previous_read_on).min())
+        .unwrap_or(cycle.window_from)
+        .min(period_to);
+    let read_type = meters
+        .iter()
+        .map(|l| l.read_type)
+        .filter(|t| *t != LineReadType::Final)
+        .max()
+        .unwrap_or(if meters.is_empty() {
+            LineReadType::Actual
+        } else {
+            LineReadType::Final
+        });
+    BillingRecord {
+        account_id: id.to_string(),
+        account_status: account.status.to_string(),
+        rate_class: account.rate_class.clone(),
+        route_id: account.route_id.clone(),
+        period_from,
+        period_to,
+        days: (period_to - period_from).num_days(),
+        read_type,
+        consumption_hcf: meters.iter().map(|l| l.consumption_hcf).sum(),
+        meters,
+        adjustments_total: money.iter().map(|a| a.amount).sum(),
+        adjustments: money,
+        held: false,
+    }
 }

@@ -12,7 +12,6 @@
 mod adjustments;
 mod batch;
 mod close;
-mod http;
 #[cfg(test)]
 mod tests;
 
@@ -26,14 +25,10 @@ pub use batch::{
 pub use close::{
     close_cycle, close_cycle_by, reopen_cycle, CloseReport, OpenException, ReopenReport,
 };
-pub use http::router;
 
-use crate::cli::BillingFormat;
-use crate::config::Config;
 use crate::cycles::CycleError;
 use crate::store::{Store, StoreError};
 use std::io::Write;
-use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -130,109 +125,23 @@ pub fn batch_versions(store: &Store, cycle_id: &str) -> Result<Vec<u32>, Billing
     )?)
 }
 
+/// How a batch is written: the same bytes for `export billing` and the HTTP export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// JSON lines: a header, then one record per account.
+    Jsonl,
+    /// CSV with a header row, one row per account and meter.
+    Csv,
+}
+
 /// Writes `batch` in `format`.
 pub fn write_batch(
     batch: &Batch,
-    format: BillingFormat,
+    format: BatchFormat,
     out: impl Write,
 ) -> Result<(), BillingError> {
     match format {
-        BillingFormat::Jsonl => batch.write_jsonl(out),
-        BillingFormat::Csv => batch.write_csv(out),
+        BatchFormat::Jsonl => batch.write_jsonl(out),
+        BatchFormat::Csv => batch.write_csv(out),
     }
-}
-
-/// The CLI's one reading of the clock, as district local time.
-fn now() -> chrono::NaiveDateTime {
-    chrono::Local::now().naive_local()
-}
-
-/// Who runs the command, for the audit log.
-/// Who the audit log names for a command run at the CLI: `cli:$USER`.
-pub(crate) fn cli_actor() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| format!("cli:{u}"))
-        .unwrap_or_else(|| "cli".to_string())
-}
-
-pub fn cli_close(db: &Path, config: &Config, id: &str, hold: &[String]) -> anyhow::Result<()> {
-    let mut store = Store::open(db)?;
-    let r = close_cycle_by(&mut store, config, id, hold, &cli_actor(), now())?;
-    crate::cli::say!(
-        "closed cycle {}: batch version {}, {} account record(s), {} meter line(s), {} HCF, \
-         adjustments {}; {} missing read(s) estimated",
-        r.cycle_id,
-        r.batch_version,
-        r.records,
-        r.meter_lines,
-        r.consumption_hcf,
-        r.adjustments_total,
-        r.estimated
-    );
-    if !r.held.is_empty() {
-        crate::cli::say!("held out of the batch: {}", r.held.join(", "));
-    }
-    crate::cli::say!("checksum (SHA-256): {}", r.checksum);
-    Ok(())
-}
-
-pub fn cli_reopen(db: &Path, id: &str, reason: &str) -> anyhow::Result<()> {
-    let mut store = Store::open(db)?;
-    let r = reopen_cycle(&mut store, id, reason, &cli_actor(), now())?;
-    crate::cli::say!(
-        "reopened cycle {} (batch version {} stays the latest until the cycle closes again; {} history \
-         row(s) taken back)",
-        r.cycle_id, r.batch_version, r.history_removed
-    );
-    Ok(())
-}
-
-pub fn cli_export_billing(
-    db: &Path,
-    cycle: &str,
-    format: BillingFormat,
-    file: Option<&Path>,
-) -> anyhow::Result<()> {
-    let store = Store::open(db)?;
-    let batch = open_batch(&store, cycle, None)?;
-    if crate::store::billing::cycle_status(store.conn(), cycle)?.as_deref() == Some("open") {
-        eprintln!(
-            "note: cycle {cycle} was reopened after batch version {} was written; a new version comes \
-             when it closes again",
-            batch.header().batch_version
-        );
-    }
-    match file {
-        Some(p) => {
-            // Written next to the target and renamed: a billing run never picks up half a file.
-            let tmp = p.with_extension("partial");
-            let f = std::fs::File::create(&tmp)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-            let mut w = std::io::BufWriter::new(f);
-            write_batch(&batch, format, &mut w)?;
-            w.flush()?;
-            w.get_ref().sync_all()?;
-            drop(w);
-            std::fs::rename(&tmp, p)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
-            let h = batch.header();
-            eprintln!(
-                "wrote cycle {} batch version {} ({} records, {} held) to {}; checksum {}",
-                h.cycle_id,
-                h.batch_version,
-                h.record_count,
-                h.held_count,
-                p.display(),
-                h.checksum
-            );
-        }
-        None => {
-            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-            write_batch(&batch, format, &mut w)?;
-            w.flush()?;
-        }
-    }
-    Ok(())
 }

@@ -17,11 +17,8 @@ mod rows;
 pub use import::MAX_SHOWN_ERRORS;
 pub use rows::Table;
 
-use crate::cli::{ExportWhat, ImportWhat};
 use crate::store::{Store, StoreError};
-use anyhow::Context;
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// What an import did. `rows` = `inserted + updated + unchanged`.
@@ -188,74 +185,4 @@ pub fn import_codes(store: &mut Store, path: &Path) -> Result<ImportReport, Impo
 /// Writes `table` to `path` in the import format (replacing the file once it is complete).
 pub fn export(store: &Store, table: Table, path: &Path) -> Result<ExportReport, ExportError> {
     export::run(store, table, path)
-}
-
-/// `meter-gateway import accounts|meters|history|codes FILE`.
-pub fn cli_import(db: &Path, what: &ImportWhat) -> anyhow::Result<()> {
-    let (table, file) = match what {
-        ImportWhat::Accounts { file } => (Table::Accounts, file),
-        ImportWhat::Meters { file } => (Table::Meters, file),
-        ImportWhat::History { file } => (Table::History, file),
-        ImportWhat::Codes { file } => (Table::Codes, file),
-        ImportWhat::Reads { .. } => anyhow::bail!(
-            "import reads is handled by the cycles module, not the CIS importer (internal routing error)"
-        ),
-    };
-    let mut store = Store::open(db)?;
-    let bar = progress_bar(file);
-    let mut progress = |bytes: u64| {
-        if let Some(bar) = &bar {
-            bar.set_position(bytes);
-        }
-    };
-    let result = import_file(&mut store, table, file, &mut progress);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    let report = result?;
-    crate::cli::say!("{report}");
-    Ok(())
-}
-
-/// A byte-based progress bar on stderr, only when a person is watching it.
-fn progress_bar(file: &Path) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let len = std::fs::metadata(file).ok()?.len();
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-    )
-    .ok()?
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(format!("importing {}", file.display()));
-    Some(bar)
-}
-
-/// `meter-gateway export accounts|meters|history|codes FILE`.
-pub fn cli_export(db: &Path, what: ExportWhat, file: &Path) -> anyhow::Result<()> {
-    let table = match what {
-        ExportWhat::Accounts => Table::Accounts,
-        ExportWhat::Meters => Table::Meters,
-        ExportWhat::History => Table::History,
-        ExportWhat::Codes => Table::Codes,
-    };
-    // Opening would create an empty database and export only a header: almost surely a wrong --db.
-    if !db.exists() {
-        anyhow::bail!(
-            "database {} does not exist (check --db or METER_GATEWAY_DB)",
-            db.display()
-        );
-    }
-    let store = Store::open(db)?;
-    let report = export(&store, table, file).with_context(|| format!("exporting {table}"))?;
-    crate::cli::say!(
-        "{}: {} rows written to {}",
-        report.table,
-        report.rows,
-        report.file.display()
-    );
-    Ok(())
 }

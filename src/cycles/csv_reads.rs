@@ -2,8 +2,8 @@
 //! upload. A malformed row refuses the whole file (`FILE:LINE: column NAME: reason`); a reading that is
 //! not a number is not malformed: it is a read, flagged `invalid_reading`.
 
+use super::CycleSettings;
 use super::{ingest, CycleError, Disposition, ReadOutcome, ReadTimeBounds, Result};
-use crate::config::Config;
 use crate::domain::{FieldRead, FlagKind, ReadMethod, ReadStatus, ReadType};
 use crate::store::Store;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -195,7 +195,7 @@ impl ImportReport {
 /// one [`ingest`] of every row.
 pub fn import_reads(
     store: &mut Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     path: &Path,
     now: NaiveDateTime,
@@ -209,7 +209,7 @@ pub fn import_reads(
     // Read times the cycle takes (`[reads]`): one outside refuses the file, before anything is written.
     let cycle = crate::store::cycles::load_cycle(store.conn(), cycle_id)?
         .ok_or_else(|| CycleError::UnknownCycle(cycle_id.to_string()))?;
-    let bounds = ReadTimeBounds::new(&config.reads, cycle.window_from, now);
+    let bounds = ReadTimeBounds::new(config.reads(), cycle.window_from, now);
     for r in &rows {
         if let Some(refused) = bounds.check(r.read.read_at, &r.read.meter_id) {
             return Err(malformed(&name, r.line, "read_at", refused.detail));

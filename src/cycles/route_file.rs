@@ -1,8 +1,8 @@
 //! Route files: what a handheld loads for a route — stops in walk order with the previous read and the
 //! hi/lo limits as register readings, open field orders, and the message-code table.
 
+use super::CycleSettings;
 use super::{for_each_account_history, CycleError, Result};
-use crate::config::Config;
 use crate::domain::{AccountStatus, MessageCode, WindowLimits};
 use crate::store::basis;
 use crate::store::cycles as sql;
@@ -123,7 +123,7 @@ impl From<&MessageCode> for RouteCode {
 /// The route file of one route of a cycle.
 pub fn route_file(
     store: &Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     route_id: &str,
 ) -> Result<RouteFile> {
@@ -135,13 +135,17 @@ pub fn route_file(
 }
 
 /// Every route file of a cycle, from bulk queries: one pass over the history of the cycle's accounts.
-pub fn route_files(store: &Store, config: &Config, cycle_id: &str) -> Result<Vec<RouteFile>> {
+pub fn route_files(
+    store: &Store,
+    config: &dyn CycleSettings,
+    cycle_id: &str,
+) -> Result<Vec<RouteFile>> {
     build(store, config, cycle_id, None)
 }
 
 fn build(
     store: &Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     cycle_id: &str,
     only: Option<&str>,
 ) -> Result<Vec<RouteFile>> {
@@ -181,7 +185,7 @@ fn build(
             a.status == AccountStatus::Active,
             cycle.window_from,
             cycle.window_to,
-            &config.validation,
+            config.validation(),
         )
         .map(StopLimits::from);
         (base, limits)

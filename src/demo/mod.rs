@@ -435,7 +435,7 @@ pub fn handheld_read(r: &FieldRead) -> Option<msg::Read> {
 /// estimate, on `on`). What [`score`] grades, for a district loaded in `store` with its cycle open.
 pub fn flags_in_store(
     store: &Store,
-    config: &crate::config::Config,
+    config: &dyn crate::cycles::CycleSettings,
     cycle_id: &str,
     on: NaiveDate,
 ) -> Result<HashMap<String, Vec<FlagKind>>, crate::cycles::CycleError> {

@@ -6,8 +6,8 @@
 //! routes ([`super::score`]) and prints where to start. Stays up until Ctrl-C.
 
 use super::{flags_in_store, generate, handheld_read, load, score, summary, DemoParams, District};
-use crate::cli::{DemoArgs, UserRole};
 use crate::config::Config;
+use crate::domain::UserRole;
 use crate::serve::AppState;
 use crate::store::{Db, NewUserSecret, Store};
 use crate::sync::client::{Cradle, HttpCradle, Progress, SerialCradle};
@@ -44,58 +44,30 @@ impl Drop for TempDir {
     }
 }
 
-pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result<()> {
+/// What `meter-gateway demo` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Number of accounts in the demo district.
+    pub accounts: u32,
+    /// The same seed builds the same district.
+    pub seed: u64,
+    /// Start only the daemon, no simulated handhelds.
+    pub no_handhelds: bool,
+}
+
+pub fn run(db: Option<&Path>, config: Config, args: &Options) -> anyhow::Result<()> {
     let now = chrono::Local::now().naive_local();
-    let (path, temp) = match db {
-        Some(p) => (p.to_path_buf(), None),
-        None => {
-            let dir =
-                std::env::temp_dir().join(format!("meter-gateway-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            (dir.join("demo.db"), Some(TempDir(dir)))
-        }
-    };
-    let fresh = !path.exists();
-    let mut handhelds = Vec::new();
-    let mut district = None;
-    let mut logins = Vec::new();
-    if fresh {
-        let d = build(&path, args, now)?;
-        let mut store = Store::open(&path)?;
-        // A clerk works the exception queue; an admin also approves the larger leak credits.
-        for (name, role) in [("clerk", UserRole::Clerk), ("admin", UserRole::Admin)] {
-            let password = crate::auth::random_hex(6)?;
-            let hash = crate::serve::auth::hash_password(&password)
-                .with_context(|| format!("hashing the {name}'s password"))?;
-            store.add_user(name, role, NewUserSecret::PasswordHash(&hash), now)?;
-            logins.push((name, password));
-        }
-        if !args.no_handhelds {
-            for (i, route) in d
-                .routes
-                .iter()
-                .take(SERIAL_HANDHELDS + HTTP_HANDHELDS)
-                .enumerate()
-            {
-                let device_id = format!("HH-{:02}", i + 1);
-                let token = crate::auth::DeviceToken::generate(&device_id)?;
-                store.add_device(&token, now)?;
-                store.assign_route(&d.cycle.id, &route.id, &device_id, now)?;
-                handhelds.push(DemoHandheld {
-                    device_id,
-                    token: token.to_string(),
-                    route_id: route.id.clone(),
-                    serial: i < SERIAL_HANDHELDS,
-                });
-            }
-        }
-        district = Some(d);
-    } else {
+    let (path, temp) = database(db)?;
+    let (district, handhelds, logins) = if path.exists() {
         println!(
             "Using the district kept in {} (made by an earlier demo); no new handhelds are run on it.",
             path.display()
         );
-    }
+        (None, Vec::new(), Vec::new())
+    } else {
+        let (d, handhelds, logins) = prepare(&path, args, now)?;
+        (Some(d), handhelds, logins)
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,47 +91,9 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     };
     let server = runtime.spawn(crate::serve::run(listener, state.clone(), stop_signal));
 
-    println!();
-    println!("The gateway is serving at {url}");
-    println!("Sign in at {url}/login");
-    if logins.is_empty() {
-        println!("  as `clerk` or `admin`, with the passwords printed when this database was made");
-    }
-    for (name, password) in &logins {
-        let does = if *name == "admin" {
-            "works the queue and also approves leak credits above the District's limit"
-        } else {
-            "works the exception queue"
-        };
-        println!("  user `{name}`, password `{password}`: {does}");
-    }
-
-    // Serial docks on PTY pairs: the dock opens the slave by path, the handheld keeps the master.
+    print_logins(&url, &logins);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut dock_threads = Vec::new();
-    let mut masters = HashMap::new();
-    for h in handhelds.iter().filter(|h| h.serial) {
-        let (master, slave) =
-            serialport::TTYPort::pair().context("creating a virtual serial link")?;
-        let slave_path = PathBuf::from(
-            slave
-                .name()
-                .context("the virtual serial link has no name")?,
-        );
-        drop(slave);
-        println!(
-            "Virtual cradle for {}: {}",
-            h.device_id,
-            slave_path.display()
-        );
-        dock_threads.push(crate::sync::serial::spawn_dock(
-            slave_path,
-            state.sync.clone(),
-            state.docks.clone(),
-            stop.clone(),
-        )?);
-        masters.insert(h.device_id.clone(), master);
-    }
+    let (dock_threads, masters) = serial_docks(&handhelds, &state, &stop)?;
 
     let mut _cradles = Vec::new();
     if let Some(d) = &district {
@@ -167,37 +101,7 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
             println!();
             let routes: Vec<String> = handhelds.iter().map(|h| h.route_id.clone()).collect();
             _cradles = run_handhelds(d, handhelds, masters, &url, now)?;
-            let cycle_id = d.cycle.id.clone();
-            let status = db.call_blocking(move |s| crate::cycles::cycle_status(s, &cycle_id))??;
-            let (read_in, flagged, expected) =
-                status.routes.iter().fold((0, 0, 0), |(i, f, e), r| {
-                    (i + r.read_in, f + r.flagged, e + r.expected)
-                });
-            println!();
-            println!(
-                "Cycle {}: {read_in} of {expected} meters read so far (the handhelds brought back \
-                 routes {}), {flagged} read(s) flagged for review.",
-                status.cycle_id,
-                routes.join(", ")
-            );
-            // Graded against what was planted on those routes: only the planted problems should be
-            // flagged.
-            let (config, cycle_id, today) = (state.config.clone(), d.cycle.id.clone(), now.date());
-            let flags =
-                db.call_blocking(move |s| flags_in_store(s, &config, &cycle_id, today))??;
-            let carried = d.on_handheld_routes(&routes);
-            let graded = score(&carried, |m| flags.get(m).cloned().unwrap_or_default());
-            println!("Checked against what the demo planted on those routes:");
-            print!("{}", graded.report());
-            let missing = carried
-                .truth
-                .iter()
-                .filter(|t| t.problem == super::Problem::Missing)
-                .count();
-            println!(
-                "  ({missing} of the problems are meters with no read: flagged `missing` when the \
-                 cycle closes, with an estimate)"
-            );
+            report_reads(d, &routes, &state, now)?;
         }
     }
     println!();
@@ -224,8 +128,160 @@ pub fn run(db: Option<&Path>, config: Config, args: &DemoArgs) -> anyhow::Result
     Ok(())
 }
 
+/// A login the demo made: user name and password.
+type Login = (&'static str, String);
+
+/// The serial handhelds' ends of their virtual cradles, by device id.
+type Masters = HashMap<String, serialport::TTYPort>;
+
+/// The database file: `db`, or one in a temporary directory removed when the demo ends.
+fn database(db: Option<&Path>) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
+    Ok(match db {
+        Some(p) => (p.to_path_buf(), None),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("meter-gateway-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            (dir.join("demo.db"), Some(TempDir(dir)))
+        }
+    })
+}
+
+/// A new district in `path`, with a clerk's and an admin's login (name, password) and, unless told
+/// otherwise, handhelds registered and assigned a route each.
+fn prepare(
+    path: &Path,
+    args: &Options,
+    now: NaiveDateTime,
+) -> anyhow::Result<(District, Vec<DemoHandheld>, Vec<Login>)> {
+    let d = build(path, args, now)?;
+    let mut store = Store::open(path)?;
+    let mut logins = Vec::new();
+    // A clerk works the exception queue; an admin also approves the larger leak credits.
+    for (name, role) in [("clerk", UserRole::Clerk), ("admin", UserRole::Admin)] {
+        let password = crate::auth::random_hex(6)?;
+        let hash = crate::serve::auth::hash_password(&password)
+            .with_context(|| format!("hashing the {name}'s password"))?;
+        store.add_user(name, role, NewUserSecret::PasswordHash(&hash), now)?;
+        logins.push((name, password));
+    }
+    let mut handhelds = Vec::new();
+    if !args.no_handhelds {
+        for (i, route) in d
+            .routes
+            .iter()
+            .take(SERIAL_HANDHELDS + HTTP_HANDHELDS)
+            .enumerate()
+        {
+            let device_id = format!("HH-{:02}", i + 1);
+            let token = crate::auth::DeviceToken::generate(&device_id)?;
+            store.add_device(&token, now)?;
+            store.assign_route(&d.cycle.id, &route.id, &device_id, now)?;
+            handhelds.push(DemoHandheld {
+                device_id,
+                token: token.to_string(),
+                route_id: route.id.clone(),
+                serial: i < SERIAL_HANDHELDS,
+            });
+        }
+    }
+    Ok((d, handhelds, logins))
+}
+
+fn print_logins(url: &str, logins: &[(&str, String)]) {
+    println!();
+    println!("The gateway is serving at {url}");
+    println!("Sign in at {url}/login");
+    if logins.is_empty() {
+        println!("  as `clerk` or `admin`, with the passwords printed when this database was made");
+    }
+    for (name, password) in logins {
+        let does = if *name == "admin" {
+            "works the queue and also approves leak credits above the District's limit"
+        } else {
+            "works the exception queue"
+        };
+        println!("  user `{name}`, password `{password}`: {does}");
+    }
+}
+
+/// Serial docks on PTY pairs for the serial handhelds: the dock opens the slave by path, the
+/// handheld keeps the master (returned by device id).
+fn serial_docks(
+    handhelds: &[DemoHandheld],
+    state: &AppState,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(Vec<std::thread::JoinHandle<()>>, Masters)> {
+    let mut dock_threads = Vec::new();
+    let mut masters = HashMap::new();
+    for h in handhelds.iter().filter(|h| h.serial) {
+        let (master, slave) =
+            serialport::TTYPort::pair().context("creating a virtual serial link")?;
+        let slave_path = PathBuf::from(
+            slave
+                .name()
+                .context("the virtual serial link has no name")?,
+        );
+        drop(slave);
+        println!(
+            "Virtual cradle for {}: {}",
+            h.device_id,
+            slave_path.display()
+        );
+        dock_threads.push(crate::sync::serial::spawn_dock(
+            slave_path,
+            state.sync.clone(),
+            state.docks.clone(),
+            stop.clone(),
+        )?);
+        masters.insert(h.device_id.clone(), master);
+    }
+    Ok((dock_threads, masters))
+}
+
+/// What the handhelds brought back: the cycle's progress, and the flags graded against what was
+/// planted on their routes.
+fn report_reads(
+    d: &District,
+    routes: &[String],
+    state: &AppState,
+    now: NaiveDateTime,
+) -> anyhow::Result<()> {
+    let db = &state.db;
+    let cycle_id = d.cycle.id.clone();
+    let status = db.call_blocking(move |s| crate::cycles::cycle_status(s, &cycle_id))??;
+    let (read_in, flagged, expected) = status.routes.iter().fold((0, 0, 0), |(i, f, e), r| {
+        (i + r.read_in, f + r.flagged, e + r.expected)
+    });
+    println!();
+    println!(
+        "Cycle {}: {read_in} of {expected} meters read so far (the handhelds brought back \
+         routes {}), {flagged} read(s) flagged for review.",
+        status.cycle_id,
+        routes.join(", ")
+    );
+    // Graded against what was planted on those routes: only the planted problems should be
+    // flagged.
+    let (config, cycle_id, today) = (state.config.clone(), d.cycle.id.clone(), now.date());
+    let flags = db.call_blocking(move |s| flags_in_store(s, &*config, &cycle_id, today))??;
+    let carried = d.on_handheld_routes(routes);
+    let graded = score(&carried, |m| flags.get(m).cloned().unwrap_or_default());
+    println!("Checked against what the demo planted on those routes:");
+    print!("{}", graded.report());
+    let missing = carried
+        .truth
+        .iter()
+        .filter(|t| t.problem == super::Problem::Missing)
+        .count();
+    println!(
+        "  ({missing} of the problems are meters with no read: flagged `missing` when the \
+         cycle closes, with an estimate)"
+    );
+    Ok(())
+}
+
 /// Generates and loads the district as of `now`'s day, and opens its cycle.
-fn build(path: &Path, args: &DemoArgs, now: NaiveDateTime) -> anyhow::Result<District> {
+fn build(path: &Path, args: &Options, now: NaiveDateTime) -> anyhow::Result<District> {
     anyhow::ensure!(
         args.accounts <= super::MAX_ACCOUNTS,
         "--accounts {} is more than the demo builds ({}); the largest US water utilities have under a \

@@ -3,8 +3,10 @@
 //! **Architecture Invariant:** this module knows nothing of SQLite, HTTP, serial ports or the wire
 //! protocol. It is plain data and pure functions; time is always passed in.
 
+mod adjustment;
 mod register;
 
+pub use adjustment::{Adjustment, AdjustmentKind};
 pub use register::{DayLimits, Register, RegisterDelta, Unit, WindowLimits};
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -312,4 +314,15 @@ pub struct Flag {
     pub quality: String,
     /// Plain-language explanation: expected use, basis, ratio...
     pub explanation: String,
+}
+
+/// What an office user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRole {
+    /// Works the exception queue, field orders and reports (signs in with a password).
+    Clerk,
+    /// A clerk who also approves leak credits above the District's limit (signs in with a password).
+    Admin,
+    /// The billing run: fetches closed cycles' batches with an API token.
+    Billing,
 }

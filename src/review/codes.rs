@@ -8,7 +8,7 @@ use super::{act, form_error, read, viewer, REFUSED};
 use crate::domain::MessageCode;
 use crate::serve::auth::{check_csrf, now_local, ClerkUser};
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::domain::{ReadKind, ReadStatus};
 use crate::serve::auth::{check_csrf, now_local, ClerkUser};
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review as sql;
 use crate::store::{FieldOrder, LeakCredit, ReviewAction, ReviewRead};
 use axum::extract::{Path, Query, State};
@@ -703,7 +703,7 @@ pub async fn post_action(
     let now = now_local();
     let config = state.config.clone();
     let actor = user.name.clone();
-    let admin = user.role == crate::cli::UserRole::Admin;
+    let admin = user.role == crate::domain::UserRole::Admin;
     let here = ctx.link(&format!("/review/reads/{read_id}"), "");
     // Where "next" is, worked out before the decision moves the read out of the list.
     let (cx, cfg) = (ctx.clone(), config.clone());

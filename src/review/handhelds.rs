@@ -8,7 +8,7 @@ use super::{read, viewer};
 use crate::domain::RefusalReason;
 use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::{Device, DeviceStateRow, RefusedReadRow};
 use axum::extract::{Query, State};
 use axum::http::header;

@@ -23,7 +23,7 @@ pub mod orders;
 mod paperwork;
 pub mod queue;
 pub mod reports;
-mod settings;
+pub mod settings;
 pub mod tariff;
 
 pub use leak::LeakPolicy;
@@ -32,7 +32,7 @@ pub use tariff::TariffConfig;
 
 use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::Store;
 use actions::ReviewError;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -118,7 +118,7 @@ async fn html_errors(req: Request, next: Next) -> Response {
 fn viewer(u: &ClerkUser) -> html::Viewer {
     html::Viewer {
         name: u.name.clone(),
-        admin: u.role == crate::cli::UserRole::Admin,
+        admin: u.role == crate::domain::UserRole::Admin,
         csrf: u.csrf.clone(),
     }
 }

@@ -5,7 +5,7 @@ use super::orders::{cancel_order, complete_order, create_order, kind_label, Mete
 use super::{act, actions::ReviewError, form_error, read, viewer, REFUSED};
 use crate::serve::auth::{check_csrf, now_local, ClerkUser};
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review as sql;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};

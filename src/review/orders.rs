@@ -248,7 +248,7 @@ pub fn complete_order(
         )?;
         // A re-read done on paper comes back into its read now (the meter's latest read after it).
         if o.kind == "reread" {
-            super::actions::fold_reread(tx, order_id, now)?;
+            crate::cycles::fold_reread(tx, order_id, now)?;
         }
         Ok(())
     })

@@ -9,7 +9,7 @@ use super::orders::KINDS;
 use super::{act, form_error, read, viewer, REFUSED};
 use crate::serve::auth::{check_csrf, now_local, ClerkUser};
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review::{self as sql, AuditEntry, NoticeAccount};
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};

@@ -8,7 +8,7 @@ use super::{read, viewer};
 use crate::domain::{FlagKind, ReadStatus};
 use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review as sql;
 use crate::store::review::{QueueKey, QueueStatus};
 use crate::store::ReviewRead;

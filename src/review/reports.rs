@@ -6,7 +6,7 @@ use super::html::{flag_text, page, url};
 use super::{read, viewer};
 use crate::serve::auth::ClerkUser;
 use crate::serve::error::AppError;
-use crate::serve::AppState;
+use crate::serve::state::AppState;
 use crate::store::review as sql;
 use axum::extract::{Path, Query, State};
 use axum::http::header;

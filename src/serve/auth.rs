@@ -8,10 +8,11 @@
 //! Random secrets need no slow hash (nothing to brute-force); passwords, chosen by people, do.
 
 use super::error::AppError;
-use super::AppState;
+use super::state::AppState;
 pub use crate::auth::random_hex;
 use crate::auth::{constant_time_eq, sha256_hex, AuthError, DeviceToken};
-use crate::cli::UserRole;
+use crate::domain::UserRole;
+#[cfg(any(test, feature = "test-support"))]
 use crate::store::NewUserSecret;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -350,6 +351,7 @@ pub(crate) async fn start_session(
 
 /// Test helper: makes sure user `name` exists with `role` (clerk or admin; it cannot sign in with a
 /// password) and starts a session. Returns the `Cookie` header value and the session's CSRF token.
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub async fn sign_in_session_for_tests(
     state: &AppState,
@@ -381,6 +383,7 @@ pub async fn sign_in_session_for_tests(
 }
 
 /// Test helper: creates billing user `name` and returns its API token (for `Authorization: Bearer`).
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub async fn billing_token_for_tests(state: &AppState, name: &str) -> String {
     let (token, hash) = new_billing_token().expect("random token");
@@ -402,6 +405,7 @@ pub async fn billing_token_for_tests(state: &AppState, name: &str) -> String {
 }
 
 /// Test helper: registers handheld `device_id` and returns its token `DEVICE.SECRET`.
+#[cfg(any(test, feature = "test-support"))]
 #[doc(hidden)]
 pub async fn device_token_for_tests(state: &AppState, device_id: &str) -> String {
     let token = DeviceToken::generate(device_id).expect("random token");

@@ -4,7 +4,7 @@
 //! `/healthz` needs no credential, so its answer is shared: a check runs at most once a second
 //! whatever the number of callers, and never more than one at a time.
 
-use super::AppState;
+use super::state::AppState;
 use crate::store::{Db, Sick};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -35,7 +35,7 @@ impl HealthCache {
     }
 }
 
-async fn check_now(db: &Db, cfg: &super::ServeConfig) -> Result<(), Sick> {
+async fn check_now(db: &Db, cfg: &super::settings::ServeConfig) -> Result<(), Sick> {
     db.check_health(
         Duration::from_secs(cfg.health_timeout_secs.max(1)),
         cfg.min_free_mb.saturating_mul(1 << 20),
@@ -65,7 +65,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 pub fn check_before_serving(
     runtime: &tokio::runtime::Runtime,
     db: &Db,
-    cfg: &super::ServeConfig,
+    cfg: &super::settings::ServeConfig,
 ) -> Result<(), Sick> {
     runtime.block_on(check_now(db, cfg))
 }

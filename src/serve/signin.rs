@@ -22,7 +22,7 @@
 //! restart, or evicted) is read back from the store before its first check.
 
 use super::error::AppError;
-use super::ServeConfig;
+use super::settings::ServeConfig;
 use crate::store::Db;
 use chrono::NaiveDateTime;
 use std::collections::HashMap;

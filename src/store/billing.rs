@@ -3,7 +3,7 @@
 
 use super::cycles::{conversion, time_at, time_text};
 use super::Result;
-use crate::billing::{Adjustment, AdjustmentKind};
+use crate::domain::{Adjustment, AdjustmentKind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use rust_decimal::Decimal;
 use std::str::FromStr;

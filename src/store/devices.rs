@@ -466,7 +466,7 @@ pub(crate) fn open_cycle_ids(conn: &rusqlite::Connection) -> Result<Vec<String>>
 /// still to do (unknown id, already completed or cancelled): a re-sent completion changes nothing.
 ///
 /// An order that already names a read keeps it: a re-read's is the read to re-read, and the result
-/// (`result_json`'s `read_id`) is folded into it by `review::apply_completed_rereads`.
+/// (`result_json`'s `read_id`) is folded into it by `cycles::fold_reread`.
 pub(crate) fn complete_field_order(
     conn: &rusqlite::Connection,
     order_id: i64,

@@ -159,6 +159,7 @@ impl Store {
     }
 
     /// The connection, for tests that put it in a state the library never does (writes refused).
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub fn conn_for_tests(&self) -> &Connection {
         &self.conn
@@ -239,18 +240,4 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     };
     let s = rustix::fs::statvfs(dir).ok()?;
     Some(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
-/// `meter-gateway backup FILE`.
-pub fn cli_backup(db: &Path, file: &Path) -> anyhow::Result<()> {
-    let report = backup_database(db, file)?;
-    crate::cli::say!(
-        "backed up {} to {} ({} pages, {} bytes, schema version {})",
-        db.display(),
-        report.path.display(),
-        report.pages,
-        report.bytes,
-        report.schema_version
-    );
-    Ok(())
 }

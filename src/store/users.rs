@@ -4,7 +4,7 @@
 
 use super::cycles::time_text;
 use super::{Result, Store, StoreError};
-use crate::cli::UserRole;
+use crate::domain::UserRole;
 use chrono::NaiveDateTime;
 use rusqlite::{params, OptionalExtension};
 

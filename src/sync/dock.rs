@@ -219,7 +219,7 @@ impl DockSession {
     ) -> Self {
         let epoch = now - Duration::milliseconds(now_ms as i64);
         let nonce = crc32c(name.as_bytes()) ^ now.and_utc().timestamp_subsec_nanos();
-        let deadlines = Deadlines::from_config(&service.config().docks);
+        let deadlines = Deadlines::from_config(service.config().docks());
         let s = Self {
             endpoint: Endpoint::new(Role::Dock, link_config(baud, nonce), now_ms),
             service,

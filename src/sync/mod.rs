@@ -13,8 +13,7 @@ pub mod dock;
 pub mod handheld;
 pub mod serial;
 
-use crate::config::Config;
-use crate::cycles::{self, CycleError, Disposition, Refusal, RouteCode, RouteFile};
+use crate::cycles::{self, CycleError, CycleSettings, Disposition, Refusal, RouteCode, RouteFile};
 use crate::domain::{DeviceRef, FieldRead, ReadMethod, ReadStatus, ReadType, RefusalReason};
 pub use crate::store::Via;
 use crate::store::{Db, DbError, GroupedError, MeterRow, NewRefusal, StoreError, UploadBatch};
@@ -24,6 +23,34 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// What the sync engine needs of the settings: what reading cycles need (it judges and stores reads
+/// through `cycles`) and `[docks]`. `config::Config` implements it; so does [`Settings`].
+pub trait SyncSettings: CycleSettings {
+    fn docks(&self) -> &DockConfig;
+}
+
+/// The settings the sync engine uses, alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub cycles: cycles::Settings,
+    pub docks: DockConfig,
+}
+
+impl CycleSettings for Settings {
+    fn validation(&self) -> &crate::vee::ValidationConfig {
+        &self.cycles.validation
+    }
+    fn reads(&self) -> &cycles::ReadsConfig {
+        &self.cycles.reads
+    }
+}
+
+impl SyncSettings for Settings {
+    fn docks(&self) -> &DockConfig {
+        &self.docks
+    }
+}
 
 /// `[docks]` settings.
 ///
@@ -157,7 +184,7 @@ impl RefusedRead {
 #[derive(Clone)]
 pub struct SyncService {
     db: Db,
-    config: Arc<Config>,
+    config: Arc<dyn SyncSettings>,
     /// HTTP uploads between judging and their commit. Judging runs ahead of the one writer; without
     /// a bound, judged batches of every handheld syncing at once would wait in memory. (Serial docks
     /// upload one batch at a time each, from their own threads.)
@@ -169,7 +196,7 @@ pub struct SyncService {
 const UPLOADS_IN_FLIGHT: usize = 16;
 
 impl SyncService {
-    pub fn new(db: Db, config: Arc<Config>) -> Self {
+    pub fn new(db: Db, config: Arc<dyn SyncSettings>) -> Self {
         Self {
             db,
             config,
@@ -181,8 +208,8 @@ impl SyncService {
         &self.db
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn config(&self) -> &dyn SyncSettings {
+        &*self.config
     }
 
     /// Validates and durably stores a batch of reads from a device state; returns only after the
@@ -330,7 +357,7 @@ impl SyncService {
     ) -> Result<Vec<RouteFile>, SyncError> {
         let (config, device) = (self.config.clone(), device_id.to_string());
         self.db
-            .call(move |s| routes_for_in(s, &config, &device, now))
+            .call(move |s| routes_for_in(s, &*config, &device, now))
             .await?
     }
 
@@ -342,7 +369,7 @@ impl SyncService {
     ) -> Result<Vec<RouteFile>, SyncError> {
         let (config, device) = (self.config.clone(), device_id.to_string());
         self.db
-            .call_blocking(move |s| routes_for_in(s, &config, &device, now))?
+            .call_blocking(move |s| routes_for_in(s, &*config, &device, now))?
     }
 
     /// The message codes handhelds carry (not retired).
@@ -414,7 +441,7 @@ fn codes_in(s: &mut crate::store::Store) -> Result<Vec<RouteCode>, SyncError> {
 
 fn routes_for_in(
     s: &mut crate::store::Store,
-    config: &Config,
+    config: &dyn CycleSettings,
     device: &str,
     now: NaiveDateTime,
 ) -> Result<Vec<RouteFile>, SyncError> {
@@ -444,7 +471,7 @@ fn routes_for_in(
 
 /// A batch of reads on its way to the writer.
 struct Upload {
-    config: Arc<Config>,
+    config: Arc<dyn SyncSettings>,
     device: String,
     state_id: u64,
     via: Via,
@@ -474,7 +501,7 @@ type UploadPart = (Vec<usize>, cycles::Judged);
 /// reads of each cycle.
 fn judge_upload(
     conn: &rusqlite::Connection,
-    config: &Config,
+    config: &dyn CycleSettings,
     device: &str,
     domain: Vec<FieldRead>,
     now: NaiveDateTime,
@@ -533,7 +560,7 @@ impl Upload {
             std::mem::take(&mut self.domain),
             self.now,
         );
-        move |conn| judge_upload(conn, &config, &device, domain, now)
+        move |conn| judge_upload(conn, &*config, &device, domain, now)
     }
 
     /// The upload's work inside its savepoint of a group commit on `db`'s writer.
@@ -568,10 +595,10 @@ impl Upload {
         let parts = match self.judged.take() {
             Some((judged_under, parts)) if judged_under == epoch => parts?,
             // The district changed since: judge here, on the writer.
-            Some(_) => judge_upload(conn, &self.config, device, self.rebuild_domain(), now)?,
+            Some(_) => judge_upload(conn, &*self.config, device, self.rebuild_domain(), now)?,
             None => {
                 let domain = std::mem::take(&mut self.domain);
-                judge_upload(conn, &self.config, device, domain, now)?
+                judge_upload(conn, &*self.config, device, domain, now)?
             }
         };
         self.store_parts(conn, parts)
@@ -821,7 +848,7 @@ fn complete_order(
             // A completed re-read comes back into the read it was ordered for, here where it
             // completes (not when a clerk next looks).
             let id = i64::try_from(order.order_id).unwrap_or_default();
-            crate::review::actions::fold_reread(conn, id, now).map_err(|e| {
+            crate::cycles::fold_reread(conn, id, now).map_err(|e| {
                 SyncError::Store(crate::store::StoreError::Invalid(format!(
                     "folding re-read order {id}: {e}"
                 )))
@@ -1160,7 +1187,7 @@ mod tests {
             .unwrap();
         let db = Db::start(store).unwrap();
         assert!(db.has_readers());
-        let sync = SyncService::new(db.clone(), Arc::new(Config::default()));
+        let sync = SyncService::new(db.clone(), Arc::new(Settings::default()));
         let read = msg::Read {
             device_seq: 1,
             meter_id: meter,

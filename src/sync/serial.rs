@@ -82,7 +82,7 @@ pub fn start_docks(
     board: &DockBoard,
 ) -> Result<Docks, SerialError> {
     let mut all: Vec<PathBuf> = paths.to_vec();
-    for p in discover(&service.config().docks)? {
+    for p in discover(service.config().docks())? {
         if !all.contains(&p) {
             all.push(p);
         }
@@ -125,7 +125,7 @@ fn run_dock(path: &Path, service: SyncService, board: DockBoard, stop: &AtomicBo
     let name = path.display().to_string();
     // Every line this dock logs (its dockings, their uploads) carries the port.
     let _span = tracing::info_span!("dock", port = %name).entered();
-    let config = service.config().docks.clone();
+    let config = service.config().docks().clone();
     let reopen = Duration::from_millis(config.reopen_interval_ms.max(50));
     let start = Instant::now();
     let ms = || start.elapsed().as_millis() as u64;

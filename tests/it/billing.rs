@@ -6,12 +6,13 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use chrono::{Months, NaiveDateTime};
 use clap::Parser;
+use meter_gateway::billing::BatchFormat as BillingFormat;
 use meter_gateway::billing::{
     self, Adjustment, AdjustmentKind, Batch, BillingError, BillingRecord, HoldSource, LineReadType,
 };
-use meter_gateway::cli::{BillingFormat, UserRole};
 use meter_gateway::config::Config;
 use meter_gateway::cycles::{self, CycleError};
+use meter_gateway::domain::UserRole;
 use meter_gateway::domain::{
     Account, AccountStatus, FieldRead, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadStatus,
     ReadType, Register, Route, Unit,

@@ -5,10 +5,10 @@
 //! Without chromium and chromedriver the test is skipped, unless the `CI` variable is set: then it fails
 //! (`.ci/run` installs them).
 
-use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
 use meter_gateway::demo::{self, DemoParams, Problem};
+use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, NewUserSecret, Store};
 use serde_json::{json, Value};

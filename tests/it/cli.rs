@@ -239,3 +239,50 @@ fn a_closed_output_pipe_ends_a_command_quietly_and_never_loses_a_token() {
     assert!(!out.status.success());
     assert!(ok(&db, &["user", "add", "billrun", "--role", "billing"]).contains("mgb_"));
 }
+
+/// A script tells the user's mistakes (2) from the gateway's or the system's failures (1).
+#[test]
+fn bad_input_exits_2_and_a_failure_of_the_database_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let code = |out: &Output| out.status.code();
+    // A CSV with a bad row: refused whole, the user's to fix.
+    let csv = dir.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        "account_id,name,service_address,status,rate_class,route_id,sequence\n\
+         A-1,Ann,1 Elm St,active,residential,R01,not-a-number\n",
+    )
+    .unwrap();
+    let out = run(&db, &["import", "accounts", csv.to_str().unwrap()]);
+    assert_eq!(
+        code(&out),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("accounts.csv:2"));
+    // A file that is not there, an unknown cycle, an unknown argument: the same.
+    let missing = dir.path().join("missing.csv");
+    let out = run(&db, &["import", "meters", missing.to_str().unwrap()]);
+    assert_eq!(code(&out), Some(2));
+    assert_eq!(code(&run(&db, &["cycle", "status", "2099-01"])), Some(2));
+    assert_eq!(code(&run(&db, &["cycle", "frobnicate"])), Some(2));
+    // A database file that is not a database: the command cannot work, whatever its input.
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![0x5a_u8; 64 * 1024]).unwrap();
+    let out = run(&corrupt, &["import", "accounts", csv.to_str().unwrap()]);
+    assert_eq!(
+        code(&out),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&corrupt, &["cycle", "status", "2026-11"]);
+    assert_eq!(
+        code(&out),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

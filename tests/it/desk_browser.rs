@@ -7,9 +7,9 @@
 
 use crate::browser::{find_in_path, free_port, http, KillOnDrop, WebDriver};
 use chrono::{Datelike, Duration as Days, Local};
-use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::demo::{self, DemoParams};
+use meter_gateway::domain::UserRole;
 use meter_gateway::serve;
 use meter_gateway::store::{Db, NewUserSecret, Store};
 use serde_json::{json, Value};

@@ -10,6 +10,7 @@ mod desk_browser;
 mod field_browser;
 mod fixture;
 mod http_api;
+mod layers;
 mod review;
 mod security;
 mod store;

@@ -7,10 +7,10 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use meter_gateway::billing;
-use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
 use meter_gateway::domain::ReadType;
+use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{
     self, billing_token_for_tests, device_token_for_tests, sign_in_session_for_tests,
 };

@@ -5,10 +5,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use meter_gateway::cli::UserRole;
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
 use meter_gateway::domain::ReadType;
+use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, NewUserSecret, Store};
 use serde_json::{json, Value};
@@ -383,7 +383,7 @@ async fn csv_files_for_people_never_start_a_cell_with_a_formula() {
     }
     let mut listing = Vec::new();
     let rows = cycles::list_reads(&Store::open(&d.path).unwrap(), CYCLE).unwrap();
-    cycles::write_reads(&rows, meter_gateway::cli::ReadsFormat::Csv, &mut listing).unwrap();
+    cycles::write_reads(&rows, cycles::ReadsFormat::Csv, &mut listing).unwrap();
     files.push((
         "reads --format csv".into(),
         String::from_utf8(listing).unwrap(),

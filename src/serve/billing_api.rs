@@ -1,7 +1,6 @@
 //! `GET /api/v1/cycles/{id}/billing?format=jsonl|csv&version=N`: the batch for a billing user.
 
-use super::{write_batch, BillingError};
-use crate::cli::BillingFormat;
+use crate::billing::{write_batch, BatchFormat as BillingFormat, BillingError};
 use crate::serve::{AppError, AppState, BillingUser};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
@@ -15,7 +14,7 @@ struct BatchQuery {
     version: Option<u32>,
 }
 
-/// The billing export's routes (merged into the daemon's router by `serve`).
+/// The billing export's routes (merged into the daemon's router).
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/cycles/{id}/billing", get(batch))
 }
@@ -39,7 +38,7 @@ async fn batch(
     let (bytes, checksum, batch_version, cycle_status) = state
         .db
         .call(move |s| -> Result<_, BillingError> {
-            let b = super::open_batch(s, &cycle_id, version)?;
+            let b = crate::billing::open_batch(s, &cycle_id, version)?;
             let mut out = Vec::new();
             write_batch(&b, format, &mut out)?;
             let status = crate::store::billing::cycle_status(s.conn(), &cycle_id)?;

@@ -1,5 +1,11 @@
-//! The command line: parses arguments and hands each command to the module that owns it.
-//! Thin on purpose: no logic here beyond dispatch.
+//! The command line: the only module that knows clap. Parses arguments, maps them onto the plain
+//! arguments of the modules below, and runs each command (a file per command group: `cycles`, `cis`,
+//! `billing`, `serve`), reading the clock once, at this edge.
+
+mod billing;
+mod cis;
+mod cycles;
+mod serve;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -12,6 +18,85 @@ macro_rules! say {
     }};
 }
 pub(crate) use say;
+
+/// Marks an error as the user's to fix (an argument, an input file, the settings file): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BadInput(#[from] anyhow::Error);
+
+/// `e` as the user's to fix.
+pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e.into()))
+}
+
+/// How a command failed, which its exit status tells a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Input the command refuses: a bad argument, an input or settings file it cannot take (a bad
+    /// CSV row, a missing file), an id that names nothing, a step out of order (closing a cycle
+    /// with open exceptions). Exit code 2, as clap's for a usage error.
+    Input,
+    /// Anything else: the database (unreadable, corrupt, full), the system. Exit code 1.
+    Internal,
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Failure::Input => 2,
+            Failure::Internal => 1,
+        }
+    }
+
+    /// Sorts a command's error by the first typed error in its chain: the modules' errors say
+    /// whether the store failed (internal) or the input was refused.
+    pub fn of(e: &anyhow::Error) -> Failure {
+        use crate::store::StoreError;
+        let store = |e: &StoreError| match e {
+            StoreError::Invalid(_) => Failure::Input,
+            _ => Failure::Internal,
+        };
+        let cycle = |e: &crate::cycles::CycleError| match e {
+            crate::cycles::CycleError::Store(e) => store(e),
+            _ => Failure::Input,
+        };
+        for cause in e.chain() {
+            if cause.is::<BadInput>()
+                || cause.is::<crate::config::ConfigError>()
+                || cause.is::<crate::text::UnsafeText>()
+            {
+                return Failure::Input;
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cis::ImportError>() {
+                return match e {
+                    crate::cis::ImportError::Store(e) => store(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cis::ExportError>() {
+                return match e {
+                    crate::cis::ExportError::Store(e) => store(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<crate::cycles::CycleError>() {
+                return cycle(e);
+            }
+            if let Some(e) = cause.downcast_ref::<crate::billing::BillingError>() {
+                return match e {
+                    crate::billing::BillingError::Store(e) => store(e),
+                    crate::billing::BillingError::Cycle(e) => cycle(e),
+                    _ => Failure::Input,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<StoreError>() {
+                return store(e);
+            }
+        }
+        Failure::Internal
+    }
+}
 
 /// Whether a command failed only because whoever read its output went away (`| head`).
 pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
@@ -135,13 +220,23 @@ pub enum DeviceAction {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum UserRole {
+pub enum Role {
     /// Works the exception queue, field orders and reports (signs in with a password).
     Clerk,
     /// A clerk who also approves leak credits above the District's limit (signs in with a password).
     Admin,
     /// The billing run: fetches closed cycles' batches with an API token.
     Billing,
+}
+
+impl From<Role> for crate::domain::UserRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Clerk => crate::domain::UserRole::Clerk,
+            Role::Admin => crate::domain::UserRole::Admin,
+            Role::Billing => crate::domain::UserRole::Billing,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +248,7 @@ pub enum UserAction {
         name: String,
         /// What the user may do.
         #[arg(long, value_enum)]
-        role: UserRole,
+        role: Role,
         /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
@@ -199,6 +294,16 @@ pub struct DemoArgs {
     /// Start only the daemon, no simulated handhelds.
     #[arg(long)]
     pub no_handhelds: bool,
+}
+
+impl From<DemoArgs> for crate::demo::show::Options {
+    fn from(a: DemoArgs) -> Self {
+        crate::demo::show::Options {
+            accounts: a.accounts,
+            seed: a.seed,
+            no_handhelds: a.no_handhelds,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,20 +373,21 @@ pub enum ExportCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ExportWhat {
-    Accounts,
-    Meters,
-    History,
-    Codes,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum BillingFormat {
     /// JSON lines: a header, then one record per account.
     Jsonl,
     /// CSV with a header row, one row per account and meter.
     Csv,
+}
+
+impl From<BillingFormat> for crate::billing::BatchFormat {
+    fn from(f: BillingFormat) -> Self {
+        match f {
+            BillingFormat::Jsonl => crate::billing::BatchFormat::Jsonl,
+            BillingFormat::Csv => crate::billing::BatchFormat::Csv,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +438,15 @@ pub enum ReadsFormat {
     Json,
 }
 
+impl From<ReadsFormat> for crate::cycles::ReadsFormat {
+    fn from(f: ReadsFormat) -> Self {
+        match f {
+            ReadsFormat::Csv => crate::cycles::ReadsFormat::Csv,
+            ReadsFormat::Json => crate::cycles::ReadsFormat::Json,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReadsArgs {
     /// The cycle id, e.g. 2026-11.
@@ -358,17 +473,12 @@ pub struct RouteArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The global options once defaults are applied.
-struct Resolved {
-    db: PathBuf,
-}
-
 /// Entry point used by `main.rs`.
 pub fn main() -> anyhow::Result<()> {
     // Ids, names, reasons and paths alike: no NUL (the OS cannot pass one) and no bidirectional
     // control character, whatever the command (`crate::text`).
     for (position, arg) in std::env::args_os().enumerate().skip(1) {
-        crate::text::check_arg(position, &arg)?;
+        crate::text::check_arg(position, &arg).map_err(bad_input)?;
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -381,65 +491,83 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = crate::config::Config::load(cli.config.as_deref())?;
+    let config = crate::config::Config::load(cli.config.as_deref()).map_err(bad_input)?;
     let Cli { db, command, .. } = cli;
     // The demo runs on a temporary database unless `--db` says where to keep it; every other command
     // works on `meter-gateway.db` in the working directory by default.
     let db = match command {
-        Command::Demo(args) => return crate::demo::show::run(db.as_deref(), config, &args),
+        Command::Demo(args) => return crate::demo::show::run(db.as_deref(), config, &args.into()),
         _ => db.unwrap_or_else(|| PathBuf::from("meter-gateway.db")),
     };
     dispatch(&db, command, config)
 }
 
 fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyhow::Result<()> {
-    let cli = Resolved {
-        db: db.to_path_buf(),
-    };
+    use crate::cis::Table;
     match command {
-        Command::Demo(args) => crate::demo::show::run(Some(db), config, &args),
+        Command::Demo(args) => crate::demo::show::run(Some(db), config, &args.into()),
         Command::Import {
             what: ImportWhat::Reads { cycle, file },
-        } => crate::cycles::cli_import_reads(&cli.db, &config, &cycle, &file),
-        Command::Import { what } => crate::cis::cli_import(&cli.db, &what),
+        } => cycles::import_reads(db, &config, &cycle, &file),
+        Command::Import { what } => cis::import(db, &what),
         Command::Export { what } => match what {
-            ExportCommand::Accounts { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Accounts, &file)
-            }
-            ExportCommand::Meters { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Meters, &file)
-            }
-            ExportCommand::History { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::History, &file)
-            }
-            ExportCommand::Codes { file } => {
-                crate::cis::cli_export(&cli.db, ExportWhat::Codes, &file)
-            }
+            ExportCommand::Accounts { file } => cis::export(db, Table::Accounts, &file),
+            ExportCommand::Meters { file } => cis::export(db, Table::Meters, &file),
+            ExportCommand::History { file } => cis::export(db, Table::History, &file),
+            ExportCommand::Codes { file } => cis::export(db, Table::Codes, &file),
             ExportCommand::Billing {
                 cycle,
                 format,
                 file,
-            } => crate::billing::cli_export_billing(&cli.db, &cycle, format, file.as_deref()),
+            } => billing::export(db, &cycle, format.into(), file.as_deref()),
         },
-        Command::Backup { file } => crate::store::cli_backup(&cli.db, &file),
+        Command::Backup { file } => backup(db, &file),
         Command::Cycle {
             action: CycleAction::Close { id, hold },
-        } => crate::billing::cli_close(&cli.db, &config, &id, &hold),
+        } => billing::close(db, &config, &id, &hold),
         Command::Cycle {
             action: CycleAction::Reopen { id, reason },
-        } => crate::billing::cli_reopen(&cli.db, &id, &reason),
-        Command::Cycle { action } => crate::cycles::cli_cycle(&cli.db, &config, &action),
-        Command::Reads(args) => crate::cycles::cli_reads(&cli.db, &args),
-        Command::Route(args) => crate::cycles::cli_route(&cli.db, &config, &args),
-        Command::Serve(args) => crate::serve::cli_serve(&cli.db, config, &args),
-        Command::Device { action } => crate::serve::cli_device(&cli.db, &action),
+        } => billing::reopen(db, &id, &reason),
+        Command::Cycle { action } => cycles::cycle(db, &config, &action),
+        Command::Reads(args) => cycles::reads(db, &args),
+        Command::Route(args) => cycles::route(db, &config, &args),
+        Command::Serve(args) => serve::serve(db, config, &args),
+        Command::Device { action } => serve::device(db, &action),
         Command::Assign {
             cycle,
             route,
             device,
-        } => crate::serve::cli_assign(&cli.db, &cycle, &route, &device),
-        Command::User { action } => crate::serve::cli_user(&cli.db, &action),
+        } => serve::assign(db, &cycle, &route, &device),
+        Command::User { action } => serve::user(db, &action),
     }
+}
+
+/// The CLI's one reading of the clock, as district local time.
+fn now() -> chrono::NaiveDateTime {
+    chrono::Local::now().naive_local()
+}
+
+/// Who the audit log names for a command run at the CLI: `cli:$USER`.
+fn actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|| "cli".to_string())
+}
+
+/// `meter-gateway backup FILE`.
+fn backup(db: &Path, file: &Path) -> anyhow::Result<()> {
+    let report = crate::store::backup_database(db, file)?;
+    say!(
+        "backed up {} to {} ({} pages, {} bytes, schema version {})",
+        db.display(),
+        report.path.display(),
+        report.pages,
+        report.bytes,
+        report.schema_version
+    );
+    Ok(())
 }
 
 #[cfg(test)]
