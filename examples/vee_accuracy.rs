@@ -6,7 +6,9 @@
 //! tolerance settings, so the defaults are chosen on evidence.
 //!
 //! `cargo run --release --example vee_accuracy -- [ACCOUNTS] [SEEDS] [curve]` (default 5000
-//! accounts, 3 seeds; `curve` adds the settings curve).
+//! accounts, 3 seeds; `curve` adds the settings curve: each row changes one setting from the
+//! defaults, or, for the combined rows, sets `spread_factor` and `prior_spread` and scales every
+//! class's absolute margin by the factor shown).
 
 use anyhow::Context;
 use chrono::{Duration, NaiveDate};

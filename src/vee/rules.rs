@@ -819,8 +819,17 @@ fn band_text(used: i64, days: i64, e: &Expectation, unit: Unit) -> String {
     } else {
         String::new()
     };
+    let own = match e.own_max {
+        Some(m) if e.high_is_own_max && used as f64 > e.high => {
+            format!(
+                "; its most at this time of year in past years was {} {unit}",
+                amount(m)
+            )
+        }
+        _ => String::new(),
+    };
     format!(
-        "used {used} {unit} in {days} days; expected {} {unit} ({}){season}; {ratio}; band {}–{} {unit}",
+        "used {used} {unit} in {days} days; expected {} {unit} ({}){season}; {ratio}; band {}–{} {unit}{own}",
         amount(e.expected),
         e.basis,
         amount(e.low),
