@@ -8,6 +8,8 @@ pub use crate::vee::{Tolerance, ValidationConfig};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The district's time zone (owned by `clock`).
+    pub district: crate::clock::DistrictConfig,
     pub validation: ValidationConfig,
     /// Which reads are taken at all: read-time bounds, off-route policy (owned by `cycles`).
     pub reads: crate::cycles::ReadsConfig,
@@ -119,6 +121,23 @@ mod tests {
     fn a_misspelt_setting_is_refused() {
         assert!(Config::parse("[validation]\ntolerence = 1\n").is_err());
         assert!(Config::parse("[validation.tolerance.residential]\npercnt = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_district_time_zone_is_an_iana_name_and_an_unknown_one_is_refused_with_its_key() {
+        use crate::clock::DistrictZone;
+        assert_eq!(
+            Config::default().district.time_zone,
+            DistrictZone::HostLocal
+        );
+        let c = Config::parse("[district]\ntime_zone = \"America/Los_Angeles\"\n").unwrap();
+        assert_eq!(
+            c.district.time_zone,
+            DistrictZone::Named(chrono_tz::Tz::America__Los_Angeles)
+        );
+        let err = Config::parse("[district]\ntime_zone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(err.to_string().contains("time_zone"), "{err}");
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod billing;
 pub mod cis;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod csv_out;
 pub mod cycles;

@@ -1,15 +1,22 @@
 //! `meter-gateway cycle close|reopen` and `export billing`.
 
-use super::{actor, now, say};
+use super::{actor, say};
 use crate::billing::{close_cycle_by, open_batch, reopen_cycle, write_batch, BatchFormat};
+use crate::clock::DistrictClock;
 use crate::config::Config;
 use crate::store::Store;
 use std::io::Write;
 use std::path::Path;
 
-pub fn close(db: &Path, config: &Config, id: &str, hold: &[String]) -> anyhow::Result<()> {
+pub fn close(
+    db: &Path,
+    config: &Config,
+    id: &str,
+    hold: &[String],
+    clock: &DistrictClock,
+) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
-    let r = close_cycle_by(&mut store, config, id, hold, &actor(), now())?;
+    let r = close_cycle_by(&mut store, config, id, hold, &actor(), clock.now_local())?;
     say!(
         "closed cycle {}: batch version {}, {} account record(s), {} meter line(s), {} HCF, \
          adjustments {}; {} missing read(s) estimated",
@@ -28,9 +35,9 @@ pub fn close(db: &Path, config: &Config, id: &str, hold: &[String]) -> anyhow::R
     Ok(())
 }
 
-pub fn reopen(db: &Path, id: &str, reason: &str) -> anyhow::Result<()> {
+pub fn reopen(db: &Path, id: &str, reason: &str, clock: &DistrictClock) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
-    let r = reopen_cycle(&mut store, id, reason, &actor(), now())?;
+    let r = reopen_cycle(&mut store, id, reason, &actor(), clock.now_local())?;
     say!(
         "reopened cycle {} (batch version {} stays the latest until the cycle closes again; {} history \
          row(s) taken back)",

@@ -1,6 +1,7 @@
 //! `meter-gateway cycle open|status`, `import reads`, `reads`, `route`.
 
-use super::{now, say, CycleAction, ReadsArgs, RouteArgs};
+use super::{say, CycleAction, ReadsArgs, RouteArgs};
+use crate::clock::DistrictClock;
 use crate::config::Config;
 use crate::cycles::{
     cycle_status, import_reads as import_file, list_reads, open_cycle, route_file, write_reads,
@@ -20,7 +21,7 @@ fn output(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-pub fn cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::Result<()> {
+pub fn cycle(db: &Path, action: &CycleAction, clock: &DistrictClock) -> anyhow::Result<()> {
     match action {
         CycleAction::Open {
             id,
@@ -29,7 +30,7 @@ pub fn cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::Resul
             routes,
         } => {
             let mut store = Store::open(db)?;
-            let c = open_cycle(&mut store, id, *from, *to, routes, now())?;
+            let c = open_cycle(&mut store, id, *from, *to, routes, clock.now_local())?;
             say!(
                 "opened cycle {} ({} – {}) on {} route(s): {}",
                 c.id,
@@ -101,9 +102,15 @@ pub fn cycle(db: &Path, _config: &Config, action: &CycleAction) -> anyhow::Resul
     Ok(())
 }
 
-pub fn import_reads(db: &Path, config: &Config, cycle: &str, file: &Path) -> anyhow::Result<()> {
+pub fn import_reads(
+    db: &Path,
+    config: &Config,
+    cycle: &str,
+    file: &Path,
+    clock: &DistrictClock,
+) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
-    let report = import_file(&mut store, config, cycle, file, now())?;
+    let report = import_file(&mut store, config, cycle, file, clock.now_local())?;
     for note in &report.notes {
         eprintln!("{note}");
     }

@@ -105,6 +105,7 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+use crate::clock::DistrictClock;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
@@ -504,11 +505,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyhow::Result<()> {
     use crate::cis::Table;
+    // The CLI's clock, read at the edge, in the district's time zone (`[district] time_zone`).
+    let clock = &DistrictClock::system(config.district.time_zone);
     match command {
         Command::Demo(args) => crate::demo::show::run(Some(db), config, &args.into()),
         Command::Import {
             what: ImportWhat::Reads { cycle, file },
-        } => cycles::import_reads(db, &config, &cycle, &file),
+        } => cycles::import_reads(db, &config, &cycle, &file, clock),
         Command::Import { what } => cis::import(db, &what),
         Command::Export { what } => match what {
             ExportCommand::Accounts { file } => cis::export(db, Table::Accounts, &file),
@@ -524,27 +527,22 @@ fn dispatch(db: &Path, command: Command, config: crate::config::Config) -> anyho
         Command::Backup { file } => backup(db, &file),
         Command::Cycle {
             action: CycleAction::Close { id, hold },
-        } => billing::close(db, &config, &id, &hold),
+        } => billing::close(db, &config, &id, &hold, clock),
         Command::Cycle {
             action: CycleAction::Reopen { id, reason },
-        } => billing::reopen(db, &id, &reason),
-        Command::Cycle { action } => cycles::cycle(db, &config, &action),
+        } => billing::reopen(db, &id, &reason, clock),
+        Command::Cycle { action } => cycles::cycle(db, &action, clock),
         Command::Reads(args) => cycles::reads(db, &args),
         Command::Route(args) => cycles::route(db, &config, &args),
-        Command::Serve(args) => serve::serve(db, config, &args),
-        Command::Device { action } => serve::device(db, &action),
+        Command::Serve(args) => serve::serve(db, config, &args, clock),
+        Command::Device { action } => serve::device(db, &action, clock),
         Command::Assign {
             cycle,
             route,
             device,
-        } => serve::assign(db, &cycle, &route, &device),
-        Command::User { action } => serve::user(db, &action),
+        } => serve::assign(db, &cycle, &route, &device, clock),
+        Command::User { action } => serve::user(db, &action, clock),
     }
-}
-
-/// The CLI's one reading of the clock, as district local time.
-fn now() -> chrono::NaiveDateTime {
-    chrono::Local::now().naive_local()
 }
 
 /// Who the audit log names for a command run at the CLI: `cli:$USER`.

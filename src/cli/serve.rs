@@ -1,7 +1,8 @@
 //! `meter-gateway serve`, `device`, `assign`, `user`.
 
-use super::{actor, bad_input, now, say, DeviceAction, ServeArgs, UserAction};
+use super::{actor, bad_input, say, DeviceAction, ServeArgs, UserAction};
 use crate::auth::DeviceToken;
+use crate::clock::DistrictClock;
 use crate::config::Config;
 use crate::domain::UserRole;
 use crate::serve::{auth, health, run, shutdown_signal, AppState};
@@ -13,7 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `meter-gateway serve`.
-pub fn serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+pub fn serve(
+    db: &Path,
+    config: Config,
+    args: &ServeArgs,
+    clock: &DistrictClock,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gateway")
@@ -32,8 +38,8 @@ pub fn serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<()> 
     }
     // Re-reads completed before folding happened where orders complete come back into their reads
     // once, here, rather than on a clerk's page.
-    let folded =
-        db.call_blocking(|s| crate::cycles::apply_completed_rereads(s, auth::now_local()))??;
+    let now = clock.now_local();
+    let folded = db.call_blocking(move |s| crate::cycles::apply_completed_rereads(s, now))??;
     if folded > 0 {
         tracing::info!(folded, "completed re-reads folded back into their reads");
     }
@@ -81,12 +87,12 @@ pub fn serve(db: &Path, config: Config, args: &ServeArgs) -> anyhow::Result<()> 
 }
 
 /// `meter-gateway device add|list`.
-pub fn device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
+pub fn device(db: &Path, action: &DeviceAction, clock: &DistrictClock) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
     match action {
         DeviceAction::Add { device_id } => {
             let token = DeviceToken::generate(device_id.trim())?;
-            store.add_device(&token, now())?;
+            store.add_device(&token, clock.now_local())?;
             // One line, written and flushed before the command succeeds: a token nobody could
             // read (the output closed) undoes the registration rather than leave a device whose
             // secret is lost.
@@ -103,7 +109,7 @@ pub fn device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
             }
         }
         DeviceAction::Retire { device_id, reason } => {
-            store.retire_device(device_id, &actor(), reason, now())?;
+            store.retire_device(device_id, &actor(), reason, clock.now_local())?;
             say!(
                 "retired handheld {device_id}: its token is refused from now on (its reads are kept)"
             );
@@ -111,7 +117,7 @@ pub fn device(db: &Path, action: &DeviceAction) -> anyhow::Result<()> {
         DeviceAction::Rotate { device_id } => {
             let token = DeviceToken::generate(device_id.trim())?;
             // Shown before the change commits: a token nobody could read leaves the old one working.
-            store.rotate_device(&token, &actor(), now(), || {
+            store.rotate_device(&token, &actor(), clock.now_local(), || {
                 print_secret(&format!(
                     "new token for handheld {} (shown once; enter it on the handheld; the old one is \
                      refused from now on): {token}",
@@ -165,9 +171,15 @@ fn print_secret(line: &str) -> io::Result<()> {
 }
 
 /// `meter-gateway assign --cycle ID --route R --device D`.
-pub fn assign(db: &Path, cycle: &str, route: &str, device: &str) -> anyhow::Result<()> {
+pub fn assign(
+    db: &Path,
+    cycle: &str,
+    route: &str,
+    device: &str,
+    clock: &DistrictClock,
+) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
-    store.assign_route(cycle, route, device, now())?;
+    store.assign_route(cycle, route, device, clock.now_local())?;
     say!("route {route} of cycle {cycle} assigned to {device}");
     Ok(())
 }
@@ -197,7 +209,7 @@ fn trim_newline(s: &str) -> &str {
 }
 
 /// `meter-gateway user add|list`.
-pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
+pub fn user(db: &Path, action: &UserAction, clock: &DistrictClock) -> anyhow::Result<()> {
     let mut store = Store::open(db)?;
     match action {
         UserAction::Add {
@@ -214,7 +226,12 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                     )));
                 }
                 let (token, hash) = auth::new_billing_token()?;
-                store.add_user(name, *role, NewUserSecret::TokenSha256(&hash), now())?;
+                store.add_user(
+                    name,
+                    *role,
+                    NewUserSecret::TokenSha256(&hash),
+                    clock.now_local(),
+                )?;
                 let shown = print_secret(&format!(
                     "created billing user {name}; API token (shown once; send it as \
                      `Authorization: Bearer TOKEN`): {token}"
@@ -228,12 +245,17 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
             } else {
                 let password = read_password(*password_stdin)?;
                 let hash = auth::hash_password(&password)?;
-                store.add_user(name, *role, NewUserSecret::PasswordHash(&hash), now())?;
+                store.add_user(
+                    name,
+                    *role,
+                    NewUserSecret::PasswordHash(&hash),
+                    clock.now_local(),
+                )?;
                 say!("created {} {name}", crate::store::role_text(*role));
             }
         }
         UserAction::Disable { name, reason } => {
-            let c = store.disable_user(name, &actor(), reason, now())?;
+            let c = store.disable_user(name, &actor(), reason, clock.now_local())?;
             say!(
                 "disabled {name}: {} session(s) ended, {} API token(s) revoked",
                 c.sessions_ended,
@@ -241,7 +263,7 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
             );
         }
         UserAction::Enable { name, reason } => {
-            store.enable_user(name, &actor(), reason, now())?;
+            store.enable_user(name, &actor(), reason, clock.now_local())?;
             say!("enabled {name}");
         }
         UserAction::ResetPassword {
@@ -267,7 +289,7 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                     name,
                     NewUserSecret::TokenSha256(&hash),
                     &actor,
-                    now(),
+                    clock.now_local(),
                     || {
                         print_secret(&format!(
                         "new API token for billing user {name} (shown once; the old one is refused \
@@ -282,7 +304,7 @@ pub fn user(db: &Path, action: &UserAction) -> anyhow::Result<()> {
                     name,
                     NewUserSecret::PasswordHash(&hash),
                     &actor,
-                    now(),
+                    clock.now_local(),
                     || Ok(()),
                 )?;
                 say!(

@@ -56,7 +56,8 @@ pub struct Options {
 }
 
 pub fn run(db: Option<&Path>, config: Config, args: &Options) -> anyhow::Result<()> {
-    let now = chrono::Local::now().naive_local();
+    // The demo's one reading of the clock, in the district's time zone.
+    let now = crate::clock::DistrictClock::system(config.district.time_zone).now_local();
     let (path, temp) = database(db)?;
     let (district, handhelds, logins) = if path.exists() {
         println!(

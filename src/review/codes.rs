@@ -6,7 +6,7 @@ use super::html::{beside, notice, page, typed, url, FormError, Viewer};
 use super::orders::{save_code, set_code_retired, CodeForm, CATEGORIES};
 use super::{act, form_error, read, viewer, REFUSED};
 use crate::domain::MessageCode;
-use crate::serve::auth::{check_csrf, now_local, ClerkUser};
+use crate::serve::auth::{check_csrf, ClerkUser};
 use crate::serve::error::AppError;
 use crate::serve::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -108,7 +108,7 @@ pub async fn create(
     Form(f): Form<CodeFormData>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let (now, actor) = (now_local(), user.name.clone());
+    let (now, actor) = (state.now_local(), user.name.clone());
     let typed_in = [
         ("code", f.code.clone()),
         ("category", f.category.clone()),
@@ -153,7 +153,7 @@ pub async fn edit(
     Form(f): Form<CodeFormData>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let (now, actor) = (now_local(), user.name.clone());
+    let (now, actor) = (state.now_local(), user.name.clone());
     let form = format!("code-{code}");
     let typed_in = [
         ("category", f.category.clone()),

@@ -11,7 +11,7 @@ use super::tariff::{to_hcf, Bill};
 use super::{act, form_error, read, viewer, REFUSED};
 use crate::config::Config;
 use crate::domain::{ReadKind, ReadStatus};
-use crate::serve::auth::{check_csrf, now_local, ClerkUser};
+use crate::serve::auth::{check_csrf, ClerkUser};
 use crate::serve::error::AppError;
 use crate::serve::state::AppState;
 use crate::store::review as sql;
@@ -700,7 +700,7 @@ pub async fn post_action(
     Form(f): Form<ActionForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let now = now_local();
+    let now = state.now_local();
     let config = state.config.clone();
     let actor = user.name.clone();
     let admin = user.role == crate::domain::UserRole::Admin;

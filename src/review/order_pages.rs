@@ -3,7 +3,7 @@
 use super::html::{beside, notice, page, typed, FormError, Viewer};
 use super::orders::{cancel_order, complete_order, create_order, kind_label, MeterChange, KINDS};
 use super::{act, actions::ReviewError, form_error, read, viewer, REFUSED};
-use crate::serve::auth::{check_csrf, now_local, ClerkUser};
+use crate::serve::auth::{check_csrf, ClerkUser};
 use crate::serve::error::AppError;
 use crate::serve::state::AppState;
 use crate::store::review as sql;
@@ -192,7 +192,7 @@ pub async fn create(
     Form(f): Form<OrderForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let (now, actor) = (now_local(), user.name.clone());
+    let (now, actor) = (state.now_local(), user.name.clone());
     let typed_in = [
         ("kind", f.kind.clone()),
         ("account_id", f.account_id.clone()),
@@ -263,7 +263,7 @@ pub async fn post_action(
     Form(f): Form<OrderForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let (now, actor) = (now_local(), user.name.clone());
+    let (now, actor) = (state.now_local(), user.name.clone());
     let config = state.config.review.clone();
     let typed_in = [
         ("final_reading", f.final_reading.clone()),

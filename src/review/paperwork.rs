@@ -7,7 +7,7 @@
 use super::html::{beside, money, notice, page, typed, FormError, Viewer};
 use super::orders::KINDS;
 use super::{act, form_error, read, viewer, REFUSED};
-use crate::serve::auth::{check_csrf, now_local, ClerkUser};
+use crate::serve::auth::{check_csrf, ClerkUser};
 use crate::serve::error::AppError;
 use crate::serve::state::AppState;
 use crate::store::review::{self as sql, AuditEntry, NoticeAccount};
@@ -167,7 +167,7 @@ pub async fn notices(
     user: ClerkUser,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, AppError> {
-    let today = now_local().date();
+    let today = state.now_local().date();
     let p = state.config.paperwork.clone();
     let ids = account_ids(&q.accounts);
     let checked = (|| {
@@ -394,7 +394,7 @@ pub async fn record_tag(
     Form(f): Form<TagForm>,
 ) -> Result<Response, AppError> {
     check_csrf(&user, &f.csrf)?;
-    let (now, actor) = (now_local(), user.name.clone());
+    let (now, actor) = (state.now_local(), user.name.clone());
     let typed_in = [
         ("kind", f.kind.clone()),
         ("account", f.account.clone()),

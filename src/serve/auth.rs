@@ -206,11 +206,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The district-local wall clock, read at the edge (handlers and extractors), never in logic.
-pub fn now_local() -> NaiveDateTime {
-    chrono::Local::now().naive_local()
-}
-
 /// What to answer a request without a session: a browser asking for a page goes to the sign-in page,
 /// anything else gets 401.
 fn not_signed_in(parts: &Parts) -> AppError {
@@ -236,7 +231,7 @@ async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<ClerkUse
         return Ok(None);
     };
     let hash = sha256_hex(id.as_bytes());
-    let now = now_local();
+    let now = state.now_local();
     // On a read-only connection: a clerk's page never waits behind the writer (handhelds' uploads).
     let user = state
         .db
@@ -362,7 +357,7 @@ pub async fn sign_in_session_for_tests(
         role != UserRole::Billing,
         "billing users have tokens, not sessions"
     );
-    let now = now_local();
+    let now = state.now_local();
     let owned = name.to_string();
     state
         .db
@@ -387,7 +382,7 @@ pub async fn sign_in_session_for_tests(
 #[doc(hidden)]
 pub async fn billing_token_for_tests(state: &AppState, name: &str) -> String {
     let (token, hash) = new_billing_token().expect("random token");
-    let (owned, now) = (name.to_string(), now_local());
+    let (owned, now) = (name.to_string(), state.now_local());
     state
         .db
         .call(move |s| {
@@ -409,7 +404,7 @@ pub async fn billing_token_for_tests(state: &AppState, name: &str) -> String {
 #[doc(hidden)]
 pub async fn device_token_for_tests(state: &AppState, device_id: &str) -> String {
     let token = DeviceToken::generate(device_id).expect("random token");
-    let (t, now) = (token.clone(), now_local());
+    let (t, now) = (token.clone(), state.now_local());
     state
         .db
         .call(move |s| s.add_device(&t, now))

@@ -6,7 +6,7 @@
 //! ISO 8601 date-times. Protocol 2 (PROTOCOL.md §4): every call names the handheld's state id, a
 //! repeated sequence number or batch id is "already received" only for the same content.
 
-use super::auth::{now_local, ClerkUser, DeviceAuth};
+use super::auth::{ClerkUser, DeviceAuth};
 use super::error::AppError;
 use super::AppState;
 use crate::cycles::Refusal;
@@ -68,7 +68,7 @@ async fn get_routes(
 ) -> Result<Json<RoutesJson>, AppError> {
     let routes = state
         .sync
-        .routes_for(&device.device_id, now_local())
+        .routes_for(&device.device_id, state.now_local())
         .await
         .map_err(sync_error)?;
     tracing::info!(device = %device.device_id, routes = routes.len(), "routes sent over HTTP");
@@ -96,7 +96,8 @@ async fn post_hello(
         }
     }
     // Whole seconds: the protocol's clock (PROTOCOL.md §4).
-    let now = chrono::Timelike::with_nanosecond(&now_local(), 0).unwrap_or_else(now_local);
+    let now = state.now_local();
+    let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
     let from = Uploader {
         device_id: &device.device_id,
         state_id,
@@ -155,7 +156,7 @@ async fn post_reads(
     };
     let receipt: UploadReceipt = state
         .sync
-        .upload_with_malformed(from, Some(&batch), reads, malformed, now_local())
+        .upload_with_malformed(from, Some(&batch), reads, malformed, state.now_local())
         .await
         .map_err(sync_error)?;
     if let Some(message) = receipt.batch_conflict.clone() {

@@ -12,7 +12,7 @@
 //! page again, saying so.
 
 use super::auth::{
-    check_csrf, client_address, cookie, cookie_header, now_local, random_hex, start_session,
+    check_csrf, client_address, cookie, cookie_header, random_hex, start_session,
     verify_password_in, ClerkUser, LOGIN_CSRF_COOKIE, MAX_PASSWORD_CHARS, SESSION_COOKIE,
 };
 use super::error::AppError;
@@ -175,7 +175,7 @@ async fn login(
             Some(CSRF_MESSAGE),
         );
     }
-    let now = now_local();
+    let now = state.now_local();
     let client = client.0;
     let turn = match state.signin.turn(&state.db, &name, &client, now).await {
         Ok(t) => t,

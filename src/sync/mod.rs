@@ -189,6 +189,8 @@ pub struct SyncService {
     /// a bound, judged batches of every handheld syncing at once would wait in memory. (Serial docks
     /// upload one batch at a time each, from their own threads.)
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// What time it is in the district, for the serial docks (the HTTP API's handlers pass theirs).
+    clock: crate::clock::DistrictClock,
 }
 
 /// Uploads judged or being judged at once (each holds its judged batch until its group commits);
@@ -201,7 +203,20 @@ impl SyncService {
             db,
             config,
             in_flight: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
+            clock: crate::clock::DistrictClock::default(),
         }
+    }
+
+    /// The same engine reading `clock` (the daemon's: the district's zone); without it, the system
+    /// clock in the host's zone.
+    pub fn with_clock(mut self, clock: crate::clock::DistrictClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the serial docks read.
+    pub fn clock(&self) -> &crate::clock::DistrictClock {
+        &self.clock
     }
 
     pub fn db(&self) -> &Db {

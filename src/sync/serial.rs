@@ -1,6 +1,6 @@
 //! Serial docks: one thread per cradle port, moving bytes between the port and a
-//! [`DockSession`](super::dock::DockSession) and reading the clock (the only place the sync engine
-//! does either).
+//! [`DockSession`](super::dock::DockSession) and reading the clock, the service's district clock
+//! (the only place the sync engine does either).
 //!
 //! A pulled USB adapter shows up as `read` returning `Ok(0)` or an error such as `EIO`: the dock
 //! treats it as a disconnect, closes the port, shows "waiting" on the board and tries to open the
@@ -129,14 +129,8 @@ fn run_dock(path: &Path, service: SyncService, board: DockBoard, stop: &AtomicBo
     let reopen = Duration::from_millis(config.reopen_interval_ms.max(50));
     let start = Instant::now();
     let ms = || start.elapsed().as_millis() as u64;
-    let mut session = DockSession::new(
-        service,
-        board.clone(),
-        &name,
-        config.baud,
-        chrono::Local::now().naive_local(),
-        ms(),
-    );
+    let now = service.clock().now_local();
+    let mut session = DockSession::new(service, board.clone(), &name, config.baud, now, ms());
     let mut logged_absent = false;
     while !stop.load(Ordering::SeqCst) {
         let mut port = match open(path, config.baud) {

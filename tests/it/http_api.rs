@@ -1286,6 +1286,58 @@ async fn a_read_dated_far_away_is_refused_alone_and_the_cycle_stays_usable() {
     assert_eq!(page.status, StatusCode::OK);
 }
 
+/// A district in Pacific time on a server whose clock is read as a fixed UTC instant: every test
+/// process here runs with the host's `TZ` (UTC on CI), which must not matter.
+#[tokio::test]
+async fn a_handheld_upload_is_received_and_judged_in_the_district_time_zone_not_the_hosts() {
+    use chrono::TimeZone;
+    use meter_gateway::clock::{DistrictZone, FixedClock};
+    let (state, _) = district().await;
+    let mut config = (*state.config).clone();
+    config.district.time_zone = "America/Los_Angeles".parse::<DistrictZone>().unwrap();
+    // 2026-10-06T03:00Z is 2026-10-05 20:00 in Los Angeles (PDT, UTC-7): still the 5th there.
+    let instant = chrono::Utc.with_ymd_and_hms(2026, 10, 6, 3, 0, 0).unwrap();
+    let state = AppState::new(state.db.clone(), std::sync::Arc::new(config))
+        .with_clock(std::sync::Arc::new(FixedClock::new(instant)));
+    let pacific = crate::support::at(day(2026, 10, 5), 20);
+    assert_eq!(state.now_local(), pacific);
+    let app = serve::router(state.clone());
+    let token = serve::device_token_for_tests(&state, "HH-LA").await;
+    let meters = route_meters(&app, &token).await;
+    let (a, b) = (&meters[0], &meters[1]);
+    let body = json!({ "state_id": "1a", "batch_id": "la-1", "reads": [
+        a_read(1, &a.0, a.1 + 4, "2026-10-05T19:00:00"),
+        // 26 hours after the read reached the gateway in Pacific time (refused: the handheld's
+        // clock is wrong); only 19 hours after it in UTC, where it would have been taken.
+        a_read(2, &b.0, b.1 + 4, "2026-10-06T22:00:00"),
+    ]});
+    let r = send(&app, upload(&token, &body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let receipt = r.json();
+    assert_eq!(receipt["stored"], json!(1), "{receipt}");
+    let refused = receipt["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{receipt}");
+    assert_eq!(refused[0]["device_seq"], json!(2), "{receipt}");
+    let logged = refused_of(&state, "HH-LA").await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].meter_id, b.0);
+    // The stored read's receipt time is the district's, not the host's or UTC.
+    let meter = a.0.clone();
+    let received: String = state
+        .db
+        .call(move |s| {
+            s.conn_for_tests().query_row(
+                "SELECT received_at FROM field_reads WHERE meter_id = ?1",
+                [&meter],
+                |row| row.get(0),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received, "2026-10-05T20:00:00");
+}
+
 /// A district whose route is assigned to HH-B (HH-A carries none), with `off_route` as given.
 async fn two_handhelds(
     policy: meter_gateway::cycles::OffRoutePolicy,

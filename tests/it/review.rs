@@ -1832,6 +1832,52 @@ async fn a_read_no_account_owns_is_assigned_or_voided_and_close_says_how() {
 
 // ---- paperwork ----------------------------------------------------------------------------------------
 
+/// The clerk's "today" is the district's: a desk in Los Angeles on New Year's Eve at 23:30, when the
+/// server's clock (read as a fixed UTC instant; the host's `TZ` does not matter) is already in 2027.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_counts_its_shut_off_date_from_the_districts_today_not_the_hosts() {
+    use chrono::TimeZone;
+    use meter_gateway::clock::FixedClock;
+    use std::sync::Arc;
+    let mut d = district();
+    let mut config = (*d.state.config).clone();
+    config.district.time_zone = "America/Los_Angeles".parse().unwrap();
+    // 2026-12-31T23:30 Pacific (PST, UTC-8) = 2027-01-01T07:30Z.
+    let instant = chrono::Utc.with_ymd_and_hms(2027, 1, 1, 7, 30, 0).unwrap();
+    d.state = serve::AppState::new(d.state.db.clone(), Arc::new(config))
+        .with_clock(Arc::new(FixedClock::new(instant)));
+    let app = serve::router(d.state.clone());
+    let (cookie, csrf) = sign_in_session_for_tests(&d.state, "ann", UserRole::Clerk).await;
+    let desk = Desk {
+        d,
+        app,
+        cookie,
+        csrf,
+    };
+    // Blank date: today + `shut_off_after_days` (2) in the district, not in UTC.
+    let notice = desk
+        .get("/review/paperwork/notices?kind=notice&accounts=A1&amount=80")
+        .await;
+    assert_eq!(notice.status, StatusCode::OK, "{}", notice.body);
+    assert!(
+        notice.body.contains("Saturday, January 2, 2027"),
+        "{}",
+        notice.body
+    );
+    assert!(!notice.body.contains("January 3, 2027"));
+    // The district's today is still 2026-12-31: not a date that has passed.
+    let today = desk
+        .get("/review/paperwork/notices?kind=notice&accounts=A1&amount=80&date=2026-12-31")
+        .await;
+    assert_eq!(today.status, StatusCode::OK, "{}", today.body);
+    assert!(today.body.contains("Thursday, December 31, 2026"));
+    let past = desk
+        .get("/review/paperwork/notices?kind=notice&accounts=A1&amount=80&date=2026-12-30")
+        .await;
+    assert!(refused_with_notice(&past));
+    assert!(past.body.contains("2026-12-30 has passed"), "{}", past.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn door_hangers_notices_shut_off_lists_and_tags_print_and_a_tag_enters_history() {
     let desk = Desk::new(UserRole::Clerk).await;
