@@ -319,16 +319,14 @@ impl Batch {
     pub fn write_csv(&self, out: impl Write) -> Result<(), BillingError> {
         // For people: cells a spreadsheet would take for a formula are marked (`crate::csv_out`).
         let mut w = crate::csv_out::Writer::from_writer(out);
-        w.write_record(CSV_COLUMNS)?;
         let h = &self.header;
-        let mut row = CsvRow::new("batch", h);
-        row.set("period_from", h.window_from.to_string());
-        row.set("period_to", h.window_to.to_string());
-        row.set("consumption_hcf", h.consumption_hcf.to_string());
-        row.set("amount", h.adjustments_total.to_string());
-        row.set(
-            "note",
-            format!(
+        // The header row is the first row's field names (`BatchCsvRow`).
+        w.serialize(BatchCsvRow {
+            period_from: h.window_from.to_string(),
+            period_to: h.window_to.to_string(),
+            consumption_hcf: h.consumption_hcf.to_string(),
+            amount: h.adjustments_total.to_string(),
+            note: format!(
                 "schema_version={} closed_at={} closed_by={} records={} meter_lines={} held={} consumption_by_unit={} checksum={}",
                 h.schema_version,
                 h.closed_at.format("%Y-%m-%dT%H:%M:%S"),
@@ -343,62 +341,55 @@ impl Batch {
                     .join(";"),
                 h.checksum
             ),
-        );
-        w.write_record(&row.cells)?;
+            ..BatchCsvRow::new("batch", h)
+        })?;
         for r in &self.records {
-            let account = |kind: &'static str| {
-                let mut row = CsvRow::new(kind, h);
-                row.set("account_id", r.account_id.clone());
-                row.set("account_status", r.account_status.clone());
-                row.set("rate_class", r.rate_class.clone());
-                row.set("route_id", r.route_id.clone());
-                row.set("period_from", r.period_from.to_string());
-                row.set("period_to", r.period_to.to_string());
-                row.set("days", r.days.to_string());
-                row
+            let account = |kind: &'static str| BatchCsvRow {
+                account_id: r.account_id.clone(),
+                account_status: r.account_status.clone(),
+                rate_class: r.rate_class.clone(),
+                route_id: r.route_id.clone(),
+                period_from: r.period_from.to_string(),
+                period_to: r.period_to.to_string(),
+                days: r.days.to_string(),
+                ..BatchCsvRow::new(kind, h)
             };
             for l in &r.meters {
-                let mut row = account("meter");
-                row.set("meter_id", l.meter_id.clone());
-                row.set("dials", l.dials.to_string());
-                row.set("multiplier", l.multiplier.to_string());
-                row.set("unit", l.unit.clone());
-                row.set("previous_reading", l.previous_reading.to_string());
-                row.set("previous_read_on", l.previous_read_on.to_string());
-                row.set("previous_kind", l.previous_kind.clone());
-                row.set("current_reading", l.current_reading.to_string());
-                row.set("current_read_on", l.current_read_on.to_string());
-                row.set("read_type", l.read_type.as_str().to_string());
-                row.set(
-                    "read_id",
-                    l.read_id.map(|i| i.to_string()).unwrap_or_default(),
-                );
-                row.set("rollover", if l.rollover { "1" } else { "0" }.to_string());
-                row.set("consumption", l.consumption.to_string());
-                row.set("consumption_hcf", l.consumption_hcf.to_string());
-                row.set("quality", l.quality.join(";"));
-                w.write_record(&row.cells)?;
+                w.serialize(BatchCsvRow {
+                    meter_id: l.meter_id.clone(),
+                    dials: l.dials.to_string(),
+                    multiplier: l.multiplier.to_string(),
+                    unit: l.unit.clone(),
+                    previous_reading: l.previous_reading.to_string(),
+                    previous_read_on: l.previous_read_on.to_string(),
+                    previous_kind: l.previous_kind.clone(),
+                    current_reading: l.current_reading.to_string(),
+                    current_read_on: l.current_read_on.to_string(),
+                    read_type: l.read_type.as_str().to_string(),
+                    read_id: l.read_id.map(|i| i.to_string()).unwrap_or_default(),
+                    rollover: if l.rollover { "1" } else { "0" }.to_string(),
+                    consumption: l.consumption.to_string(),
+                    consumption_hcf: l.consumption_hcf.to_string(),
+                    quality: l.quality.join(";"),
+                    ..account("meter")
+                })?;
             }
             for a in &r.adjustments {
-                let mut row = account("adjustment");
-                row.set("adjustment_id", a.adjustment_id.to_string());
-                row.set("adjustment_kind", a.kind.clone());
-                row.set("amount", a.amount.to_string());
-                row.set("units", a.units.map(|u| u.to_string()).unwrap_or_default());
-                row.set(
-                    "read_id",
-                    a.read_id.map(|i| i.to_string()).unwrap_or_default(),
-                );
-                row.set("note", a.note.clone());
-                w.write_record(&row.cells)?;
+                w.serialize(BatchCsvRow {
+                    adjustment_id: a.adjustment_id.to_string(),
+                    adjustment_kind: a.kind.clone(),
+                    amount: a.amount.to_string(),
+                    units: a.units.map(|u| u.to_string()).unwrap_or_default(),
+                    read_id: a.read_id.map(|i| i.to_string()).unwrap_or_default(),
+                    note: a.note.clone(),
+                    ..account("adjustment")
+                })?;
             }
         }
         for held in &self.held {
-            let mut row = CsvRow::new("held", h);
-            row.set("account_id", held.account_id.clone());
-            row.set(
-                "note",
-                format!(
+            w.serialize(BatchCsvRow {
+                account_id: held.account_id.clone(),
+                note: format!(
                     "source={} reads={} flags={} pending_adjustments={}",
                     match held.source {
                         HoldSource::Clerk => "clerk",
@@ -412,68 +403,109 @@ impl Batch {
                     held.flags.join(";"),
                     held.pending_adjustments_total
                 ),
-            );
-            w.write_record(&row.cells)?;
+                ..BatchCsvRow::new("held", h)
+            })?;
         }
         w.flush()?;
         Ok(())
     }
 }
 
-const CSV_COLUMNS: &[&str] = &[
-    "record_type",
-    "cycle_id",
-    "batch_version",
-    "account_id",
-    "account_status",
-    "rate_class",
-    "route_id",
-    "period_from",
-    "period_to",
-    "days",
-    "meter_id",
-    "dials",
-    "multiplier",
-    "unit",
-    "previous_reading",
-    "previous_read_on",
-    "previous_kind",
-    "current_reading",
-    "current_read_on",
-    "read_type",
-    "read_id",
-    "rollover",
-    "consumption",
-    "consumption_hcf",
-    "quality",
-    "adjustment_id",
-    "adjustment_kind",
-    "amount",
-    "units",
-    "note",
-];
-
-struct CsvRow {
-    cells: Vec<String>,
+/// One row of the batch CSV ([`Batch::write_csv`]), its fields the columns in order: the header row
+/// is their names, so the writer and [`read_csv`] cannot disagree on a column's name. Cells as
+/// written (before `csv_out`'s marking of formula-like cells); a field a row's kind does not use is
+/// empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCsvRow {
+    /// `batch`, `meter`, `adjustment` or `held`.
+    pub record_type: String,
+    pub cycle_id: String,
+    pub batch_version: String,
+    pub account_id: String,
+    pub account_status: String,
+    pub rate_class: String,
+    pub route_id: String,
+    pub period_from: String,
+    pub period_to: String,
+    pub days: String,
+    pub meter_id: String,
+    pub dials: String,
+    pub multiplier: String,
+    pub unit: String,
+    pub previous_reading: String,
+    pub previous_read_on: String,
+    pub previous_kind: String,
+    pub current_reading: String,
+    pub current_read_on: String,
+    pub read_type: String,
+    pub read_id: String,
+    pub rollover: String,
+    pub consumption: String,
+    pub consumption_hcf: String,
+    pub quality: String,
+    pub adjustment_id: String,
+    pub adjustment_kind: String,
+    pub amount: String,
+    pub units: String,
+    pub note: String,
 }
 
-impl CsvRow {
-    fn new(kind: &str, h: &BatchHeader) -> CsvRow {
-        let mut row = CsvRow {
-            cells: vec![String::new(); CSV_COLUMNS.len()],
-        };
-        row.set("record_type", kind.to_string());
-        row.set("cycle_id", h.cycle_id.clone());
-        row.set("batch_version", h.batch_version.to_string());
-        row
-    }
-
-    fn set(&mut self, column: &str, value: String) {
-        // Column names are this file's constants: a miss is a typo caught by the CSV tests.
-        if let Some(i) = CSV_COLUMNS.iter().position(|c| *c == column) {
-            self.cells[i] = value;
+impl BatchCsvRow {
+    fn new(kind: &str, h: &BatchHeader) -> BatchCsvRow {
+        BatchCsvRow {
+            record_type: kind.to_string(),
+            cycle_id: h.cycle_id.clone(),
+            batch_version: h.batch_version.to_string(),
+            ..BatchCsvRow::default()
         }
     }
+
+    /// The columns, in order: the fields' names as the CSV header row writes them.
+    pub fn columns() -> Vec<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        // A row of plain strings always serializes.
+        let _ = w.serialize(BatchCsvRow::default());
+        let bytes = w.into_inner().unwrap_or_default();
+        let mut r = csv::Reader::from_reader(bytes.as_slice());
+        r.headers()
+            .map(|h| h.iter().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads a batch CSV as [`Batch::write_csv`] wrote it, each cell restored (`csv_out::restore`). A
+/// header row that is not exactly the batch's columns (one unknown, misspelt or missing, or out of
+/// order) is refused, naming the column.
+pub fn read_csv(input: impl std::io::Read) -> Result<Vec<BatchCsvRow>, BillingError> {
+    let mut r = csv::Reader::from_reader(input);
+    let bad = |reason: String| BillingError::BadCsv(reason);
+    let headers = r.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let expected = BatchCsvRow::columns();
+    if let Some(unknown) = headers.iter().find(|h| !expected.iter().any(|e| e == h)) {
+        return Err(bad(format!("unknown column `{unknown}`")));
+    }
+    if let Some(missing) = expected.iter().find(|e| !headers.iter().any(|h| h == *e)) {
+        return Err(bad(format!("missing column `{missing}`")));
+    }
+    if !headers.iter().eq(expected.iter().map(String::as_str)) {
+        return Err(bad(format!(
+            "columns out of order: `{}` (expected `{}`)",
+            headers.iter().collect::<Vec<_>>().join(","),
+            expected.join(",")
+        )));
+    }
+    let mut rows = Vec::new();
+    for record in r.records() {
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        let restored: csv::StringRecord = record.iter().map(crate::csv_out::restore).collect();
+        rows.push(
+            restored
+                .deserialize(Some(&headers))
+                .map_err(|e| bad(e.to_string()))?,
+        );
+    }
+    Ok(rows)
 }
 
 fn canonical_body(records: &[BillingRecord], held: &[HeldAccount]) -> Result<String, BillingError> {

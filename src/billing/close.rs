@@ -219,11 +219,6 @@ fn estimate_missing(
     let (on, estimate_at) = estimate_date(cycle, now);
     let mut exceptions: Vec<OpenException> = Vec::new();
     let mut estimated = 0;
-    let skipped_methods: HashMap<String, ReadMethod> = reads_sql::cycle_reads(conn, cycle_id)?
-        .into_iter()
-        .filter(|r| r.read_type == ReadType::Skipped && r.superseded_by.is_none())
-        .map(|r| (r.meter_id, r.method))
-        .collect();
     for m in cycles::missing_reads(store, config, cycle_id, on)? {
         if held.contains_key(&m.account_id) {
             continue;
@@ -250,13 +245,8 @@ fn estimate_missing(
                 raw_reading: &reading,
                 reading: Some(e.reading),
                 read_type: ReadType::Regular,
-                // There is no "estimated" read method; a non-keyed one keeps the manual-read quality
-                // (2.4.131) off the estimate, whose status and 3.8.0 quality say what it is.
-                method: skipped_methods
-                    .get(&m.meter_id)
-                    .copied()
-                    .filter(|m| *m != ReadMethod::Keyed)
-                    .unwrap_or(ReadMethod::Radio),
+                // Not keyed: no manual-read quality (2.4.131); its status and 3.8.0 say what it is.
+                method: ReadMethod::Estimated,
                 reader: "",
                 codes: &[],
                 skip_code: None,

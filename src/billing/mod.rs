@@ -19,8 +19,8 @@ pub use adjustments::{
     add_adjustment, adjustments_of_account, record_adjustment, Adjustment, AdjustmentKind,
 };
 pub use batch::{
-    open_batch, open_batch_in, AdjustmentLine, Batch, BatchHeader, BillingRecord, HeldAccount,
-    HoldSource, LineReadType, MeterLine, BATCH_SCHEMA_VERSION,
+    open_batch, open_batch_in, read_csv, AdjustmentLine, Batch, BatchCsvRow, BatchHeader,
+    BillingRecord, HeldAccount, HoldSource, LineReadType, MeterLine, BATCH_SCHEMA_VERSION,
 };
 pub use close::{
     close_cycle, close_cycle_by, reopen_cycle, CloseReport, OpenException, ReopenReport,
@@ -73,6 +73,8 @@ pub enum BillingError {
     Io(#[from] std::io::Error),
     #[error("writing the batch as CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error("billing batch CSV refused: {0}")]
+    BadCsv(String),
 }
 
 fn unresolved_message(cycle_id: &str, exceptions: &[OpenException]) -> String {

@@ -224,3 +224,42 @@ fn every_csv_row_has_every_column() {
         .collect();
     assert_eq!(kinds, ["batch", "meter", "held"]);
 }
+
+#[test]
+fn the_csv_reads_back_as_its_rows() {
+    let b = build(vec![rec("A1", vec![line("M1", 12, Unit::Hcf)], "0")]);
+    let mut out = Vec::new();
+    b.write_csv(&mut out).unwrap();
+    let header = std::str::from_utf8(&out).unwrap().lines().next().unwrap();
+    assert_eq!(header, super::batch::BatchCsvRow::columns().join(","));
+    let rows = super::batch::read_csv(out.as_slice()).unwrap();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.record_type.as_str()).collect();
+    assert_eq!(kinds, ["batch", "meter", "held"]);
+    assert_eq!(
+        (rows[1].account_id.as_str(), rows[1].meter_id.as_str()),
+        ("A1", "M1")
+    );
+    assert_eq!(rows[1].cycle_id, "2026-11");
+    assert!(rows[0].note.contains("checksum="), "{:?}", rows[0]);
+}
+
+#[test]
+fn a_misspelt_unknown_or_missing_csv_column_is_refused_by_name() {
+    let b = build(vec![rec("A1", vec![line("M1", 12, Unit::Hcf)], "0")]);
+    let mut out = Vec::new();
+    b.write_csv(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    for (bad_header, named) in [
+        (
+            header.replace("consumption_hcf", "consumpton_hcf"),
+            "unknown column `consumpton_hcf`",
+        ),
+        (format!("{header},colour"), "unknown column `colour`"),
+        (header.replace(",quality", ""), "missing column `quality`"),
+    ] {
+        let e = super::batch::read_csv(format!("{bad_header}\n{rest}").as_bytes()).unwrap_err();
+        assert!(matches!(e, BillingError::BadCsv(_)), "{e:?}");
+        assert!(e.to_string().contains(named), "{e}");
+    }
+}

@@ -402,7 +402,7 @@ impl District {
 }
 
 /// A district field read as a handheld sends it over the wire protocol; `None` for a reading that is
-/// not a number, which a handheld's numeric keypad cannot produce.
+/// not a number, which a handheld's numeric keypad cannot produce, and for an office estimate.
 pub fn handheld_read(r: &FieldRead) -> Option<msg::Read> {
     let skipped = r.read_type == ReadType::Skipped;
     let reading = if skipped { 0 } else { r.reading()? };
@@ -421,6 +421,8 @@ pub fn handheld_read(r: &FieldRead) -> Option<msg::Read> {
             ReadMethod::Keyed => msg::ReadMethod::Keyed,
             ReadMethod::Probe => msg::ReadMethod::Probe,
             ReadMethod::Radio => msg::ReadMethod::Radio,
+            // The office's estimate: no handheld sends one.
+            ReadMethod::Estimated => return None,
         },
         message_codes: r.codes.clone(),
         skip_code: r.skip_code.clone(),

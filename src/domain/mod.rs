@@ -182,13 +182,17 @@ pub enum ReadType {
 }
 spelled_enum!(ReadType, "read type", { Regular => "regular", HighConfirmed => "high_confirmed", LowConfirmed => "low_confirmed", Skipped => "skipped" });
 
+/// How a reading was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadMethod {
     Keyed,
     Probe,
     Radio,
+    /// Not read at all: estimated by the office (at cycle close, or by a clerk). Never from the
+    /// field (the wire protocol has no such method, and a reads CSV is keyed).
+    Estimated,
 }
-spelled_enum!(ReadMethod, "read method", { Keyed => "keyed", Probe => "probe", Radio => "radio" });
+spelled_enum!(ReadMethod, "read method", { Keyed => "keyed", Probe => "probe", Radio => "radio", Estimated => "estimated" });
 
 /// A read as it arrives from the field (handheld upload or a reads CSV), before validation.
 #[derive(Debug, Clone, PartialEq, Eq)]

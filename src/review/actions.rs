@@ -379,7 +379,11 @@ pub fn correct(
             read_at: r.read_at,
             raw_reading: raw.to_string(),
             read_type: ReadType::Regular,
-            method: r.method.parse().unwrap_or(ReadMethod::Keyed),
+            // A clerk's correction of an estimate is a reading keyed by hand.
+            method: match r.method.parse() {
+                Ok(ReadMethod::Estimated) | Err(_) => ReadMethod::Keyed,
+                Ok(m) => m,
+            },
             reader: r.reader.clone(),
             codes: r.codes.clone(),
             skip_code: None,

@@ -266,9 +266,14 @@ mod tests {
 
     #[test]
     fn unknown_names_and_overlong_fields_are_refused() {
-        let mut r = read();
-        r.read_type = "guessed".into();
-        assert!(matches!(r.to_protocol(), Err(ApiError(m)) if m.contains("guessed")));
+        for (field, name) in [("read_type", "guessed"), ("method", "telepathy")] {
+            let mut j = serde_json::to_value(read()).unwrap();
+            j[field] = serde_json::json!(name);
+            let e = serde_json::from_value::<ReadJson>(j)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name) && e.contains("unknown variant"), "{e}");
+        }
         let mut r = read();
         r.meter_id = "M".repeat(limits::ID + 1);
         assert!(r.to_protocol().is_err());

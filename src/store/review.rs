@@ -6,7 +6,7 @@ use super::cycles::{
     time_at, time_text,
 };
 use super::{date_text, Result};
-use crate::domain::{Flag, FlagKind, MessageCode, ReadStatus, Unit};
+use crate::domain::{Flag, FlagKind, MessageCode, ReadMethod, ReadStatus, Unit};
 use chrono::{NaiveDate, NaiveDateTime};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -219,7 +219,7 @@ pub fn insert_estimated_read(conn: &Connection, e: &EstimatedRead<'_>) -> Result
             time_text(r.read_at),
             e.reading.to_string(),
             int(e.reading)?,
-            r.method,
+            ReadMethod::Estimated.as_str(),
             e.clerk,
             format!("estimated by {}: {}", e.clerk, e.basis),
             time_text(e.now),

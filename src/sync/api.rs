@@ -9,11 +9,16 @@ use firmware_protocol::message::{self as msg, limits};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+// A read's `read_type` and `method` as JSON name them (PROTOCOL.md §3.3): the wire's `ReadType` and
+// `ReadMethod` by name, carried by `ReadJson` itself, so an unknown name fails the read's parse,
+// naming the value (`unknown variant ...`, the read refused alone as `bad_read`). The protocol
+// enums stay free of serde (`firmware-protocol` is `no_std`): these mirror them with `From`s. Their
+// doc comments are the OpenAPI document's descriptions.
+
 /// The names `read_type` takes (for the OpenAPI document).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum ReadTypeName {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadTypeName {
     Regular,
     HighConfirmed,
     LowConfirmed,
@@ -21,13 +26,56 @@ enum ReadTypeName {
 }
 
 /// The names `method` takes (for the OpenAPI document).
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum ReadMethodName {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMethodName {
     Keyed,
     Probe,
     Radio,
+}
+
+impl From<ReadTypeName> for msg::ReadType {
+    fn from(t: ReadTypeName) -> Self {
+        match t {
+            ReadTypeName::Regular => msg::ReadType::Regular,
+            ReadTypeName::HighConfirmed => msg::ReadType::HighConfirmed,
+            ReadTypeName::LowConfirmed => msg::ReadType::LowConfirmed,
+            ReadTypeName::Skipped => msg::ReadType::Skipped,
+        }
+    }
+}
+
+impl From<msg::ReadType> for ReadTypeName {
+    /// A code this side does not know is `regular`, as the dock stores it (PROTOCOL.md §3.3).
+    fn from(t: msg::ReadType) -> Self {
+        match t {
+            msg::ReadType::HighConfirmed => ReadTypeName::HighConfirmed,
+            msg::ReadType::LowConfirmed => ReadTypeName::LowConfirmed,
+            msg::ReadType::Skipped => ReadTypeName::Skipped,
+            _ => ReadTypeName::Regular,
+        }
+    }
+}
+
+impl From<ReadMethodName> for msg::ReadMethod {
+    fn from(m: ReadMethodName) -> Self {
+        match m {
+            ReadMethodName::Keyed => msg::ReadMethod::Keyed,
+            ReadMethodName::Probe => msg::ReadMethod::Probe,
+            ReadMethodName::Radio => msg::ReadMethod::Radio,
+        }
+    }
+}
+
+impl From<msg::ReadMethod> for ReadMethodName {
+    /// A code this side does not know is `keyed`, as the dock stores it (PROTOCOL.md §3.3).
+    fn from(m: msg::ReadMethod) -> Self {
+        match m {
+            msg::ReadMethod::Probe => ReadMethodName::Probe,
+            msg::ReadMethod::Radio => ReadMethodName::Radio,
+            _ => ReadMethodName::Keyed,
+        }
+    }
 }
 
 /// A request the API refuses for its content; the message names the field (HTTP 400).
@@ -55,11 +103,9 @@ pub struct ReadJson {
     #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$", example = "2026-11-05T09:41:07")]
     pub read_time: NaiveDateTime,
     /// `regular`, `high_confirmed`, `low_confirmed`, `skipped`.
-    #[schema(value_type = ReadTypeName)]
-    pub read_type: String,
+    pub read_type: ReadTypeName,
     /// `keyed`, `probe`, `radio`.
-    #[schema(value_type = ReadMethodName)]
-    pub method: String,
+    pub method: ReadMethodName,
     /// At most 8 codes of at most 8 bytes each.
     #[serde(default)]
     #[schema(max_items = 8)]
@@ -199,7 +245,8 @@ fn check_len(what: &str, seq: u64, value: &str, max: usize) -> Result<(), ApiErr
 }
 
 impl ReadJson {
-    /// The protocol read, refusing what the wire format would refuse (unknown names, overlong fields).
+    /// The protocol read, refusing what the wire format would refuse (overlong fields, a `device_seq`
+    /// out of range; unknown names never parse).
     pub fn to_protocol(&self) -> Result<msg::Read, ApiError> {
         let seq = self.device_seq;
         if seq == 0 || seq > crate::cycles::MAX_DEVICE_SEQ {
@@ -208,14 +255,6 @@ impl ReadJson {
                 crate::cycles::MAX_DEVICE_SEQ
             )));
         }
-        let read_type = msg::ReadType::from_name(&self.read_type).ok_or_else(|| {
-            ApiError(format!(
-                "read {seq}: unknown read_type `{}`",
-                self.read_type
-            ))
-        })?;
-        let method = msg::ReadMethod::from_name(&self.method)
-            .ok_or_else(|| ApiError(format!("read {seq}: unknown method `{}`", self.method)))?;
         if self.meter_id.trim().is_empty() {
             return Err(ApiError(format!("read {seq}: meter_id is empty")));
         }
@@ -244,8 +283,8 @@ impl ReadJson {
             meter_id: self.meter_id.clone(),
             reading: self.reading,
             read_time: crate::sync::protocol_time(self.read_time),
-            read_type,
-            method,
+            read_type: self.read_type.into(),
+            method: self.method.into(),
             message_codes: self.message_codes.clone(),
             skip_code: self.skip_code.clone(),
             note: self.note.clone(),
@@ -268,8 +307,8 @@ impl ReadJson {
             meter_id: r.meter_id.clone(),
             reading: r.reading,
             read_time: crate::sync::local_time(r.read_time)?,
-            read_type: r.read_type.name().unwrap_or("regular").to_string(),
-            method: r.method.name().unwrap_or("keyed").to_string(),
+            read_type: r.read_type.into(),
+            method: r.method.into(),
             message_codes: r.message_codes.clone(),
             skip_code: r.skip_code.clone(),
             note: r.note.clone(),
@@ -306,6 +345,40 @@ mod tests {
         }
         let missing = parse_state_id(None).unwrap_err();
         assert!(missing.0.contains("protocol 2"), "{missing}");
+    }
+
+    #[test]
+    fn read_types_and_methods_keep_their_wire_names() {
+        for (t, name) in [
+            (msg::ReadType::Regular, "regular"),
+            (msg::ReadType::HighConfirmed, "high_confirmed"),
+            (msg::ReadType::LowConfirmed, "low_confirmed"),
+            (msg::ReadType::Skipped, "skipped"),
+        ] {
+            let j = ReadTypeName::from(t);
+            assert_eq!(serde_json::to_value(j).unwrap(), serde_json::json!(name));
+            assert_eq!(msg::ReadType::from(j), t);
+            assert_eq!(t.name(), Some(name));
+        }
+        for (m, name) in [
+            (msg::ReadMethod::Keyed, "keyed"),
+            (msg::ReadMethod::Probe, "probe"),
+            (msg::ReadMethod::Radio, "radio"),
+        ] {
+            let j = ReadMethodName::from(m);
+            assert_eq!(serde_json::to_value(j).unwrap(), serde_json::json!(name));
+            assert_eq!(msg::ReadMethod::from(j), m);
+            assert_eq!(m.name(), Some(name));
+        }
+        // A code this side does not know is carried as the dock stores it.
+        assert_eq!(
+            ReadTypeName::from(msg::ReadType::Unknown(9)),
+            ReadTypeName::Regular
+        );
+        assert_eq!(
+            ReadMethodName::from(msg::ReadMethod::Unknown(9)),
+            ReadMethodName::Keyed
+        );
     }
 
     #[test]

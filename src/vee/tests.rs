@@ -645,6 +645,19 @@ fn read_quality_lists_the_handheld_validated_and_flag_codes() {
         read_quality(ReadMethod::Radio, ReadStatus::Flagged, &[FlagKind::High]),
         vec!["3.6.3"]
     );
+    // An estimate is no manual read: estimated (3.8.0) only.
+    assert_eq!(
+        read_quality(ReadMethod::Estimated, ReadStatus::Estimated, &[]),
+        vec!["3.8.0"]
+    );
+    assert_eq!(
+        read_quality(
+            ReadMethod::Estimated,
+            ReadStatus::Estimated,
+            &[FlagKind::Missing]
+        ),
+        vec!["3.8.0", "3.5.259"]
+    );
 }
 
 #[test]

@@ -379,7 +379,10 @@ fn estimated_confirmed_and_edited_reads_are_typed_with_their_quality_codes() {
     );
     let est = read_of(&s, "M3");
     assert_eq!(est.status, ReadStatus::Estimated);
+    assert_eq!(est.method, ReadMethod::Estimated);
     assert_eq!(a3.meters[0].read_id, Some(est.read_id));
+    // No manual-read quality on an estimate.
+    assert!(!a3.meters[0].quality.contains(&"2.4.131".to_string()));
 
     let a4 = record(&b, "A4");
     assert_eq!(a4.read_type, LineReadType::Edited);

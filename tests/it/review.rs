@@ -694,14 +694,15 @@ async fn an_estimate_replaces_the_read_and_records_its_method() {
         )
         .await;
     assert!(done(&r), "{}", r.location);
-    let (status, consumption, note): (String, i64, String) = sql(&desk.d)
+    let (status, method, consumption, note): (String, String, i64, String) = sql(&desk.d)
         .query_row(
-            "SELECT n.status, n.consumption, n.note FROM field_reads o JOIN field_reads n ON n.read_id = o.superseded_by WHERE o.read_id = ?1",
+            "SELECT n.status, n.method, n.consumption, n.note FROM field_reads o JOIN field_reads n ON n.read_id = o.superseded_by WHERE o.read_id = ?1",
             [miskey],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
     assert_eq!(status, "estimated");
+    assert_eq!(method, "estimated");
     assert!(
         (6..=10).contains(&consumption),
         "about 8 HCF a month, got {consumption}"
