@@ -25,13 +25,14 @@ use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, Store};
-use serde_json::{json, Value};
+use meter_gateway::sync::api::{
+    ReadJson, ReadMethodName, ReadTypeName, ReceiptJson, RoutesJson, UploadJson,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Time between two uploads' starts.
 const PACE: Duration = Duration::from_millis(50);
@@ -126,58 +127,49 @@ fn build(db: &Path, accounts: u32) -> Result<(String, String)> {
 }
 
 /// One HTTP/1.1 request per connection; returns status and body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..end])?.to_ascii_lowercase();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    let rest = &raw[end + 4..];
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Ok((status, body))
+/// The largest answer read (every exception of a large cycle as CSV is a few MB).
+const MAX_ANSWER_BYTES: u64 = 1 << 30;
+
+/// The clerk's browser and the handheld: ureq on blocking threads, an answer of any status read (the
+/// status is checked by the caller), with the daemon's own JSON types for the device API.
+#[derive(Clone)]
+struct Client {
+    agent: ureq::Agent,
+    base: String,
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = std::str::from_utf8(&data[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        Client {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into(),
+            base: format!("http://{addr}"),
         }
-        ensure!(data.len() >= size + 2, "truncated chunk");
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
     }
+
+    /// A clerk's page (HTML, or the CSV it links) with the session cookie: status and body.
+    fn page(&self, path: &str, cookie: &str) -> Result<(u16, Vec<u8>)> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", cookie)
+            .header("Accept", "text/html")
+            .call()?;
+        read(response)
+    }
+}
+
+fn read(mut response: ureq::http::Response<ureq::Body>) -> Result<(u16, Vec<u8>)> {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()?;
+    Ok((status, body))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -193,69 +185,81 @@ fn ms(d: Duration) -> String {
 }
 
 /// The handheld's reads: one per stop of its route, the middle of the stop's hi/lo limits.
-async fn route_reads(addr: SocketAddr, token: &str, n: usize) -> Result<Vec<Value>> {
-    let auth = format!("Authorization: Bearer {token}\r\n");
-    let (status, body) = http(addr, "GET", "/api/v1/device/route", &auth, b"").await?;
+fn route_reads(client: &Client, token: &str, n: usize) -> Result<Vec<ReadJson>> {
+    let response = client
+        .agent
+        .get(format!("{}/api/v1/device/route", client.base))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()?;
+    let (status, body) = read(response)?;
     ensure!(status == 200, "route: HTTP {status}");
-    let routes: Value = serde_json::from_slice(&body)?;
-    let stops = routes["routes"][0]["stops"]
-        .as_array()
-        .context("no stops in the route")?;
+    let routes: RoutesJson = serde_json::from_slice(&body)?;
+    let stops = &routes.routes.first().context("no route")?.stops;
     ensure!(
         stops.len() >= n,
         "route has {} stops, fewer than {n}",
         stops.len()
     );
-    Ok(stops
+    stops
         .iter()
         .take(n)
         .enumerate()
         .map(|(i, s)| {
-            let previous = s["previous_reading"].as_u64().unwrap_or(0);
-            // Read near the window's last day: the middle of that day's limits.
-            let last = &s["limits"]["last_day"];
-            let reading = match (last["low"].as_u64(), last["high"].as_u64()) {
-                (Some(lo), Some(hi)) if lo <= hi => lo + (hi - lo) / 2,
-                _ => previous + 7,
+            let reading = match &s.limits {
+                Some(l) if l.last_day.low <= l.last_day.high => {
+                    l.last_day.low + (l.last_day.high - l.last_day.low) / 2
+                }
+                _ => s.previous_reading.unwrap_or(0) + 7,
             };
-            json!({
-                "device_seq": i + 1,
-                "meter_id": s["meter_id"],
-                "reading": reading,
-                "read_time": format!("2026-10-30T{:02}:{:02}:00", 8 + i / 60 % 9, i % 60),
-                "read_type": "regular",
-                "method": "keyed",
-                "reader_id": "BR",
+            let read_time = NaiveDate::from_ymd_opt(2026, 10, 30)
+                .and_then(|d| d.and_hms_opt(8 + (i / 60 % 9) as u32, (i % 60) as u32, 0))
+                .context("read time")?;
+            Ok(ReadJson {
+                device_seq: i as u64 + 1,
+                meter_id: s.meter_id.clone(),
+                reading,
+                read_time,
+                read_type: ReadTypeName::Regular,
+                method: ReadMethodName::Keyed,
+                message_codes: Vec::new(),
+                skip_code: None,
+                note: None,
+                reader_id: "BR".into(),
+                order: None,
             })
         })
-        .collect())
+        .collect()
 }
 
-/// Uploads each read in a request of its own, one every `PACE` (a handheld syncing as it reads, so
-/// the uploads span the clerk's browsing); returns each upload's time.
-async fn upload_each(addr: SocketAddr, token: &str, reads: &[Value]) -> Result<Vec<Duration>> {
-    let auth = format!("Authorization: Bearer {token}\r\nContent-Type: application/json\r\n");
+fn upload_each(client: &Client, token: &str, reads: &[ReadJson]) -> Result<Vec<Duration>> {
+    let auth = format!("Bearer {token}");
     let mut times = Vec::with_capacity(reads.len());
     for r in reads {
-        let batch = format!("BENCH-{}", r["device_seq"]);
-        let body = serde_json::to_vec(
-            &json!({ "state_id": "00000000000000b1", "batch_id": batch, "reads": [r] }),
-        )?;
+        let batch = UploadJson {
+            state_id: Some("00000000000000b1".into()),
+            batch_id: format!("BENCH-{}", r.device_seq),
+            reads: vec![r.clone()],
+        };
         let t = Instant::now();
-        let (status, answer) = http(addr, "POST", "/api/v1/device/reads", &auth, &body).await?;
+        let response = client
+            .agent
+            .post(format!("{}/api/v1/device/reads", client.base))
+            .header("Authorization", &auth)
+            .send_json(&batch)?;
+        let (status, answer) = read(response)?;
         times.push(t.elapsed());
-        tokio::time::sleep(PACE.saturating_sub(t.elapsed())).await;
+        std::thread::sleep(PACE.saturating_sub(t.elapsed()));
         ensure!(
             status == 200,
             "upload: HTTP {status}: {}",
             String::from_utf8_lossy(&answer)
         );
+        let _: ReceiptJson = serde_json::from_slice(&answer)?;
     }
     times.sort();
     Ok(times)
 }
 
-/// What the clerk's pages took, by kind of page.
 const KINDS: [&str; 5] = [
     "worklist",
     "read page",
@@ -266,13 +270,12 @@ const KINDS: [&str; 5] = [
 
 /// A clerk browsing as fast as the daemon answers, until `stop`: the worklist, a read's page, the
 /// worklist's second page, a search, the reports. Returns each page's kind and time.
-async fn browse(
-    addr: SocketAddr,
-    cookie: String,
-    cycle: String,
-    stop: Arc<AtomicBool>,
+fn browse(
+    client: &Client,
+    cookie: &str,
+    cycle: &str,
+    stop: &AtomicBool,
 ) -> Result<Vec<(usize, Duration)>> {
-    let headers = format!("Cookie: {cookie}\r\nAccept: text/html\r\n");
     let mut served = Vec::new();
     let mut read_ids: Vec<i64> = Vec::new();
     let mut i = 0usize;
@@ -288,7 +291,7 @@ async fn browse(
             _ => format!("/review/reports/{cycle}"),
         };
         let t = Instant::now();
-        let (status, body) = http(addr, "GET", &path, &headers, b"").await?;
+        let (status, body) = client.page(&path, cookie)?;
         served.push((i % 5, t.elapsed()));
         ensure!(status == 200, "{path}: HTTP {status}");
         if read_ids.is_empty() && i.is_multiple_of(5) {
@@ -359,90 +362,95 @@ fn main() -> Result<()> {
         .build()?;
     let handle = Db::open(&db)?;
     let state = AppState::new(handle.clone(), Arc::new(config));
-    runtime.block_on(async {
+    let (addr, cookie, stop_tx, server) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve::run(listener, state.clone(), async move {
             let _ = stop_rx.await;
         }));
-        let (cookie, _) =
-            serve::sign_in_session_for_tests(&state, "clerk", UserRole::Clerk).await;
-        let html = format!("Cookie: {cookie}\r\nAccept: text/html\r\n");
+        let (cookie, _) = serve::sign_in_session_for_tests(&state, "clerk", UserRole::Clerk).await;
+        anyhow::Ok((addr, cookie, stop_tx, server))
+    })?;
+    // The clerk and the handheld are blocking clients on threads of their own; the daemon answers on
+    // the runtime's workers.
+    let client = Client::new(addr);
 
-        // The worklist's first page.
-        let mut times = Vec::new();
-        let mut size = 0;
-        for _ in 0..o.pages {
-            let t = Instant::now();
-            let (status, body) =
-                http(addr, "GET", &format!("/review/cycles/{cycle}"), &html, b"").await?;
-            times.push(t.elapsed());
-            ensure!(status == 200, "worklist: HTTP {status}");
-            size = body.len();
-        }
-        times.sort();
-        let (status, csv) = http(
-            addr,
-            "GET",
-            &format!("/review/cycles/{cycle}/exceptions.csv?show=all"),
-            &html,
-            b"",
-        )
-        .await?;
-        ensure!(status == 200, "CSV: HTTP {status}");
-        println!(
-            "worklist first page: {:.0} KB, median {}, p95 {} over {} loads (targets ≤ 300 KB, ≤ 300 ms median)",
-            size as f64 / 1024.0,
-            ms(percentile(&times, 0.5)),
-            ms(percentile(&times, 0.95)),
-            o.pages
-        );
-        println!(
-            "baseline: the {exceptions} exceptions straight from SQLite: median {}; every exception on one page \
-             (the list as CSV, no markup): {:.0} KB",
-            ms(percentile(&floor, 0.5)),
-            csv.len() as f64 / 1024.0
-        );
-
-        // Single-read uploads: alone, then while a clerk browses.
-        let reads = route_reads(addr, &token, o.uploads).await?;
-        let (alone, busy) = reads.split_at(o.uploads / 2);
-        let quiet = upload_each(addr, &token, alone).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let clerk = tokio::spawn(browse(addr, cookie.clone(), cycle.clone(), stop.clone()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut times = Vec::new();
+    let mut size = 0;
+    for _ in 0..o.pages {
         let t = Instant::now();
-        let loaded = upload_each(addr, &token, busy).await?;
-        let span = t.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        let pages = clerk.await??;
-        println!(
-            "single-read uploads while a clerk browses: p50 {}, p95 {} over {} uploads; the clerk got {} pages \
-             in {:.1} s (target p95 ≤ 500 ms)",
-            ms(percentile(&loaded, 0.5)),
-            ms(percentile(&loaded, 0.95)),
-            loaded.len(),
-            pages.len(),
-            span.as_secs_f64()
-        );
-        let by_kind: Vec<String> = KINDS
-            .iter()
-            .enumerate()
-            .filter_map(|(k, name)| {
-                let mut t: Vec<Duration> =
-                    pages.iter().filter(|p| p.0 == k).map(|p| p.1).collect();
-                t.sort();
-                (!t.is_empty()).then(|| format!("{name} {}", ms(percentile(&t, 0.5))))
-            })
-            .collect();
-        println!("the clerk's pages meanwhile, median: {}", by_kind.join(", "));
-        println!(
-            "baseline: the same uploads with no clerk: p50 {}, p95 {} over {} uploads",
-            ms(percentile(&quiet, 0.5)),
-            ms(percentile(&quiet, 0.95)),
-            quiet.len()
-        );
+        let (status, body) = client.page(&format!("/review/cycles/{cycle}"), &cookie)?;
+        times.push(t.elapsed());
+        ensure!(status == 200, "worklist: HTTP {status}");
+        size = body.len();
+    }
+    times.sort();
+    let (status, csv) = client.page(
+        &format!("/review/cycles/{cycle}/exceptions.csv?show=all"),
+        &cookie,
+    )?;
+    ensure!(status == 200, "CSV: HTTP {status}");
+    println!(
+        "worklist first page: {:.0} KB, median {}, p95 {} over {} loads (targets ≤ 300 KB, ≤ 300 ms median)",
+        size as f64 / 1024.0,
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.95)),
+        o.pages
+    );
+    println!(
+        "baseline: the {exceptions} exceptions straight from SQLite: median {}; every exception on one page \
+         (the list as CSV, no markup): {:.0} KB",
+        ms(percentile(&floor, 0.5)),
+        csv.len() as f64 / 1024.0
+    );
+
+    let reads = route_reads(&client, &token, o.uploads)?;
+    let (alone, busy) = reads.split_at(o.uploads / 2);
+    let quiet = upload_each(&client, &token, alone)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clerk = {
+        let (client, cookie, cycle, stop) =
+            (client.clone(), cookie.clone(), cycle.clone(), stop.clone());
+        std::thread::spawn(move || browse(&client, &cookie, &cycle, &stop))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let loaded = upload_each(&client, &token, busy)?;
+    let span = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let pages = clerk
+        .join()
+        .map_err(|_| anyhow::anyhow!("the clerk's thread panicked"))??;
+    println!(
+        "single-read uploads while a clerk browses: p50 {}, p95 {} over {} uploads; the clerk got {} pages \
+         in {:.1} s (target p95 ≤ 500 ms)",
+        ms(percentile(&loaded, 0.5)),
+        ms(percentile(&loaded, 0.95)),
+        loaded.len(),
+        pages.len(),
+        span.as_secs_f64()
+    );
+    let by_kind: Vec<String> = KINDS
+        .iter()
+        .enumerate()
+        .filter_map(|(k, name)| {
+            let mut t: Vec<Duration> = pages.iter().filter(|p| p.0 == k).map(|p| p.1).collect();
+            t.sort();
+            (!t.is_empty()).then(|| format!("{name} {}", ms(percentile(&t, 0.5))))
+        })
+        .collect();
+    println!(
+        "the clerk's pages meanwhile, median: {}",
+        by_kind.join(", ")
+    );
+    println!(
+        "baseline: the same uploads with no clerk: p50 {}, p95 {} over {} uploads",
+        ms(percentile(&quiet, 0.5)),
+        ms(percentile(&quiet, 0.95)),
+        quiet.len()
+    );
+    runtime.block_on(async {
         let _ = stop_tx.send(());
         server.await??;
         anyhow::Ok(())

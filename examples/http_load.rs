@@ -22,14 +22,14 @@ use meter_gateway::config::Config;
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, Store};
-use meter_gateway::sync::api::RoutesJson;
-use serde_json::{json, Value};
+use meter_gateway::sync::api::{
+    ReadJson, ReadMethodName, ReadTypeName, ReceiptJson, RoutesJson, UploadJson,
+};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CYCLE: &str = "2026-10";
 
@@ -123,61 +123,33 @@ fn build_district(db: &Path, o: &Options) -> Result<Vec<String>> {
     Ok(tokens)
 }
 
-// ---- a minimal HTTP/1.1 client (one request per connection) ---------------------------------
+// ---- the client: ureq with the daemon's own JSON types, one blocking thread per handheld ----------
 
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..end])?.to_ascii_lowercase();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    let rest = &raw[end + 4..];
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Ok((status, body))
+/// The handhelds' HTTP client: answers of any status are read (a refusal's body is reported), no
+/// timeout (the daemon's own request timeout is the one that counts, raised for the run).
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = std::str::from_utf8(&data[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        ensure!(data.len() >= size + 2, "truncated chunk");
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+/// Reads an answer's body as text (for an error) or as `T` (the daemon's type for it).
+fn answer<T: serde::de::DeserializeOwned>(
+    what: &str,
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<T> {
+    let (parts, mut body) = response.into_parts();
+    let text = body
+        .read_to_string()
+        .with_context(|| format!("{what}: answer"))?;
+    ensure!(
+        parts.status == 200,
+        "{what}: HTTP {}: {text}",
+        parts.status.as_u16()
+    );
+    serde_json::from_str(&text).with_context(|| format!("{what}: {text}"))
 }
 
 // ---- the load ------------------------------------------------------------------------------------
@@ -193,18 +165,21 @@ struct LoadResult {
     /// Every handheld uploading at once: from the first upload sent to the last receipt.
     uploads: Duration,
     /// The batches sent, for the baselines.
-    batches: Vec<(String, Value)>,
+    batches: Vec<(String, UploadJson)>,
 }
 
 /// A handheld's download: its route file, turned into the batch of reads it will upload.
-async fn download(addr: SocketAddr, token: &str, reads: usize) -> Result<Value> {
-    let (status, body) = http(addr, "GET", "/api/v1/device/route", token, b"").await?;
-    ensure!(
-        status == 200,
-        "route: HTTP {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let routes: RoutesJson = serde_json::from_slice(&body)?;
+fn download(
+    agent: &ureq::Agent,
+    addr: SocketAddr,
+    token: &str,
+    reads: usize,
+) -> Result<UploadJson> {
+    let response = agent
+        .get(format!("http://{addr}/api/v1/device/route"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()?;
+    let routes: RoutesJson = answer("route", response)?;
     let file = routes.routes.first().context("no route for the handheld")?;
     let route = meter_gateway::sync::route_data(file);
     ensure!(
@@ -213,33 +188,39 @@ async fn download(addr: SocketAddr, token: &str, reads: usize) -> Result<Value> 
         route.stops.len()
     );
     let read_day = meter_gateway::sync::protocol_day(READ_DAY);
-    let batch: Vec<Value> = route
+    let batch = route
         .stops
         .iter()
         .take(reads)
         .enumerate()
         .map(|(i, s)| {
-            json!({
-                "device_seq": i + 1,
-                "meter_id": s.meter_id,
-                "reading": reading_for(s, (route.window_from, route.window_to), read_day),
-                "read_time": format!("{READ_DAY}T{:02}:{:02}:00", 8 + i / 60 % 9, i % 60),
-                "read_type": "regular",
-                "method": "keyed",
-                "reader_id": "LD",
+            Ok(ReadJson {
+                device_seq: i as u64 + 1,
+                meter_id: s.meter_id.clone(),
+                reading: reading_for(s, (route.window_from, route.window_to), read_day),
+                read_time: READ_DAY
+                    .and_hms_opt(8 + (i / 60 % 9) as u32, (i % 60) as u32, 0)
+                    .context("read time")?,
+                read_type: ReadTypeName::Regular,
+                method: ReadMethodName::Keyed,
+                message_codes: Vec::new(),
+                skip_code: None,
+                note: None,
+                reader_id: "LD".into(),
+                order: None,
             })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let device = token.split('.').next().unwrap_or_default();
     // One state id per handheld (its number in the token's device id, as hex).
     let state: u64 = device
         .bytes()
         .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    Ok(json!({
-        "state_id": format!("{:016x}", state.max(1)),
-        "batch_id": format!("{device}-1"),
-        "reads": batch,
-    }))
+    Ok(UploadJson {
+        state_id: Some(format!("{:016x}", state.max(1))),
+        batch_id: format!("{device}-1"),
+        reads: batch,
+    })
 }
 
 /// The day every handheld of the load reads its route (mid-window).
@@ -260,47 +241,45 @@ fn reading_for(stop: &msg::RouteStop, window: (u32, u32), day: u32) -> u64 {
 }
 
 /// A handheld's upload; returns the reads stored and when the upload started and ended.
-async fn upload(
+fn upload(
+    agent: &ureq::Agent,
     addr: SocketAddr,
     token: &str,
-    batch: &Value,
+    batch: &UploadJson,
 ) -> Result<(usize, usize, Instant, Instant)> {
-    let reads = batch["reads"].as_array().map_or(0, Vec::len);
-    let body = serde_json::to_vec(batch)?;
+    let reads = batch.reads.len();
     let started = Instant::now();
-    let (status, answer) = http(addr, "POST", "/api/v1/device/reads", token, &body).await?;
+    let response = agent
+        .post(format!("http://{addr}/api/v1/device/reads"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_json(batch)?;
+    let ReceiptJson { receipt, .. } = answer("reads", response)?;
     let done = Instant::now();
-    ensure!(
-        status == 200,
-        "reads: HTTP {status}: {}",
-        String::from_utf8_lossy(&answer)
-    );
-    let receipt: Value = serde_json::from_slice(&answer)?;
-    let stored = receipt["stored"].as_u64().unwrap_or(0) as usize;
-    let flagged = receipt["flagged"].as_u64().unwrap_or(0) as usize;
-    let settled = stored + receipt["already_received"].as_u64().unwrap_or(0) as usize;
+    let settled = receipt.stored + receipt.already_received;
     ensure!(
         settled == reads,
-        "receipt accounts for {settled} of {reads} reads: {receipt}"
+        "receipt accounts for {settled} of {reads} reads: {receipt:?}"
     );
     ensure!(
-        receipt["up_to_seq"] == json!(reads),
-        "up_to_seq {} instead of {reads}",
-        receipt["up_to_seq"]
+        receipt.up_to_seq == Some(reads as u64),
+        "up_to_seq {:?} instead of {reads}",
+        receipt.up_to_seq
     );
-    Ok((stored, flagged, started, done))
+    Ok((receipt.stored, receipt.flagged, started, done))
 }
 
 /// Every handheld downloads at once; then, once all have their route, every handheld uploads at once
-/// (so the upload figure is not mixed with route building).
+/// (so the upload figure is not mixed with route building). Each handheld is a blocking thread of
+/// tokio's pool (at most 512: more handhelds than that would queue).
 async fn run_load(addr: SocketAddr, tokens: &[String], reads: usize) -> LoadResult {
     let mut result = LoadResult::default();
+    let agent = agent();
     let start = Instant::now();
     let downloads: Vec<_> = tokens
         .iter()
         .map(|t| {
-            let t = t.clone();
-            tokio::spawn(async move { (download(addr, &t, reads).await, t) })
+            let (t, agent) = (t.clone(), agent.clone());
+            tokio::task::spawn_blocking(move || (download(&agent, addr, &t, reads), t))
         })
         .collect();
     for d in downloads {
@@ -315,8 +294,8 @@ async fn run_load(addr: SocketAddr, tokens: &[String], reads: usize) -> LoadResu
         .batches
         .iter()
         .map(|(t, b)| {
-            let (t, b) = (t.clone(), b.clone());
-            tokio::spawn(async move { upload(addr, &t, &b).await })
+            let (t, b, agent) = (t.clone(), b.clone(), agent.clone());
+            tokio::task::spawn_blocking(move || upload(&agent, addr, &t, &b))
         })
         .collect();
     let (mut first, mut last) = (None::<Instant>, None::<Instant>);
@@ -360,12 +339,11 @@ fn report(label: &str, r: &LoadResult, handhelds: usize) {
 
 /// The same batches through the sync engine directly (no HTTP), one after another: shows what HTTP
 /// and concurrency add or cost.
-fn engine_sequential(db: &Path, batches: &[(String, Value)]) -> Result<(usize, Duration)> {
+fn engine_sequential(db: &Path, batches: &[(String, UploadJson)]) -> Result<(usize, Duration)> {
     let handle = Db::open(db)?;
     let sync = meter_gateway::sync::SyncService::new(handle.clone(), Arc::new(Config::default()));
     let mut prepared = Vec::with_capacity(batches.len());
-    for (token, batch) in batches {
-        let upload: serve::device_api::UploadJson = serde_json::from_value(batch.clone())?;
+    for (token, upload) in batches {
         let reads = upload
             .reads
             .iter()
@@ -374,7 +352,7 @@ fn engine_sequential(db: &Path, batches: &[(String, Value)]) -> Result<(usize, D
         let device = token.split('.').next().unwrap_or_default().to_string();
         let state_id = serve::device_api::parse_state_id(upload.state_id.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        prepared.push((device, state_id, upload.batch_id, reads));
+        prepared.push((device, state_id, upload.batch_id.clone(), reads));
     }
     let started = Instant::now();
     let mut stored = 0;

@@ -21,7 +21,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "support/peak_memory.rs"]
 mod peak_memory;
@@ -64,36 +63,40 @@ fn serve_child(db: &Path) -> Result<(Child, SocketAddr)> {
     Ok((child, addr))
 }
 
-/// One sign-in post; returns the status code.
-async fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Result<u16> {
-    let token = "0123456789abcdef0123456789abcdef";
-    let body = format!(
-        "name={name}&password={}&csrf={token}",
-        password.replace(' ', "+")
-    );
-    let request = format!(
-        "POST /login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Cookie: mg_login_csrf={token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await?;
-    let head = String::from_utf8_lossy(&answer[..answer.len().min(64)]).into_owned();
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))
+/// The attacker's client: every answer read as it comes (no redirect followed, a 401 or 429 not an
+/// error).
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
-/// Fires every attempt at once; returns (checked = 401 wrong password, 429 not checked, other).
+/// One sign-in post, the form the sign-in page sends with its CSRF cookie; returns the status code.
+fn sign_in(agent: &ureq::Agent, addr: SocketAddr, name: &str, password: &str) -> Result<u16> {
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut answer = agent
+        .post(format!("http://{addr}/login"))
+        .header("Cookie", format!("mg_login_csrf={token}"))
+        .send_form([("name", name), ("password", password), ("csrf", token)])?;
+    // Read to the end, as a browser would, before the status counts.
+    answer.body_mut().read_to_vec()?;
+    Ok(answer.status().as_u16())
+}
+
+/// Fires every attempt at once, each from a blocking thread of tokio's pool (at most 512 at once);
+/// returns (checked = 401 wrong password, 429 not checked, other).
 async fn burst(addr: SocketAddr, names: Vec<String>) -> Result<(usize, usize, usize)> {
+    let agent = agent();
     let tasks: Vec<_> = names
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
-            tokio::spawn(async move { sign_in(addr, &name, &format!("wrong guess {i}")).await })
+            let agent = agent.clone();
+            tokio::task::spawn_blocking(move || {
+                sign_in(&agent, addr, &name, &format!("wrong guess {i}"))
+            })
         })
         .collect();
     let (mut checked, mut refused, mut other) = (0, 0, 0);

@@ -1,6 +1,6 @@
 //! The clerk's desk in a real browser: headless Chromium driven through chromedriver's WebDriver HTTP
-//! API (a minimal JSON-over-HTTP client below: a handful of commands does not justify a WebDriver crate
-//! and its async stack). The daemon runs in-process on 127.0.0.1:0.
+//! API (JSON over ureq, the HTTP client the crate already uses: a handful of commands does not justify a
+//! WebDriver crate and its async stack). The daemon runs in-process on 127.0.0.1:0.
 //!
 //! Without chromium and chromedriver the test is skipped, unless the `CI` variable is set: then it fails
 //! (`.ci/run` installs them).
@@ -12,8 +12,7 @@ use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
 use meter_gateway::store::{Db, NewUserSecret, Store};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,71 +37,61 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A blocking WebDriver client: one HTTP/1.1 request per connection.
+/// A blocking WebDriver client (ureq, one request per connection).
 pub(crate) struct WebDriver {
     pub(crate) addr: SocketAddr,
     pub(crate) session: String,
 }
 
+/// The WebDriver client's agent: a connection within 5 s, each read of an answer within 60 s (a
+/// command waits for the page), statuses as answers (WebDriver's errors are JSON bodies), and no
+/// connection kept between requests (each test's chromedriver is killed with its browser).
+fn agent() -> &'static ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .max_idle_connections(0)
+            .build()
+            .into()
+    })
+}
+
+/// The largest WebDriver answer read (a full-page screenshot is a few MB of base64).
+const MAX_ANSWER_BYTES: u64 = 256 << 20;
+
+/// One WebDriver command: its `value` when the status is 200, else the status and the error `value`.
 pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
+    let url = format!("http://{addr}{path}");
+    let sent = match (method, body) {
+        ("GET", None) => agent().get(&url).call(),
+        ("DELETE", None) => agent().delete(&url).call(),
+        ("POST", Some(b)) => agent().post(&url).send_json(b),
+        ("POST", None) => agent().post(&url).send_empty(),
+        _ => {
+            return Err(format!(
+                "{method} {path}: not a WebDriver command this client sends"
+            ))
+        }
+    };
+    let mut response = sent.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let raw = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_vec()
         .map_err(|e| e.to_string())?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    let mut status = String::new();
-    r.read_line(&mut status).map_err(|e| e.to_string())?;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(|e| e.to_string())?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok();
-        }
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    let mut raw = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).map_err(|e| e.to_string())?;
-            let n = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk).map_err(|e| e.to_string())?;
-            raw.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = length {
-        raw.resize(n, 0);
-        r.read_exact(&mut raw).map_err(|e| e.to_string())?;
-    } else {
-        r.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    }
     let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("{status}: {e}"))?;
-    if !status.contains(" 200") {
-        return Err(format!("{} {path}: {}", status.trim(), v["value"]));
+    if status != ureq::http::StatusCode::OK {
+        return Err(format!("{status} {path}: {}", v["value"]));
     }
     Ok(v["value"].clone())
 }
