@@ -25,6 +25,7 @@ pub use listing::*;
 pub use missing::*;
 pub use open::*;
 pub use reread::{apply_completed_rereads, fold_reread};
+pub(crate) use reread::{record as record_decision, snapshot as read_snapshot};
 
 pub use route_file::{
     route_file, route_files, LimitRange, RouteCode, RouteFile, RouteOrder, RouteStop, StopLimits,

@@ -118,7 +118,7 @@ fn fold_order(
     Ok(true)
 }
 
-fn snapshot(r: &ReviewRead) -> serde_json::Value {
+pub(crate) fn snapshot(r: &ReviewRead) -> serde_json::Value {
     json!({
         "read_id": r.read_id,
         "raw_reading": r.raw_reading,
@@ -132,7 +132,7 @@ fn snapshot(r: &ReviewRead) -> serde_json::Value {
 
 /// Records one decision on a read: a `review_actions` row and its audit record (as the clerk's
 /// actions do, `review::actions`).
-fn record(
+pub(crate) fn record(
     conn: &Connection,
     read: &ReviewRead,
     action: &str,

@@ -128,19 +128,10 @@ fn require_status(
 /// What a clerk's correction, estimate or re-read order applies to.
 const FLAGGED_OR_HELD: &[ReadStatus] = &[ReadStatus::Flagged, ReadStatus::Held];
 
-fn snapshot(r: &ReviewRead) -> serde_json::Value {
-    json!({
-        "read_id": r.read_id,
-        "raw_reading": r.raw_reading,
-        "reading": r.reading,
-        "consumption": r.consumption,
-        "status": r.status.as_str(),
-        "flags": r.flags.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
-        "superseded_by": r.superseded_by,
-    })
-}
+use crate::cycles::read_snapshot as snapshot;
 
-/// Records one decision: a `review_actions` row and its audit record.
+/// Records one decision: a `review_actions` row and its audit record (`cycles::record_decision`,
+/// which a re-read folded back by a handheld's upload writes too).
 fn record(
     conn: &Connection,
     read: &ReviewRead,
@@ -151,20 +142,7 @@ fn record(
     detail: serde_json::Value,
     after: serde_json::Value,
 ) -> Result<()> {
-    sql::insert_review_action(conn, read.read_id, action, actor, now, reason, &detail)?;
-    sql::insert_audit(
-        conn,
-        &AuditEntry {
-            at: now,
-            actor,
-            entity: "read",
-            entity_id: &read.read_id.to_string(),
-            action,
-            before: Some(snapshot(read)),
-            after: Some(after),
-            reason,
-        },
-    )?;
+    cycles::record_decision(conn, read, action, actor, now, reason, detail, after)?;
     Ok(())
 }
 

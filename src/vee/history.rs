@@ -170,12 +170,7 @@ impl AccountHistory {
     /// irrigation account's dry winters do not.
     pub fn unexpected_zero_periods(&self, n: usize, min_daily: f64) -> usize {
         let year = chrono::Duration::days(365);
-        self.periods
-            .iter()
-            .rev()
-            .filter(|p| !p.estimated)
-            .take(n)
-            .filter(|p| p.usage <= 0.0)
+        self.last_zero_periods(n)
             .filter(|p| {
                 rate_over(&self.periods, p.from - year, p.to - year, 1.0)
                     .is_none_or(|(rate, _)| rate >= min_daily)
@@ -183,15 +178,19 @@ impl AccountHistory {
             .count()
     }
 
-    /// How many of the last `n` actual periods had no use at all.
-    pub fn zero_periods(&self, n: usize) -> usize {
+    /// The periods without use among the last `n` actual periods.
+    fn last_zero_periods(&self, n: usize) -> impl Iterator<Item = &Period> {
         self.periods
             .iter()
             .rev()
             .filter(|p| !p.estimated)
             .take(n)
             .filter(|p| p.usage <= 0.0)
-            .count()
+    }
+
+    /// How many of the last `n` actual periods had no use at all.
+    pub fn zero_periods(&self, n: usize) -> usize {
+        self.last_zero_periods(n).count()
     }
 
     pub fn base_of(&self, meter_id: &str) -> Option<&MeterBase> {
