@@ -139,35 +139,86 @@ fn seasonal(periods: &[Period], from: i32, to: i32, w: f64) -> Option<(f64, u8)>
 /// period's daily use against its own same dates in past years. A median, so that one period out of
 /// line (a leak that began last period, a vacation) does not carry the expectation with it; every
 /// recent period moving together (a new tenant, a growing family) does.
-fn growth(periods: &[Period], from: i32, cfg: &ValidationConfig, tol: Tolerance) -> f64 {
+fn growth(
+    periods: &[Period],
+    ratios: &Ratios,
+    from: i32,
+    cfg: &ValidationConfig,
+    tol: Tolerance,
+) -> f64 {
     const MAX: usize = 6;
     let recent_from = from - i32::try_from(cfg.recent_days).unwrap_or(i32::MAX / 4);
-    let eps = tol.absolute / 30.0;
-    let mut ratios = [0.0f64; MAX];
+    let mut found = [0.0f64; MAX];
     let mut n = 0;
-    for p in periods
-        .iter()
+    for j in (0..periods.len())
         .rev()
-        .take_while(|p| p.end_day() > recent_from)
-        .filter(|p| !p.estimated)
+        .take_while(|&j| periods[j].end_day() > recent_from)
+        .filter(|&j| !periods[j].estimated)
         .take(MAX)
     {
-        if let Some((then, _)) = seasonal(periods, p.start_day(), p.end_day(), cfg.estimated_weight)
-        {
-            ratios[n] = (p.daily() + eps) / (then + eps);
+        if let Some(r) = ratios.of(periods, j, cfg, tol) {
+            found[n] = r;
             n += 1;
         }
     }
     if n == 0 {
         return 1.0;
     }
-    median(&mut ratios[..n]).clamp(cfg.growth_min, cfg.growth_max)
+    median(&mut found[..n]).clamp(cfg.growth_min, cfg.growth_max)
+}
+
+/// A period's daily use against its own same dates in past years (`None` without them): the same
+/// whichever later periods follow it, so the dispersion backtest computes each once ([`Ratios`]).
+fn period_ratio(
+    periods: &[Period],
+    j: usize,
+    cfg: &ValidationConfig,
+    tol: Tolerance,
+) -> Option<f64> {
+    let p = &periods[j];
+    let eps = tol.absolute / 30.0;
+    seasonal(periods, p.start_day(), p.end_day(), cfg.estimated_weight)
+        .map(|(then, _)| (p.daily() + eps) / (then + eps))
+}
+
+/// [`period_ratio`] of the periods from `from` on, computed once per expectation.
+struct Ratios {
+    from: usize,
+    ratios: Vec<Option<f64>>,
+}
+
+impl Ratios {
+    /// The ratios of `periods[from..]`.
+    fn new(periods: &[Period], from: usize, cfg: &ValidationConfig, tol: Tolerance) -> Ratios {
+        let from = from.min(periods.len());
+        Ratios {
+            from,
+            ratios: (from..periods.len())
+                .map(|j| period_ratio(periods, j, cfg, tol))
+                .collect(),
+        }
+    }
+
+    /// Period `j`'s ratio: from the cache, else computed.
+    fn of(
+        &self,
+        periods: &[Period],
+        j: usize,
+        cfg: &ValidationConfig,
+        tol: Tolerance,
+    ) -> Option<f64> {
+        match j.checked_sub(self.from).and_then(|k| self.ratios.get(k)) {
+            Some(r) => *r,
+            None => period_ratio(periods, j, cfg, tol),
+        }
+    }
 }
 
 /// Daily expected use over `[from, to)` from `periods` (which must all end by `from`), with the season
 /// range: `(point, low, high, basis)`.
 fn daily_point(
     periods: &[Period],
+    ratios: &Ratios,
     from: NaiveDate,
     to: NaiveDate,
     cfg: &ValidationConfig,
@@ -179,7 +230,7 @@ fn daily_point(
     let w = cfg.estimated_weight;
     let n = periods.len();
     if let Some((anchor, years)) = seasonal(periods, from, to, w) {
-        let growth = growth(periods, from, cfg, tol);
+        let growth = growth(periods, ratios, from, cfg, tol);
         let (mut lo, mut hi) = (anchor, anchor);
         if with_season_range {
             let shift = i32::try_from(cfg.season_shift_days).unwrap_or(0);
@@ -265,7 +316,13 @@ fn seasonal_max(periods: &[Period], from: i32, to: i32) -> Option<f64> {
 /// median absolute deviation from the prediction), shrunk towards `prior_spread`. Only predictions on
 /// the same kind of basis count (`last_year`): a recent average misses every seasonal swing, and
 /// those misses say nothing about how well last year predicts this account.
-fn spread(periods: &[Period], cfg: &ValidationConfig, tol: Tolerance, last_year: bool) -> f64 {
+fn spread(
+    periods: &[Period],
+    ratios: &Ratios,
+    cfg: &ValidationConfig,
+    tol: Tolerance,
+    last_year: bool,
+) -> f64 {
     const MAX_BACKTEST: usize = 12;
     let mut residuals = [0.0f64; MAX_BACKTEST];
     let mut n = 0;
@@ -276,7 +333,7 @@ fn spread(periods: &[Period], cfg: &ValidationConfig, tol: Tolerance, last_year:
             continue;
         }
         if let Some((point, _, _, basis)) =
-            daily_point(&periods[..i], p.from, p.to, cfg, tol, false)
+            daily_point(&periods[..i], ratios, p.from, p.to, cfg, tol, false)
         {
             if matches!(basis, Basis::SamePeriodLastYear { .. }) != last_year {
                 continue;
@@ -324,16 +381,18 @@ pub fn expect_between(
 ) -> Option<(Expectation, Expectation)> {
     let tol = cfg.tolerance_for(rate_class);
     let periods = &history.periods[..history.periods.partition_point(|p| p.to <= from)];
-    let last_year = daily_point(periods, from, late, cfg, tol, false)
+    // The backtest looks at the last 12 periods, each judged by the growth of up to 6 before it.
+    let ratios = Ratios::new(periods, periods.len().saturating_sub(18), cfg, tol);
+    let last_year = daily_point(periods, &ratios, from, late, cfg, tol, false)
         .is_some_and(|(.., b)| matches!(b, Basis::SamePeriodLastYear { .. }));
-    let spread = spread(periods, cfg, tol, last_year);
+    let spread = spread(periods, &ratios, cfg, tol, last_year);
     let max_daily = seasonal_max(periods, from.num_days_from_ce(), late.num_days_from_ce());
     let one = |to: NaiveDate| -> Option<Expectation> {
         let days = (to - from).num_days();
         if days <= 0 {
             return None;
         }
-        let (point, lo, hi, basis) = daily_point(periods, from, to, cfg, tol, true)?;
+        let (point, lo, hi, basis) = daily_point(periods, &ratios, from, to, cfg, tol, true)?;
         let thin = matches!(basis, Basis::ThinHistory { .. });
         let mut relative = tol.percent.max((cfg.spread_factor * spread).exp() - 1.0);
         let mut margin = tol.absolute * days as f64 / 30.0;
