@@ -2,50 +2,17 @@
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use chrono::NaiveDateTime;
 use meter_gateway::demo::{self, DemoParams};
 use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, openapi, AppState};
-use meter_gateway::store::{Db, NewUserSecret, Store};
+use meter_gateway::store::{Db, Store};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use tower::ServiceExt;
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Reply {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
+use crate::web::{add_clerk, form_body, send, Reply};
 
 fn request(method: Method, path: &str) -> axum::http::request::Builder {
     Request::builder().method(method).uri(path)
@@ -240,24 +207,6 @@ async fn a_browser_without_a_session_is_sent_to_the_sign_in_page_and_an_api_clie
 
 // ---- sign-in ------------------------------------------------------------------------------------
 
-async fn add_clerk(state: &AppState, name: &str, password: &str) {
-    let hash = serve::auth::hash_password(password).unwrap();
-    let (name, now) = (name.to_string(), now());
-    state
-        .db
-        .call(move |s| {
-            s.add_user(
-                &name,
-                UserRole::Clerk,
-                NewUserSecret::PasswordHash(&hash),
-                now,
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-}
-
 fn now() -> NaiveDateTime {
     chrono::Local::now().naive_local()
 }
@@ -289,24 +238,6 @@ async fn login_form_token(app: &Router) -> String {
         "{set}"
     );
     token
-}
-
-fn form_body(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn post_login(app: &Router, token: &str, name: &str, password: &str, client: &str) -> Reply {

@@ -16,3 +16,4 @@ mod security;
 mod store;
 mod support;
 mod sync;
+mod web;

@@ -3,6 +3,7 @@
 //! message codes, field orders, reports.
 
 use crate::fixture::{district, field_read, now, sql, District, CYCLE};
+use crate::web::form_body;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
@@ -43,14 +44,6 @@ async fn send(app: &Router, req: Request<Body>) -> Reply {
         content_type,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
-}
-
-fn form_body(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", meter_gateway::review::html::url(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 struct Desk {

@@ -3,41 +3,21 @@
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use meter_gateway::config::Config;
 use meter_gateway::cycles;
 use meter_gateway::domain::ReadType;
 use meter_gateway::domain::UserRole;
 use meter_gateway::serve::{self, AppState};
-use meter_gateway::store::{Db, NewUserSecret, Store};
+use meter_gateway::store::{Db, Store};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 use crate::fixture::{self, CYCLE};
 use crate::support::gateway;
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Reply {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
+use crate::web::{add_clerk, form_body as form, send};
 
 fn get(path: &str) -> Request<Body> {
     Request::builder().uri(path).body(Body::empty()).unwrap()
@@ -48,41 +28,6 @@ fn memory_state(config: Config) -> AppState {
         Db::start(Store::open_in_memory().unwrap()).unwrap(),
         Arc::new(config),
     )
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-async fn add_clerk(state: &AppState, name: &str, password: &str) {
-    let hash = serve::auth::hash_password(password).unwrap();
-    let (name, now) = (name.to_string(), fixture::now());
-    state
-        .db
-        .call(move |s| {
-            s.add_user(
-                &name,
-                UserRole::Clerk,
-                NewUserSecret::PasswordHash(&hash),
-                now,
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
 }
 
 const LOGIN_TOKEN: &str = "0123456789abcdef0123456789abcdef";
