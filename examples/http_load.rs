@@ -25,7 +25,6 @@ use meter_gateway::store::{Db, Store};
 use meter_gateway::sync::api::{
     ReadJson, ReadMethodName, ReadTypeName, ReceiptJson, RoutesJson, UploadJson,
 };
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,16 +123,6 @@ fn build_district(db: &Path, o: &Options) -> Result<Vec<String>> {
 }
 
 // ---- the client: ureq with the daemon's own JSON types, one blocking thread per handheld ----------
-
-/// The handhelds' HTTP client: answers of any status are read (a refusal's body is reported), no
-/// timeout (the daemon's own request timeout is the one that counts, raised for the run).
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
-}
 
 /// Reads an answer's body as text (for an error) or as `T` (the daemon's type for it).
 fn answer<T: serde::de::DeserializeOwned>(
@@ -426,41 +415,12 @@ fn raw_insert(from: &Path, into: &Path) -> Result<(usize, Duration)> {
 
 // ---- the child daemon -----------------------------------------------------------------------------
 
-/// Kills the child daemon if the run fails half-way.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[path = "support/peak_memory.rs"]
 mod peak_memory;
 
-fn serve_child(db: &Path, config: &Path) -> Result<(Child, SocketAddr)> {
-    let mut child = Child(
-        std::process::Command::new(std::env::current_exe()?)
-            .args([
-                "--serve-child",
-                db.to_str().context("db path")?,
-                config.to_str().context("config path")?,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().context("child stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .with_context(|| format!("child said {line:?}"))?
-        .parse()?;
-    Ok((child, addr))
-}
+#[path = "support/child_daemon.rs"]
+mod child_daemon;
+use child_daemon::{agent, serve_child};
 
 /// The daemon's settings for the run: the defaults, but a request may wait as long as the whole load
 /// takes (every handheld's request queues behind the one writer; a 408 here would measure the
@@ -550,7 +510,13 @@ fn main() -> Result<()> {
     // Child daemon: the same load on a copy of the district, for its peak memory.
     let config_file = dir.path().join("load.toml");
     std::fs::write(&config_file, LOAD_CONFIG)?;
-    let (mut child, addr) = serve_child(&copy, &config_file)?;
+    let (mut child, addr) = serve_child(
+        &[
+            copy.to_str().context("db path")?,
+            config_file.to_str().context("config path")?,
+        ],
+        "warn",
+    )?;
     let in_child = runtime.block_on(run_load(addr, &tokens, o.reads));
     let peak = peak_memory::peak_rss_kib(Some(child.0.id())).context("no VmHWM for the child")?;
     let killed = std::process::Command::new("kill")

@@ -17,60 +17,23 @@
 use anyhow::{ensure, Context, Result};
 use meter_gateway::domain::UserRole;
 use meter_gateway::store::{NewUserSecret, Store};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Instant;
 
 #[path = "support/peak_memory.rs"]
 mod peak_memory;
 
+#[path = "support/child_daemon.rs"]
+mod child_daemon;
+use child_daemon::{agent, serve_child};
+
 const PASSWORD: &str = "water under the bridge";
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn attempts() -> Result<usize> {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == "--attempts") {
         Some(i) => Ok(args.get(i + 1).context("--attempts N")?.parse()?),
         None => Ok(200),
     }
-}
-
-fn serve_child(db: &Path) -> Result<(Child, SocketAddr)> {
-    let mut child = Child(
-        std::process::Command::new(std::env::current_exe()?)
-            .args(["--serve-child", db.to_str().context("db path")?])
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::piped())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().context("child stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .with_context(|| format!("child said {line:?}"))?
-        .parse()?;
-    Ok((child, addr))
-}
-
-/// The attacker's client: every answer read as it comes (no redirect followed, a 401 or 429 not an
-/// error).
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
 }
 
 /// One sign-in post, the form the sign-in page sends with its CSRF cookie; returns the status code.
@@ -170,7 +133,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (child, addr) = serve_child(&db)?;
+    let (child, addr) = serve_child(&[db.to_str().context("db path")?], "error")?;
     let at_rest = peak_memory::peak_rss_kib(Some(child.0.id())).context("no VmHWM")?;
 
     let t = Instant::now();
