@@ -171,7 +171,7 @@ fn judge_in_halves(
         let mut conn = crate::store::open_read_only(path)?;
         // One snapshot for the half (rolled back when dropped: only temp tables were written).
         let snapshot = conn.transaction()?;
-        judge_with_meters(
+        judge_each(
             &snapshot,
             config,
             cycle_id,
@@ -220,6 +220,7 @@ fn judge_in_halves(
         judged.decisions.push(d);
         judged.refusals.push(refused);
     }
+    judged.pair_swapped();
     Ok(judged)
 }
 
@@ -380,6 +381,43 @@ pub fn meters_of(
 
 /// [`judge`] with each read's meter already loaded ([`meters_of`]), and the histories it found.
 pub fn judge_with_meters(
+    conn: &rusqlite::Connection,
+    config: &dyn CycleSettings,
+    cycle_id: &str,
+    reads: Vec<FieldRead>,
+    meters: Vec<Option<MeterRow>>,
+    histories: &HashMap<String, AccountHistory>,
+    now: NaiveDateTime,
+) -> Result<Judged> {
+    let mut judged = judge_each(conn, config, cycle_id, reads, meters, histories, now)?;
+    judged.pair_swapped();
+    Ok(judged)
+}
+
+impl Judged {
+    /// Two far-off keyed reads of a route that fit each other's meters: each is named the other's
+    /// reading ([`vee::mark_swapped`]). Needs the whole batch: run once, after every read is judged.
+    fn pair_swapped(&mut self) {
+        let stops: Vec<vee::StopRead<'_>> = self
+            .reads
+            .iter()
+            .zip(&self.meters)
+            .zip(&self.refusals)
+            .map(|((read, m), refused)| vee::StopRead {
+                read,
+                route: m
+                    .as_ref()
+                    .filter(|m| refused.is_none() && in_service(m))
+                    .and_then(|m| m.account.as_ref())
+                    .map(|a| a.route_id.as_str()),
+            })
+            .collect();
+        vee::mark_swapped(&stops, &mut self.decisions);
+    }
+}
+
+/// Each read of a batch judged on its own (see [`judge_with_meters`]).
+fn judge_each(
     conn: &rusqlite::Connection,
     config: &dyn CycleSettings,
     cycle_id: &str,

@@ -418,7 +418,8 @@ pub fn expect_between(
             expected,
             season_low,
             season_high,
-            low: (season_low / (1.0 + relative) - margin).max(0.0),
+            low: ((season_low / (1.0 + relative)).min(season_low * tol.low_ceiling) - margin)
+                .max(0.0),
             high,
             basis,
             relative,

@@ -23,8 +23,9 @@
 //!   is at least ±`thin_percent` with a doubled margin.
 //!
 //! # Band and limits
-//! `high = season_high × (1 + r) + margin`, `low = season_low ÷ (1 + r) − margin`, where `margin` is
-//! the class's absolute margin per 30 days and `r` is the largest of the class percent and
+//! `high = season_high × (1 + r) + margin`, `low = min(season_low ÷ (1 + r), season_low × c) − margin`,
+//! where `margin` is the class's absolute margin per 30 days, `c` the class's `low_ceiling` (0.6 for
+//! households: a quiet month is ordinary; 1.0 for steady classes) and `r` is the largest of the class percent and
 //! `exp(spread_factor × σ) − 1`, σ being the account's own dispersion: the median error (log scale,
 //! ×1.4826) of this same model replayed over the account's last 12 periods (only replays on the same
 //! kind of basis), shrunk towards `prior_spread`. An account whose use swings widely gets a wide band;
@@ -69,15 +70,24 @@
 //! the one office judgement of an in-window read beyond the handheld's limits: the reader's word
 //! is not on the handheld's screen when it checks a reading.
 //!
-//! # What the reader meant ([`slips`])
-//! A keyed read flagged `high`, `low`, `negative`, or `invalid_reading` for too many digits, whose
-//! use is at least `slip_far` × expected (or at most ÷ `slip_far`, or backwards by that much), and
-//! which is neither confirmed nor carries a follow-up code, is tried against the usual slips (two
-//! digits swapped, a digit keyed twice, a dial read one off at a digit's edge, a digit left out, a
-//! neighbouring key). When one candidate lands near the expected use (within `slip_band` of the way
-//! to the band's edge, a less likely slip nearer) and stands out from every other, the flag says so
+//! # What the reader meant ([`slips`], [`swaps`])
+//! A keyed read flagged `high`, `negative`, or `invalid_reading` for too many digits, which is
+//! neither confirmed nor carries a follow-up code, is tried against the usual slips (two digits
+//! swapped, a digit keyed twice, a dial read one off at a digit's edge, a digit left out, a
+//! neighbouring key) when its use is one no meter makes (`slip_sure` × expected or more, backwards
+//! by `slip_far` × expected, too many digits) or one a leak could make (`slip_far` to `slip_sure`
+//! × expected). Use below `slip_far` × expected (low but positive use included: a slowed or idle
+//! meter reads so too) and use in line with the last period's (a leak that goes on) are taken as
+//! what the meter says. When one candidate lands near the expected use (within `slip_band_sure`,
+//! where no meter makes the keyed use, or `slip_band`, where a leak could, of the way to the
+//! band's edge; a less likely slip nearer) and stands out from every other, the flag says so
 //! ("; likely meant 43088: digits 3 and 4 swapped") and [`Decision::intended`] carries it: the
 //! clerk's read page offers it as a one-click correction.
+//!
+//! Over a batch ([`mark_swapped`], run by `cycles` once every read of an upload is judged): two
+//! far-off keyed reads of one route, each inside the other's limits and farther apart than both
+//! ranges, were read under each other's stops; each is named the other's reading instead of a
+//! slip. A read that fits more than one other is left alone.
 
 mod estimate;
 mod expect;
@@ -85,6 +95,7 @@ mod history;
 mod rules;
 mod settings;
 pub mod slips;
+pub mod swaps;
 
 pub use estimate::{estimate, Estimate, ESTIMATED_QUALITY};
 pub use expect::{expect, expect_between, Basis, Expectation};
@@ -94,6 +105,7 @@ pub use rules::{
     MeterContext, ReadInput, Service,
 };
 pub use settings::{Tolerance, ValidationConfig};
+pub use swaps::{mark_swapped, StopRead};
 
 use crate::domain::{FlagKind, ReadMethod, ReadStatus};
 

@@ -373,7 +373,7 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
                 let judge = Judged::from(history, base, &reg);
                 let (e, limits) = band_on_day(input, &service, &judge, cfg, day);
                 let carry = history.carry / hcf_per_billing_unit(&reg);
-                let at = near(&reg, limits, e.as_ref(), judge.reading, carry);
+                let at = near(&reg, limits, e.as_ref(), judge.reading, carry, None);
                 let trouble = !reader_signals(read, input.codes).follow_up.is_empty();
                 d = with_intended(d, read, at, trouble, cfg, &[FlagKind::InvalidReading]);
             }
@@ -416,8 +416,9 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
         reading: judge.reading,
         read_on: judge.from_reading_on,
     };
-    // A reading equal to the previous one (`zero`) is a stopped meter more often than a slip.
-    const SLIPPED: &[FlagKind] = &[FlagKind::High, FlagKind::Low, FlagKind::Negative];
+    // A reading equal to the previous one (`zero`) is a stopped meter more often than a slip, and
+    // low use a slowed or idle one ([`slip_odds`]).
+    const SLIPPED: &[FlagKind] = &[FlagKind::High, FlagKind::Negative];
 
     let usage = match reg.delta(base.reading, reading) {
         RegisterDelta::Forward(u) => u,
@@ -449,7 +450,14 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
                         base.read_on
                     ),
                 ));
-                let at = near(&reg, day_limits, exp.as_ref(), judge.reading, carry_units);
+                let at = near(
+                    &reg,
+                    day_limits,
+                    exp.as_ref(),
+                    judge.reading,
+                    carry_units,
+                    None,
+                );
                 let trouble = !reader_signals(read, input.codes).follow_up.is_empty();
                 let d = with_intended(d, read, at, trouble, cfg, SLIPPED);
                 return finish(d, read);
@@ -535,7 +543,8 @@ pub fn validate(input: &ReadInput<'_>, cfg: &ValidationConfig) -> Decision {
             ));
         }
     }
-    let at = near(&reg, day_limits, Some(&e), judge.reading, carry_units);
+    let last = last_period_use(history, &reg, days);
+    let at = near(&reg, day_limits, Some(&e), judge.reading, carry_units, last);
     let trouble = !signals.follow_up.is_empty();
     let d = with_intended(d, read, at, trouble, cfg, SLIPPED);
     finish(d, read)
@@ -628,8 +637,11 @@ impl Signals<'_> {
 }
 
 /// Adds what the reader likely meant to a keyed read flagged with one of `kinds`, when exactly one
-/// slip lands inside the day's limits and near the expected use (the band shrunk to `slip_band` of
-/// its width on each side; [`super::slips`]), to the decision and its first such flag.
+/// slip lands inside the day's limits and near the expected use ([`super::slips`]), to the
+/// decision and its first such flag. How near depends on whether the keyed use could be real: use
+/// that a leak could make must be explained closely (the band shrunk to `slip_band` of its width
+/// on each side); use no meter makes (backwards, `slip_sure` × expected or more, more digits than
+/// the dials) is explained by a slip anywhere within `slip_band_sure` of the band.
 fn with_intended(
     mut d: Decision,
     read: &FieldRead,
@@ -644,6 +656,7 @@ fn with_intended(
         e,
         from,
         carry,
+        last,
     }) = near
     else {
         return d;
@@ -656,21 +669,17 @@ fn with_intended(
     let Some(at) = d.flags.iter().position(|f| kinds.contains(&f.kind)) else {
         return d;
     };
-    // Only a reading far off is taken for a slip: a moderate excess (or a register a few units
-    // back) is more often what the meter says.
-    if let Some(used) = d.consumption {
-        let (used, x) = (used as f64, e.expected.max(1.0));
-        let far = if used < 0.0 {
-            -used >= x * cfg.slip_far
-        } else {
-            used >= x * cfg.slip_far || used <= x / cfg.slip_far
-        };
-        if !far {
-            return d;
-        }
-    }
-    // How far a candidate's use lands from the expected use: 1 at `slip_band` of the way to the
-    // band's edge on its side.
+    let band = match d.consumption {
+        Some(used) => match slip_odds(used as f64, e.expected.max(1.0), last, cfg) {
+            SlipOdds::Real => return d,
+            SlipOdds::Possible => cfg.slip_band,
+            SlipOdds::Sure => cfg.slip_band_sure,
+        },
+        // Too many digits for the dials.
+        None => cfg.slip_band_sure,
+    };
+    // How far a candidate's use lands from the expected use: 1 at `band` of the way to the band's
+    // edge on its side.
     let distance = |v: u64| -> Option<f64> {
         if !(reg.fits(v) && limits.contains(v)) {
             return None;
@@ -681,13 +690,45 @@ fn with_intended(
         } else {
             e.expected - e.low
         };
-        Some((used - e.expected).abs() / (cfg.slip_band * half).max(1e-9))
+        Some((used - e.expected).abs() / (band * half).max(1e-9))
     };
     if let Some(i) = super::slips::intended(&read.raw_reading, reg.dials, distance) {
         d.flags[at].explanation.push_str(&format!("; {i}"));
         d.intended = Some(i);
     }
     d
+}
+
+/// Whether a keyed use is what the meter says or a slip.
+enum SlipOdds {
+    /// Use a meter makes: within `slip_far` of expected either way, low but positive (a slowed,
+    /// stopped-between-reads or idle meter), or in line with the last period's (a leak that goes
+    /// on). No slip is named.
+    Real,
+    /// Use a leak could make: a slip must land close to the expected use.
+    Possible,
+    /// Use no meter makes: backwards by `slip_far` × expected, or `slip_sure` × expected and more.
+    Sure,
+}
+
+/// Judges keyed use `used` against `expected` (both in billing units over the read's days) and the
+/// last period's use over as many days.
+fn slip_odds(used: f64, expected: f64, last: Option<f64>, cfg: &ValidationConfig) -> SlipOdds {
+    if used < 0.0 {
+        return if -used >= expected * cfg.slip_far {
+            SlipOdds::Sure
+        } else {
+            SlipOdds::Real
+        };
+    }
+    let in_line = last.is_some_and(|l| used <= l * LAST_IN_LINE && used >= l / LAST_IN_LINE);
+    if used < expected * cfg.slip_far || in_line {
+        SlipOdds::Real
+    } else if used >= expected * cfg.slip_sure {
+        SlipOdds::Sure
+    } else {
+        SlipOdds::Possible
+    }
 }
 
 /// Where a slip's reading must land: the day's limits, and near the expected use from the reading
@@ -699,6 +740,8 @@ struct Near<'a> {
     e: &'a Expectation,
     from: u64,
     carry: f64,
+    /// The last period's use over as many days, in billing units, when it was read (not estimated).
+    last: Option<f64>,
 }
 
 fn near<'a>(
@@ -707,6 +750,7 @@ fn near<'a>(
     e: Option<&'a Expectation>,
     from: u64,
     carry: f64,
+    last: Option<f64>,
 ) -> Option<Near<'a>> {
     Some(Near {
         reg,
@@ -714,7 +758,17 @@ fn near<'a>(
         e: e?,
         from,
         carry,
+        last,
     })
+}
+
+/// Use within this factor of the last period's (either way) is in line with it.
+const LAST_IN_LINE: f64 = 1.5;
+
+/// The last period's use, read at both ends, over `days` days in `reg`'s billing units.
+fn last_period_use(history: &AccountHistory, reg: &Register, days: i64) -> Option<f64> {
+    let p = history.periods.last().filter(|p| !p.estimated)?;
+    Some(p.daily() * days as f64 / hcf_per_billing_unit(reg))
 }
 
 /// The expectation for a read `k` days into a window of `span` days: the two ends' expected use

@@ -52,12 +52,18 @@ pub struct ValidationConfig {
     /// lowers the high end to `signal_ratio` × expected use (never above the band's): the reader's
     /// evidence and a moderate excess together reach a clerk.
     pub signal_ratio: f64,
-    /// Mis-key suggestions: a slip is named as the likely intended reading only when its use lies
-    /// within the band shrunk to this share of its width around the expected use.
-    pub slip_band: f64,
-    /// ... and only for a reading whose use is at least `slip_far` × expected, or at most expected
-    /// ÷ `slip_far` (or backwards, or too long for the dials): a moderate excess is more often real.
+    /// Mis-key suggestions are tried only for a keyed reading whose use is at least `slip_far` ×
+    /// expected, or backwards by that much, or too long for the dials: a moderate excess, and low
+    /// but positive use, are more often what the meter says.
     pub slip_far: f64,
+    /// Where the keyed use could be real (from `slip_far` to `slip_sure` × expected: a leak makes
+    /// such use), a slip is named only when its use lies within the band shrunk to this share of
+    /// its width around the expected use ...
+    pub slip_band: f64,
+    /// ... and where it cannot (`slip_sure` × expected and more, backwards, too long for the
+    /// dials), within this share.
+    pub slip_sure: f64,
+    pub slip_band_sure: f64,
 }
 
 /// One rate class's tolerance.
@@ -69,6 +75,10 @@ pub struct Tolerance {
     /// Absolute margin in HCF per 30 days added to the band (converted for meters in other units), so
     /// small users are not flagged for 2 units.
     pub absolute: f64,
+    /// The low end never rises above this share of the season's low expected use: a household's
+    /// month at 60% of its usual (a week away, guests gone) is ordinary, where a business or a
+    /// building steady for years at 60% is news (1.0: the band alone decides).
+    pub low_ceiling: f64,
 }
 
 /// The file's view: every field optional, merged over [`ValidationConfig::default`].
@@ -95,6 +105,8 @@ struct RawValidation {
     signal_ratio: Option<f64>,
     slip_band: Option<f64>,
     slip_far: Option<f64>,
+    slip_sure: Option<f64>,
+    slip_band_sure: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -102,6 +114,7 @@ struct RawValidation {
 struct RawTolerance {
     percent: Option<f64>,
     absolute: Option<f64>,
+    low_ceiling: Option<f64>,
 }
 
 impl RawTolerance {
@@ -109,6 +122,7 @@ impl RawTolerance {
         Tolerance {
             percent: self.percent.unwrap_or(base.percent),
             absolute: self.absolute.unwrap_or(base.absolute),
+            low_ceiling: self.low_ceiling.unwrap_or(base.low_ceiling),
         }
     }
 }
@@ -147,6 +161,8 @@ impl TryFrom<RawValidation> for ValidationConfig {
             signal_ratio: raw.signal_ratio.unwrap_or(d.signal_ratio),
             slip_band: raw.slip_band.unwrap_or(d.slip_band),
             slip_far: raw.slip_far.unwrap_or(d.slip_far),
+            slip_sure: raw.slip_sure.unwrap_or(d.slip_sure),
+            slip_band_sure: raw.slip_band_sure.unwrap_or(d.slip_band_sure),
         };
         c.check()?;
         Ok(c)
@@ -155,20 +171,24 @@ impl TryFrom<RawValidation> for ValidationConfig {
 
 impl Default for ValidationConfig {
     fn default() -> Self {
-        let t = |percent, absolute| Tolerance { percent, absolute };
+        let t = |percent, absolute, low_ceiling| Tolerance {
+            percent,
+            absolute,
+            low_ceiling,
+        };
         let tolerance = [
-            ("residential", t(0.20, 1.5)),
-            ("multi_family", t(0.15, 2.5)),
-            ("commercial", t(0.10, 2.5)),
-            ("industrial", t(0.05, 5.0)),
-            ("irrigation", t(0.25, 2.5)),
+            ("residential", t(0.20, 1.5, 0.6)),
+            ("multi_family", t(0.15, 2.5, 1.0)),
+            ("commercial", t(0.10, 2.5, 1.0)),
+            ("industrial", t(0.05, 5.0, 1.0)),
+            ("irrigation", t(0.25, 2.5, 0.6)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         ValidationConfig {
             tolerance,
-            default: t(0.20, 1.5),
+            default: t(0.20, 1.5, 0.6),
             spread_factor: 2.4,
             prior_spread: 0.15,
             prior_weight: 3.0,
@@ -185,8 +205,10 @@ impl Default for ValidationConfig {
             own_max_margin: 0.15,
             own_max_floor: 1.5,
             signal_ratio: 1.3,
-            slip_band: 0.6,
+            slip_band: 0.45,
             slip_far: 3.0,
+            slip_sure: 10.0,
+            slip_band_sure: 1.0,
         }
     }
 }
@@ -217,6 +239,11 @@ impl ValidationConfig {
                     "validation.tolerance.{class}: percent and absolute must be ≥ 0"
                 ));
             }
+            if !(t.low_ceiling > 0.0 && t.low_ceiling <= 1.0) {
+                return Err(format!(
+                    "validation.tolerance.{class}: low_ceiling must be > 0 and ≤ 1"
+                ));
+            }
         }
         let positive = [
             ("spread_factor", self.spread_factor),
@@ -227,6 +254,7 @@ impl ValidationConfig {
             ("signal_ratio", self.signal_ratio),
             ("slip_band", self.slip_band),
             ("slip_far", self.slip_far),
+            ("slip_band_sure", self.slip_band_sure),
         ];
         for (name, v) in positive {
             if !(v > 0.0 && v.is_finite()) {
@@ -242,6 +270,9 @@ impl ValidationConfig {
                 "validation.prior_weight, thin_percent, zero_min_use and own_max_margin must be ≥ 0"
                     .into(),
             );
+        }
+        if self.slip_sure.is_nan() || self.slip_sure < self.slip_far {
+            return Err("validation.slip_sure must be ≥ slip_far".into());
         }
         if self.growth_max.is_nan() || self.growth_max < self.growth_min {
             return Err("validation.growth_max must be ≥ growth_min".into());

@@ -28,6 +28,9 @@ pub enum Slip {
     Dropped { at: usize },
     /// The key next to the meant one was pressed at this place (1 = leftmost).
     NeighbourKey { at: usize, keyed: u8, meant: u8 },
+    /// Not a slip of the thumb: the reading was keyed under another meter's stop, and this
+    /// meter's under that one's ([`super::swaps`]).
+    OtherStop,
 }
 
 /// The keys around each digit on a phone-style keypad (1-2-3 / 4-5-6 / 7-8-9 / 0 under 8).
@@ -66,6 +69,7 @@ impl fmt::Display for Slip {
             Slip::NeighbourKey { at, keyed, meant } => {
                 write!(f, "digit {at} keyed {keyed}, the key next to {meant}")
             }
+            Slip::OtherStop => write!(f, "keyed at another meter's stop"),
         }
     }
 }

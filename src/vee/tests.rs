@@ -1,6 +1,6 @@
 //! Unit tests of the pure validator: each rule fires on its case and not on its trap.
 
-use super::settings::ValidationConfig;
+use super::settings::{Tolerance, ValidationConfig};
 use super::*;
 use crate::domain::{
     AccountStatus, FieldRead, HistoryRead, MeterStatus, ReadKind, ReadMethod, ReadType, Register,
@@ -118,7 +118,20 @@ impl Case {
         earlier: Option<&str>,
         codes: &[crate::domain::MessageCode],
     ) -> Decision {
-        let cfg = ValidationConfig::default();
+        self.judge_under(read, earlier, codes, &ValidationConfig::default())
+    }
+
+    fn judge_cfg(&self, read: &FieldRead, cfg: &ValidationConfig) -> Decision {
+        self.judge_under(read, None, &[], cfg)
+    }
+
+    fn judge_under(
+        &self,
+        read: &FieldRead,
+        earlier: Option<&str>,
+        codes: &[crate::domain::MessageCode],
+        cfg: &ValidationConfig,
+    ) -> Decision {
         let input = ReadInput {
             read,
             meter: MeterContext::InService(Service {
@@ -136,7 +149,7 @@ impl Case {
             earlier,
             codes,
         };
-        validate(&input, &cfg)
+        validate(&input, cfg)
     }
 
     /// The reading `used` units after the meter's last reading.
@@ -805,44 +818,124 @@ fn a_steady_commercial_account_reading_far_below_its_norm_is_low() {
     assert!(kinds(&dec).is_empty(), "{:?}", dec.flags);
 }
 
+/// The low end stops at `low_ceiling` of the season's use for a household (0.6: a week away is an
+/// ordinary month), not for a business (1.0: steady for years, 60% is news).
 #[test]
-fn a_dial_read_one_off_is_flagged_with_the_reading_the_reader_meant() {
-    // Previous reading 14001 + ~11 units: 14012 meant, 14002 keyed (the tens dial between 0 and 1).
-    let mut reads = monthly("M1", "2023-07-03", 36, 13_600, 5, household);
-    let last = reads.last().unwrap().clone();
+fn a_households_quiet_month_is_ordinary_where_a_steady_business_at_the_same_share_is_low() {
+    let home = Case::new(
+        &monthly("M1", "2024-06-03", 24, 500, 5, household),
+        "residential",
+        5,
+    );
+    let quiet = home.judge(&field("M1", "2026-07-03", &home.after("M1", 7)), None);
+    assert!(kinds(&quiet).is_empty(), "{:?}", quiet.flags);
+    let cfg = ValidationConfig {
+        tolerance: [(
+            "residential".to_string(),
+            Tolerance {
+                low_ceiling: 1.0,
+                ..ValidationConfig::default().tolerance_for("residential")
+            },
+        )]
+        .into(),
+        ..ValidationConfig::default()
+    };
+    let band_alone = home.judge_cfg(&field("M1", "2026-07-03", &home.after("M1", 7)), &cfg);
+    assert_eq!(
+        kinds(&band_alone),
+        vec![FlagKind::Low],
+        "{:?}",
+        band_alone.flags
+    );
+
+    let commercial = |m: u32| 20 + u64::from(m * 5 % 10);
+    let business = Case::new(
+        &monthly("M1", "2023-06-03", 36, 500, 5, commercial),
+        "commercial",
+        5,
+    );
+    let dec = business.judge(&field("M1", "2026-07-03", &business.after("M1", 15)), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::Low], "{:?}", dec.flags);
+}
+
+/// A household read monthly since 2023-07-03 whose last period (to 2026-08-03) used `last_use`
+/// and ended at reading `last`.
+fn household_ending_at(last: u64, last_use: u64) -> Case {
+    let grown = monthly("M1", "2023-07-03", 36, 0, 5, household)
+        .last()
+        .unwrap()
+        .reading;
+    let mut reads = monthly(
+        "M1",
+        "2023-07-03",
+        36,
+        last - last_use - grown,
+        5,
+        household,
+    );
+    let prior = reads.last().unwrap().clone();
     reads.push(HistoryRead {
         read_on: d("2026-08-03"),
-        reading: 14_001,
-        ..last
+        reading: last,
+        ..prior
     });
-    let c = Case::new(&reads, "residential", 5);
+    Case::new(&reads, "residential", 5)
+}
+
+#[test]
+fn a_dial_read_one_off_is_flagged_and_named_where_no_meter_reads_so() {
+    // 14012 meant (11 units since 14001), 14002 keyed: the tens dial between 0 and 1. Low but
+    // positive use is also what a slowed or idle meter reads: flagged, nothing named.
+    let c = household_ending_at(14_001, 11);
     let dec = c.judge(&field("M1", "2026-09-03", "14002"), None);
     assert_eq!(kinds(&dec), vec![FlagKind::Low], "{:?}", dec.flags);
-    let intended = dec.intended.expect("an intended reading");
-    assert_eq!(intended.reading, 14_012);
+    assert_eq!(dec.intended, None, "{}", dec.flags[0].explanation);
+    // 14096 meant (11 units since 14085), 14196 keyed: the hundreds dial about to pass 1 read as
+    // past it. No household uses ten times its norm in a month: the slip is named.
+    let c = household_ending_at(14_085, 11);
+    let dec = c.judge(&field("M1", "2026-09-03", "14196"), None);
+    assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
+    assert_eq!(dec.intended.map(|i| i.reading), Some(14_096));
     assert!(
         dec.flags[0]
             .explanation
-            .ends_with("likely meant 14012: the tens dial read one off"),
+            .ends_with("likely meant 14096: the hundreds dial read one off"),
         "{}",
         dec.flags[0].explanation
     );
     // A radio read does not slip on a keypad: no suggestion.
-    let mut radio = field("M1", "2026-09-03", "14002");
+    let mut radio = field("M1", "2026-09-03", "14196");
     radio.method = ReadMethod::Radio;
     assert_eq!(c.judge(&radio, None).intended, None);
 }
 
 #[test]
+fn use_in_line_with_the_last_period_is_what_the_meter_said() {
+    // 43052 keyed: 40 units since 43012, where 43025 (digits 4 and 5 swapped) would be 13, the
+    // expected use. After an ordinary month the swap is named; after a month of 40 (a leak that
+    // began then), 40 again is what the meter says.
+    let keyed = field("M1", "2026-09-03", "43052");
+    let ordinary = household_ending_at(43_012, 11).judge(&keyed, None);
+    assert_eq!(
+        kinds(&ordinary),
+        vec![FlagKind::High],
+        "{:?}",
+        ordinary.flags
+    );
+    assert_eq!(
+        ordinary.intended.map(|i| i.reading),
+        Some(43_025),
+        "{}",
+        ordinary.flags[0].explanation
+    );
+    let leaking = household_ending_at(43_012, 40).judge(&keyed, None);
+    assert_eq!(kinds(&leaking), vec![FlagKind::High], "{:?}", leaking.flags);
+    assert_eq!(leaking.intended, None, "{}", leaking.flags[0].explanation);
+}
+
+#[test]
 fn a_swapped_pair_of_digits_is_named_with_its_places() {
-    let mut reads = monthly("M1", "2023-07-03", 36, 43_000, 5, household);
-    let last = reads.last().unwrap().clone();
-    reads.push(HistoryRead {
-        read_on: d("2026-08-03"),
-        reading: 43_076,
-        ..last
-    });
-    let c = Case::new(&reads, "residential", 5);
+    let c = household_ending_at(43_076, 11);
     let dec = c.judge(&field("M1", "2026-09-03", "43808"), None);
     assert_eq!(kinds(&dec), vec![FlagKind::High], "{:?}", dec.flags);
     assert_eq!(dec.intended.map(|i| i.reading), Some(43_088));

@@ -617,6 +617,40 @@ fn a_demo_cycle_flags_its_planted_problems_and_not_its_traps() {
 }
 
 #[test]
+fn two_readings_keyed_under_each_others_stops_are_each_named_the_other() {
+    let mut s = small_district();
+    // A4 walks R01 too: about 8 units a month from 800.
+    s.upsert_accounts(&[account("A4", "R01", 30, AccountStatus::Active)])
+        .unwrap();
+    s.upsert_meters(&[meter("M4", Some("A4"), MeterStatus::Active, 5)])
+        .unwrap();
+    s.upsert_history(&history("A4", "M4", 800, 8, 5)).unwrap();
+    open(&mut s);
+    // M1 (about 5012 now) and M4 (about 808) read under each other's stops, in one upload.
+    let out = cycles::ingest(
+        &mut s,
+        &Config::default(),
+        "2026-11",
+        &[read("M1", "809", None), read("M4", "5013", None)],
+        now(),
+    )
+    .unwrap();
+    assert_eq!(flags_of(&out[0]), vec![FlagKind::Negative]);
+    assert_eq!(flags_of(&out[1]), vec![FlagKind::High]);
+    let stored = s.cycle_reads("2026-11").unwrap();
+    let of = |m: &str| stored.iter().find(|r| r.meter_id == m).unwrap();
+    assert_eq!(of("M1").intended_reading, Some(5_013));
+    assert_eq!(of("M4").intended_reading, Some(809));
+    assert!(
+        of("M1").flags[0].explanation.ends_with(
+            "; likely meant 5013: the readings of this meter and meter M4 look swapped (each fits the other)"
+        ),
+        "{}",
+        of("M1").flags[0].explanation
+    );
+}
+
+#[test]
 fn a_mis_keyed_read_is_stored_with_the_reading_the_reader_likely_meant() {
     let mut s = small_district();
     open(&mut s);
