@@ -62,7 +62,8 @@ pub struct Planted {
     pub expect: Expect,
     /// What was done, in numbers (for the demo's printout and for debugging a miss).
     pub detail: String,
-    /// For a mis-keyed reading: the reading the reader meant (the true one).
+    /// For a mis-keyed reading: the reading the reader meant; for a swapped meter: its own reading
+    /// (keyed at the other stop).
     pub intended: Option<u64>,
 }
 
@@ -156,6 +157,8 @@ pub enum Problem {
     CommercialLow,
     /// One dial read one off (`14002` for `14012`): `low`, `high` or `negative`, as planted.
     DialMisread,
+    /// A household read every other month, 1.8–2.5× its norm over the two months: `high`.
+    BimonthlyLeak,
     // Traps: `Expect::NotFlagged`.
     /// Class seasonal use this period > 1.6× the last three periods (irrigation in spring).
     SeasonalRampUp,
@@ -187,6 +190,8 @@ pub enum Problem {
     SecondHome,
     /// Use growing 1.5% a month for three years.
     Trend,
+    /// A household read every other month: two months of use since the previous read.
+    Bimonthly,
 }
 
 impl Problem {
@@ -214,6 +219,7 @@ impl Problem {
         Problem::GallonMeterLeak,
         Problem::CommercialLow,
         Problem::DialMisread,
+        Problem::BimonthlyLeak,
         Problem::SeasonalRampUp,
         Problem::SeasonalDrop,
         Problem::Rollover,
@@ -229,6 +235,7 @@ impl Problem {
         Problem::NewTenant,
         Problem::SecondHome,
         Problem::Trend,
+        Problem::Bimonthly,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -271,6 +278,8 @@ impl Problem {
             Problem::NewTenant => "new_tenant",
             Problem::SecondHome => "second_home",
             Problem::Trend => "trend",
+            Problem::BimonthlyLeak => "bimonthly_leak",
+            Problem::Bimonthly => "bimonthly",
         }
     }
 
@@ -471,6 +480,8 @@ pub struct Score {
     pub normal_flagged: usize,
     /// The misses, for a report: (problem, meter id, flags seen).
     pub misses: Vec<(Problem, String, Vec<FlagKind>)>,
+    /// The normal meters flagged, for a report: (meter id, flags seen).
+    pub false_alarms: Vec<(String, Vec<FlagKind>)>,
 }
 
 impl Score {
@@ -487,7 +498,7 @@ impl Score {
     }
 
     /// For a person: planted problems flagged, traps left alone, normal reads flagged, then the misses
-    /// (at most ten), one a line.
+    /// and the normal meters flagged (at most ten of each), one a line.
     pub fn report(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -519,6 +530,21 @@ impl Score {
         }
         if self.misses.len() > 10 {
             let _ = writeln!(out, "  ... and {} more misses", self.misses.len() - 10);
+        }
+        for (meter, flags) in self.false_alarms.iter().take(10) {
+            let flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  normal meter flagged: {meter} (flags: {})",
+                flags.join(", ")
+            );
+        }
+        if self.false_alarms.len() > 10 {
+            let _ = writeln!(
+                out,
+                "  ... and {} more normal meters flagged",
+                self.false_alarms.len() - 10
+            );
         }
         out
     }
@@ -573,8 +599,10 @@ pub fn score(district: &District, mut flags_of: impl FnMut(&str) -> Vec<FlagKind
         .collect();
     for m in normal {
         s.normal_meters += 1;
-        if flags_of(m).iter().any(|f| f.is_exception()) {
+        let flags = flags_of(m);
+        if flags.iter().any(|f| f.is_exception()) {
             s.normal_flagged += 1;
+            s.false_alarms.push((m.to_string(), flags));
         }
     }
     s

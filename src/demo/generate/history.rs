@@ -1,4 +1,5 @@
-//! An account's history: its meters and monthly reads over the history window, and the current period.
+//! An account's history: its meters and monthly (or every other month's) reads over the history
+//! window, and the current period.
 
 use super::*;
 
@@ -17,6 +18,9 @@ pub(super) fn simulate(
     // Monthly read points that exist for this account.
     let mut points: Vec<(i32, NaiveDate)> = Vec::with_capacity(HISTORY_MONTHS as usize + 1);
     for m in -HISTORY_MONTHS..=0 {
+        if plan.bimonthly && m % 2 != 0 {
+            continue;
+        }
         let d = ctx.read_day(plan.route, m, plan.half);
         if let Some(s) = plan.start {
             if d < s + Duration::days(7) {

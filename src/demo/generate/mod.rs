@@ -71,6 +71,7 @@
 //! | `commercial_leak`   | a commercial or multi-family account, steady for years, at 1.7–2.5×      | high   |
 //! | `gallon_meter_leak` | 1.8–2.5× on a meter counting gallons or cubic feet                       | high   |
 //! | `commercial_low`    | a steady commercial or multi-family account at 30–50% of its norm        | low (also zero) |
+//! | `bimonthly_leak`    | a household read every other month, at 1.8–2.5× its norm over the two    | high   |
 //!
 //! # Traps (normal reads a naive rule would flag; a good validator must not raise an exception)
 //! | trap                      | why it is normal                                                  |
@@ -89,12 +90,14 @@
 //! | `new_tenant`              | since 4–9 months ago the account uses 0.55–0.7× or 1.5–1.9× what it did; this read is at the new level |
 //! | `second_home`             | lived in from May to October, 4–10% of the norm the rest of the year, every year |
 //! | `trend`                   | use growing 1.5% a month for three years |
+//! | `bimonthly`               | a household read every other month: two months of use since the previous read |
 //!
 //! Shares of the accounts: missing 1.2%, skipped 0.6%, out-of-window 0.5%, stuck 0.5%, moderate
-//! leaks 0.6%, the others 0.2–0.4% each (at least 2 of each kind, so a small demo district still
+//! leaks 0.6%, bimonthly households 2%, the others 0.2–0.4% each (at least 2 of each kind, so a small demo district still
 //! carries every kind; the problems built into use and the life traps from 400 accounts up).
-//! A mis-keyed read's truth carries the reading meant (`Planted::intended`), so `vee_accuracy` can
-//! measure the likely readings validation names.
+//! A mis-keyed read's truth carries the reading meant, and a swapped meter's its own reading (keyed
+//! at the other stop) (`Planted::intended`), so `vee_accuracy` can measure the likely readings
+//! validation names.
 //!
 //! # Scoring
 //! One truth entry per affected meter. A problem counts as caught when any of the meter's reads this

@@ -43,6 +43,8 @@ pub(super) struct Plan {
     /// a new tenant, a second home, a trend.
     pub(super) use_factors: Vec<(i32, f64)>,
     pub(super) hazard: Option<&'static str>,
+    /// Read every other month (in the months of the same parity as the current one).
+    pub(super) bimonthly: bool,
 }
 
 /// The simulated current period of an account with an active (or inactive) meter.
@@ -334,6 +336,7 @@ pub(super) fn make_accounts(
                 trap: None,
                 use_factors: Vec::new(),
                 hazard,
+                bimonthly: false,
             });
             idx += 1;
         }
@@ -412,6 +415,7 @@ pub(super) fn plan_structure(plans: &mut [Plan], ctx: &Ctx, rng: &mut Rng) {
         (Problem::CommercialLeak, 0.003),
         (Problem::GallonMeterLeak, 0.003),
         (Problem::CommercialLow, 0.003),
+        (Problem::BimonthlyLeak, 0.003),
     ];
     let mut built_in: Vec<(Problem, Vec<usize>)> = Vec::new();
     // A district of a few dozen accounts keeps its accounts for the read-level problems.
@@ -445,9 +449,16 @@ pub(super) fn plan_structure(plans: &mut [Plan], ctx: &Ctx, rng: &mut Rng) {
         Problem::NewTenant,
         Problem::SecondHome,
         Problem::Trend,
+        Problem::Bimonthly,
     ];
     for kind in life_traps {
-        let want = share(n, 0.004, least);
+        // Households read every other month: a district reads a few of its routes so.
+        let rate = if kind == Problem::Bimonthly {
+            0.02
+        } else {
+            0.004
+        };
+        let want = share(n, rate, least);
         let picked: Vec<usize> = active
             .iter()
             .copied()
@@ -480,6 +491,12 @@ pub(super) fn plan_structure(plans: &mut [Plan], ctx: &Ctx, rng: &mut Rng) {
                 Problem::ModerateLeak | Problem::GallonMeterLeak => {
                     f.push((0, rng.uniform(1.8, 2.5)))
                 }
+                Problem::BimonthlyLeak => {
+                    // The current read's two months together.
+                    plan.bimonthly = true;
+                    f.push((0, rng.uniform(1.8, 2.5)));
+                }
+                Problem::Bimonthly => plan.bimonthly = true,
                 Problem::CommercialLeak => f.push((0, rng.uniform(1.7, 2.5))),
                 Problem::CommercialLow => f.push((0, rng.uniform(0.3, 0.5))),
                 Problem::Vacation => f.push((-(rng.range(2, 11) as i32), rng.uniform(0.1, 0.3))),

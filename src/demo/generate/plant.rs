@@ -468,7 +468,9 @@ fn field_reads(
                             | Problem::MisKeyedExtraDigit
                             | Problem::TransposedDigits
                             | Problem::DialMisread
+                            | Problem::SwappedMeter
                     ) {
+                        // What the meter reads (a swapped meter's was keyed at the other stop).
                         if let Some(t) = truth.last_mut() {
                             t.intended = Some(c.reading);
                         }
@@ -900,7 +902,9 @@ pub(super) fn label_traps(
                 | Problem::SmallUser
                 | Problem::NewTenant
                 | Problem::SecondHome
-                | Problem::Trend => {
+                | Problem::Trend
+                | Problem::BimonthlyLeak
+                | Problem::Bimonthly => {
                     let factors: Vec<String> = plan
                         .use_factors
                         .iter()
