@@ -1,9 +1,11 @@
 //! How well validation catches planted problems and leaves normal reads alone, on demo districts in
 //! winter (February), spring (April: irrigation ramps up), summer (July) and autumn (October: it
 //! drops), against the naive rule "flag above 2× or below ½ of the last three periods' average"
-//! computed in the same run. Then: how often a mis-keyed read's likely intended reading is named,
-//! and how often the named one is wrong; and a curve of recall against false flags over the
-//! tolerance settings, so the defaults are chosen on evidence.
+//! computed in the same run. Then: how often a mis-keyed read's likely intended reading is named
+//! (and a swapped meter's own reading, keyed at the other stop), and how often a reading named is
+//! not the one meant, over every suggestion made; and a curve of recall against false flags over
+//! the tolerance settings, and of suggestions over the slip settings, so the defaults are chosen
+//! on evidence.
 //!
 //! `cargo run --release --example vee_accuracy -- [ACCOUNTS] [SEEDS] [curve]` (default 5000
 //! accounts, 3 seeds; `curve` adds the settings curve: each row changes one setting from the
@@ -118,10 +120,18 @@ fn main() -> anyhow::Result<()> {
         "  intended reading named rightly, by kind: {}",
         kinds.join(", ")
     );
+    let (sw_flagged, sw_named, sw_wrong) = slips.swapped;
     println!(
-        "  of all {} suggestions made, {} not the reading meant ({:.1}%)",
-        slips.named + slips.elsewhere,
+        "  swapped meters (keyed under each other's stops): {sw_flagged} flagged; the meter's reading named for {sw_named} ({:.1}%), wrong in {sw_wrong}",
+        pct(sw_named, sw_flagged)
+    );
+    println!(
+        "  of all {} suggestions made, {} not the reading meant ({:.1}%); without swapped meters: {} of {} ({:.1}%)",
+        slips.made(),
+        slips.not_meant(),
+        pct_or_zero(slips.not_meant(), slips.made()),
         slips.wrong + slips.elsewhere,
+        slips.named + slips.elsewhere,
         pct_or_zero(slips.wrong + slips.elsewhere, slips.named + slips.elsewhere)
     );
     for w in &slips.wrong_examples {
@@ -201,18 +211,25 @@ fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
         ));
     }
     let slip_rows = settings.len();
-    for (band, far) in [
-        (0.3, 2.5),
-        (0.45, 2.5),
-        (0.6, 2.5),
-        (0.8, 2.5),
-        (0.6, 2.0),
-        (0.6, 3.0),
+    for (band, sure, band_sure, far) in [
+        (0.3, 10.0, 1.0, 3.0),
+        (0.45, 10.0, 1.0, 3.0),
+        (0.6, 10.0, 1.0, 3.0),
+        (0.6, 10.0, 0.6, 3.0),
+        (0.45, 10.0, 0.6, 3.0),
+        (0.45, 5.0, 1.0, 3.0),
+        (0.45, 20.0, 1.0, 3.0),
+        (0.45, 10.0, 1.0, 2.5),
     ] {
         let mut c = base.clone();
         c.validation.slip_band = band;
+        c.validation.slip_sure = sure;
+        c.validation.slip_band_sure = band_sure;
         c.validation.slip_far = far;
-        settings.push((format!("slip_band {band:.2}, slip_far {far:.1}"), c));
+        settings.push((
+            format!("slip_band {band:.2} (sure {band_sure:.1} from {sure:.0}×), far {far:.1}"),
+            c,
+        ));
     }
     for (row, (name, config)) in settings.into_iter().enumerate() {
         if row == slip_rows {
@@ -226,12 +243,11 @@ fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
             for d in districts {
                 sl.add(&run_validator(d, &config)?.slips);
             }
-            let made = sl.named + sl.elsewhere;
             println!(
                 "  {name:<44} {:>7.1}% {:>11.1}% {:>14}",
                 pct(sl.named - sl.wrong, sl.flagged),
-                pct_or_zero(sl.wrong + sl.elsewhere, made),
-                made
+                pct_or_zero(sl.not_meant(), sl.made()),
+                sl.made()
             );
             continue;
         }
@@ -273,10 +289,25 @@ struct Slips {
     by_kind: BTreeMap<String, (usize, usize)>,
     /// The first suggestions that were not the reading meant: (planted, keyed, named, flag).
     wrong_examples: Vec<String>,
+    /// Swapped meters (two readings keyed under each other's stops) whose read was flagged, the
+    /// other stop's reading named for them, and how many of those were not the meter's reading.
+    swapped: (usize, usize, usize),
 }
 
 impl Slips {
+    /// Every reading named as likely meant, and how many of those were not.
+    fn made(&self) -> usize {
+        self.named + self.elsewhere + self.swapped.1
+    }
+
+    fn not_meant(&self) -> usize {
+        self.wrong + self.elsewhere + self.swapped.2
+    }
+
     fn add(&mut self, o: &Slips) {
+        self.swapped.0 += o.swapped.0;
+        self.swapped.1 += o.swapped.1;
+        self.swapped.2 += o.swapped.2;
         self.flagged += o.flagged;
         self.named += o.named;
         self.wrong += o.wrong;
@@ -417,6 +448,21 @@ fn run_validator(district: &District, config: &Config) -> anyhow::Result<Run> {
             .get(&p.meter_id)
             .is_some_and(|f| f.iter().any(|k| k.is_exception()))
         {
+            continue;
+        }
+        if p.problem == Problem::SwappedMeter {
+            slips.swapped.0 += 1;
+            if let Some(&v) = named.get(&p.meter_id) {
+                slips.swapped.1 += 1;
+                slips.swapped.2 += usize::from(v != truth);
+                if v != truth {
+                    slips.wrong_examples.push(format!(
+                        "{} meant {truth}: {}",
+                        p.problem,
+                        said.get(&p.meter_id).map_or("", String::as_str)
+                    ));
+                }
+            }
             continue;
         }
         slips.flagged += 1;
