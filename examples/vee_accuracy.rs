@@ -162,7 +162,7 @@ fn pct_or_zero(a: usize, b: usize) -> f64 {
 fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
     println!("\n== curve over the tolerance settings (all seasons and seeds) ==");
     println!(
-        "  {:<44} {:>8} {:>12} {:>14}",
+        "  {:<44} {:>8} {:>14} {:>14}",
         "setting", "recall", "false flags", "lowest kind"
     );
     let mut settings: Vec<(String, Config)> = Vec::new();
@@ -209,6 +209,17 @@ fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
             format!("spread_factor {sf:.1}, margins ×{abs:.2}, prior {ps:.2}"),
             c,
         ));
+    }
+    for l in [0.5, 0.6, 0.7, 1.0] {
+        // The households' share (the classes whose default is below 1).
+        let mut c = base.clone();
+        for t in c.validation.tolerance.values_mut() {
+            if t.low_ceiling < 1.0 {
+                t.low_ceiling = l;
+            }
+        }
+        c.validation.default.low_ceiling = l;
+        settings.push((format!("low_ceiling {l:.1} (households)"), c));
     }
     let slip_rows = settings.len();
     for (band, sure, band_sure, far) in [
@@ -263,10 +274,11 @@ fn print_curve(districts: &[District], base: &Config) -> anyhow::Result<()> {
             .map(|(p, (n, met))| (pct(*met, *n), *p))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(String::new(), |(r, p)| format!("{p} {r:.0}%"));
+        let false_flags = s.normal_flagged + traps_flagged;
         println!(
-            "  {name:<44} {:>7.1}% {:>11.2}% {:>14}",
+            "  {name:<44} {:>7.1}% {:>6.2}% ({false_flags:>3}) {:>14}",
             100.0 * s.recall(),
-            pct(s.normal_flagged + traps_flagged, s.normal_meters + s.traps),
+            pct(false_flags, s.normal_meters + s.traps),
             worst
         );
     }
