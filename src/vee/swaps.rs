@@ -124,25 +124,10 @@ fn name(d: &mut Decision, meant: u64, other_meter: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Flag, ReadStatus, ReadType};
-    use chrono::NaiveDate;
+    use crate::domain::{Flag, ReadStatus};
 
     fn read(meter: &str, raw: &str) -> FieldRead {
-        FieldRead {
-            meter_id: meter.into(),
-            read_at: NaiveDate::from_ymd_opt(2026, 9, 3)
-                .unwrap()
-                .and_hms_opt(10, 0, 0)
-                .unwrap(),
-            raw_reading: raw.into(),
-            read_type: ReadType::Regular,
-            method: ReadMethod::Keyed,
-            reader: "R1".into(),
-            codes: vec![],
-            skip_code: None,
-            note: None,
-            device: None,
-        }
+        crate::vee::tests::field(meter, "2026-09-03", raw)
     }
 
     /// A decision for `reading` judged against limits `low..=high`, flagged `kind` (or not).

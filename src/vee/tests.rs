@@ -76,7 +76,8 @@ fn household(month: u32) -> u64 {
     10 + u64::from(month * 7 % 4)
 }
 
-fn field(meter: &str, on: &str, raw: &str) -> FieldRead {
+/// A keyed regular read of `meter` on day `on` (10:00), as keyed: `raw`.
+pub(super) fn field(meter: &str, on: &str, raw: &str) -> FieldRead {
     FieldRead {
         meter_id: meter.into(),
         read_at: at(on),
