@@ -202,7 +202,7 @@ impl Default for ValidationConfig {
             rollover_slack: 3.0,
             zero_min_use: 2.0,
             zero_periods_allowed: 1,
-            own_max_margin: 0.15,
+            own_max_margin: 0.10,
             own_max_floor: 1.5,
             signal_ratio: 1.3,
             slip_band: 0.45,
