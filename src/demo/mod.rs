@@ -516,37 +516,44 @@ impl Score {
             self.normal_flagged,
             self.normal_meters,
         );
-        for (problem, meter, flags) in self.misses.iter().take(10) {
-            let flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "  missed: {problem} on meter {meter} (flags: {})",
-                if flags.is_empty() {
-                    "none".to_string()
-                } else {
-                    flags.join(", ")
-                }
-            );
-        }
-        if self.misses.len() > 10 {
-            let _ = writeln!(out, "  ... and {} more misses", self.misses.len() - 10);
-        }
-        for (meter, flags) in self.false_alarms.iter().take(10) {
-            let flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "  normal meter flagged: {meter} (flags: {})",
-                flags.join(", ")
-            );
-        }
-        if self.false_alarms.len() > 10 {
-            let _ = writeln!(
-                out,
-                "  ... and {} more normal meters flagged",
-                self.false_alarms.len() - 10
-            );
-        }
+        let misses = self
+            .misses
+            .iter()
+            .map(|(problem, meter, flags)| (format!("missed: {problem} on meter {meter}"), flags));
+        list(&mut out, misses, self.misses.len(), "misses");
+        let alarms = self
+            .false_alarms
+            .iter()
+            .map(|(meter, flags)| (format!("normal meter flagged: {meter}"), flags));
+        list(
+            &mut out,
+            alarms,
+            self.false_alarms.len(),
+            "normal meters flagged",
+        );
         out
+    }
+}
+
+/// Up to ten `(what, flags)` lines of a report, then how many more of `all` there are.
+fn list<'a>(
+    out: &mut String,
+    items: impl Iterator<Item = (String, &'a Vec<FlagKind>)>,
+    all: usize,
+    more: &str,
+) {
+    use std::fmt::Write as _;
+    for (what, flags) in items.take(10) {
+        let flags: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+        let flags = if flags.is_empty() {
+            "none".to_string()
+        } else {
+            flags.join(", ")
+        };
+        let _ = writeln!(out, "  {what} (flags: {flags})");
+    }
+    if all > 10 {
+        let _ = writeln!(out, "  ... and {} more {more}", all - 10);
     }
 }
 

@@ -23,9 +23,10 @@
 //!   is at least ±`thin_percent` with a doubled margin.
 //!
 //! # Band and limits
-//! `high = season_high × (1 + r) + margin`, `low = min(season_low ÷ (1 + r), season_low × c) − margin`,
-//! where `margin` is the class's absolute margin per 30 days, `c` the class's `low_ceiling` (0.6 for
-//! households: a quiet month is ordinary; 1.0 for steady classes) and `r` is the largest of the class percent and
+//! `high = season_high × (1 + r) + margin`,
+//! `low = min(season_low ÷ (1 + r), season_low × c) − margin`, where `margin` is the class's
+//! absolute margin per 30 days, `c` the class's `low_ceiling` (0.6 for households: a quiet month
+//! is ordinary; 1.0 for steady classes) and `r` is the largest of the class percent and
 //! `exp(spread_factor × σ) − 1`, σ being the account's own dispersion: the median error (log scale,
 //! ×1.4826) of this same model replayed over the account's last 12 periods (only replays on the same
 //! kind of basis), shrunk towards `prior_spread`. An account whose use swings widely gets a wide band;

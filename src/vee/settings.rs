@@ -58,11 +58,12 @@ pub struct ValidationConfig {
     pub slip_far: f64,
     /// Where the keyed use could be real (from `slip_far` to `slip_sure` × expected: a leak makes
     /// such use), a slip is named only when its use lies within the band shrunk to this share of
-    /// its width around the expected use ...
+    /// its width around the expected use.
     pub slip_band: f64,
-    /// ... and where it cannot (`slip_sure` × expected and more, backwards, too long for the
-    /// dials), within this share.
+    /// Keyed use of this many times expected and more is use no meter makes.
     pub slip_sure: f64,
+    /// Where the keyed use is one no meter makes (`slip_sure` × expected and more, backwards, too
+    /// long for the dials), a slip is named within this share of the band.
     pub slip_band_sure: f64,
 }
 

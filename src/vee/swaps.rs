@@ -10,8 +10,8 @@ use super::rules::Decision;
 use super::slips::{Intended, Slip};
 use crate::domain::{FieldRead, FlagKind, ReadMethod};
 
-/// One read of a batch as the pairing sees it: its route (`None`: not a meter in service) and
-/// its decision.
+/// One read of a batch as the pairing sees it, with its route (`None`: not a meter in service);
+/// its decision is at the same place in the decisions.
 pub struct StopRead<'a> {
     pub read: &'a FieldRead,
     pub route: Option<&'a str>,
@@ -42,9 +42,11 @@ fn apart(a: u64, b: u64, by: u64) -> bool {
     a.abs_diff(b) > by
 }
 
+/// The flags of a reading far off for its meter.
+const OFF: &[FlagKind] = &[FlagKind::High, FlagKind::Low, FlagKind::Negative];
+
 /// A keyed read flagged as far off (high, low or backwards), with its reading and its limits.
 fn far_off(stop: &StopRead<'_>, d: &Decision) -> Option<(u64, u64, u64)> {
-    const OFF: &[FlagKind] = &[FlagKind::High, FlagKind::Low, FlagKind::Negative];
     if stop.read.method != ReadMethod::Keyed || stop.route.is_none() {
         return None;
     }
@@ -87,12 +89,11 @@ pub fn mark_swapped(stops: &[StopRead<'_>], decisions: &mut [Decision]) -> Vec<(
         if b < a || partners[b].len() != 1 {
             continue;
         }
-        let (i, j) = (off[a].0, off[b].0);
-        for (me, other) in [(i, j), (j, i)] {
-            let meant = off[if me == i { b } else { a }].1 .0;
-            name(&mut decisions[me], meant, &stops[other].read.meter_id);
+        for (me, other) in [(a, b), (b, a)] {
+            let ((me, _), (other, (keyed_there, ..))) = (off[me], off[other]);
+            name(&mut decisions[me], keyed_there, &stops[other].read.meter_id);
         }
-        pairs.push((i, j));
+        pairs.push((off[a].0, off[b].0));
     }
     pairs
 }
@@ -100,7 +101,6 @@ pub fn mark_swapped(stops: &[StopRead<'_>], decisions: &mut [Decision]) -> Vec<(
 /// Puts "likely meant N: the readings of this meter and meter M look swapped" on `d`'s far-off
 /// flag, in place of a slip named before.
 fn name(d: &mut Decision, meant: u64, other_meter: &str) {
-    const OFF: &[FlagKind] = &[FlagKind::High, FlagKind::Low, FlagKind::Negative];
     let Some(at) = d.flags.iter().position(|f| OFF.contains(&f.kind)) else {
         return;
     };

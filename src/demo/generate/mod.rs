@@ -93,8 +93,9 @@
 //! | `bimonthly`               | a household read every other month: two months of use since the previous read |
 //!
 //! Shares of the accounts: missing 1.2%, skipped 0.6%, out-of-window 0.5%, stuck 0.5%, moderate
-//! leaks 0.6%, bimonthly households 2%, the others 0.2–0.4% each (at least 2 of each kind, so a small demo district still
-//! carries every kind; the problems built into use and the life traps from 400 accounts up).
+//! leaks 0.6%, bimonthly households 2%, the others 0.2–0.4% each (at least 2 of each kind, so a
+//! small demo district still carries every kind; the problems built into use and the life traps
+//! from 400 accounts up).
 //! A mis-keyed read's truth carries the reading meant, and a swapped meter's its own reading (keyed
 //! at the other stop) (`Planted::intended`), so `vee_accuracy` can measure the likely readings
 //! validation names.
